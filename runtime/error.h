@@ -1,0 +1,37 @@
+/* Internal: setting the thread-local error sentence that mora_last_error() returns.
+ *
+ * Every failing library call goes through mora_fail(), so the status and its sentence always
+ * travel together:  return mora_fail(MORA_E_SIZE, "d_in=%lld: must be >= 1", (long long)d_in);
+ */
+#ifndef MORA_RUNTIME_ERROR_H
+#define MORA_RUNTIME_ERROR_H
+
+#include "mora.h"
+
+#if defined(__GNUC__)
+#define MORA_PRINTF_LIKE(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define MORA_PRINTF_LIKE(fmt, args)
+#endif
+
+/* Records the sentence (printf format) for this thread and returns `status`. */
+mora_status mora_fail(mora_status status, const char *fmt, ...) MORA_PRINTF_LIKE(2, 3);
+/* Appends text to the current sentence (e.g. a compiler log after a headline). */
+void mora_error_append(const char *text);
+/* Empties the sentence; called at the start of public entry points that may fail. */
+void mora_error_clear(void);
+
+/* Checks a required pointer argument: `MORA_CHECK_PTR(x);` returns MORA_E_NULL naming it. */
+#define MORA_CHECK_PTR(p)                                                               \
+    do {                                                                                \
+        if ((p) == NULL) return mora_fail(MORA_E_NULL, "%s=NULL: must not be NULL", #p); \
+    } while (0)
+
+/* Propagates a failing status: `MORA_TRY(call());` */
+#define MORA_TRY(expr)                         \
+    do {                                       \
+        mora_status mora_try_s_ = (expr);      \
+        if (mora_try_s_ != MORA_OK) return mora_try_s_; \
+    } while (0)
+
+#endif
