@@ -1,0 +1,89 @@
+/* Internal: kernel kinds, their tuning parameters (declared here once), kernel specs, and the launch
+ * geometry of every generated kernel.
+ *
+ * A spec = (shape, dtype, kind, dialect, parameter values). d_in, d_out, r̂ and the operator become
+ * compile-time constants of the generated source; parameters become #defines. */
+#ifndef MORA_CODEGEN_KERNELS_H
+#define MORA_CODEGEN_KERNELS_H
+
+#include <stddef.h>
+
+#include "mora.h"
+
+typedef enum mora_kind {
+    MORA_KIND_FWD = 0,    /* y += scale·decomp(M comp(x)) */
+    MORA_KIND_BWD_DX = 1, /* dx += comp^T(M^T decomp^T(dy)) */
+    MORA_KIND_BWD_DM = 2, /* dM += Σ decomp^T(dy) ⊗ comp(x) */
+    MORA_KIND_MERGE = 3   /* W += s·ΔW */
+} mora_kind;
+#define MORA_KIND_COUNT 4
+
+typedef enum mora_dialect { MORA_DIALECT_OPENCL = 0, MORA_DIALECT_CUDA = 1, MORA_DIALECT_HIP = 2 } mora_dialect;
+#define MORA_DIALECT_COUNT 3
+
+#define MORA_MAX_PARAMS 8
+#define MORA_MAX_PARAM_VALUES 8
+#define MORA_MAX_ENTRIES 2
+
+/* One tuning parameter: its #define name, default, the values the tuner may try, a comment. */
+typedef struct mora_param_decl {
+    const char *name;
+    int default_value;
+    int values[MORA_MAX_PARAM_VALUES];
+    int value_count;
+    const char *comment;
+} mora_param_decl;
+
+/* One kernel kind: its template, entry points (launched in this order), and parameters. For the
+ * GEMM-shaped kinds the first five parameters are TM, TN, TK, WM, WN of gemm_tile.kern. */
+typedef struct mora_kind_decl {
+    const char *name;          /* "fwd" */
+    const char *template_name; /* "fwd.kern" */
+    int is_gemm;               /* uses gemm_tile.kern (params 0..4 = TM TN TK WM WN) */
+    const char *entries[MORA_MAX_ENTRIES];
+    int entry_count;
+    mora_param_decl params[MORA_MAX_PARAMS];
+    int param_count;
+} mora_kind_decl;
+
+/* Index of the GEMM tile parameters in a GEMM kind's parameter list. */
+enum { MORA_GEMM_TM = 0, MORA_GEMM_TN = 1, MORA_GEMM_TK = 2, MORA_GEMM_WM = 3, MORA_GEMM_WN = 4 };
+
+typedef struct mora_kernel_spec {
+    mora_shape shape;
+    mora_dtype dtype; /* activations; W's dtype for merge */
+    mora_kind kind;
+    mora_dialect dialect;
+    int params[MORA_MAX_PARAMS]; /* in the order of the kind's declaration */
+} mora_kernel_spec;
+
+const mora_kind_decl *mora_kind_decl_get(mora_kind kind);
+const char *mora_kind_name(mora_kind kind);
+mora_status mora_kind_from_string(const char *name, mora_kind *kind);
+const char *mora_dialect_name(mora_dialect dialect);
+mora_status mora_dialect_from_string(const char *name, mora_dialect *dialect);
+
+/* A spec with every parameter at its default. The shape must be checked already. */
+mora_kernel_spec mora_spec_default(const mora_shape *s, mora_dtype dtype, mora_kind kind, mora_dialect dialect);
+/* Sets parameter `name` (e.g. "FWD_TM") of the spec's kind; MORA_E_PARAM for an unknown name. */
+mora_status mora_spec_set_param(mora_kernel_spec *spec, const char *name, int value);
+/* Value of parameter `name`, or -1 if the kind has none of that name. */
+int mora_spec_get_param(const mora_kernel_spec *spec, const char *name);
+/* Checks the parameters' constraints: positive, tiles divisible by per-work-item sizes, work-group
+ * size within max_threads (0: no device limit known, 1024 is used), local memory within
+ * max_local_bytes (0: unchecked). MORA_E_PARAM with the broken constraint in mora_last_error(). */
+mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, size_t max_local_bytes);
+/* Work-items per work-group and bytes of local memory of entry point `entry`. */
+size_t mora_spec_threads(const mora_kernel_spec *spec, int entry);
+size_t mora_spec_local_bytes(const mora_kernel_spec *spec, int entry);
+/* Work-groups to launch for entry `entry` with n tokens (n >= 1). groups[2] may exceed 1. */
+void mora_spec_groups(const mora_kernel_spec *spec, int entry, int64_t n, size_t groups[3]);
+/* Float32 scratch elements the kind needs for n tokens (bwd_dx: U; bwd_dm with split: partials). */
+size_t mora_spec_scratch_floats(const mora_kernel_spec *spec, int64_t n);
+
+/* The generated source text of a spec (malloc'd, the caller frees). */
+mora_status mora_codegen(const mora_kernel_spec *spec, char **source);
+/* Text of an embedded template by file name ("fwd.kern"), or NULL. */
+const char *mora_template_text(const char *name);
+
+#endif

@@ -1,0 +1,97 @@
+/* Internal: the backend interface. A backend is a struct of function pointers plus a context
+ * pointer (the model is ggml's ggml_backend_i). One file per backend implements it:
+ * backend_cpu.c, backend_opencl.c (and backend_cuda.c, backend_hip.c).
+ *
+ * Members marked (optional) may be NULL. A backend without program_build runs no generated code:
+ * the layer then calls the cpu kernels (runtime/cpu_kernels.h) on host pointers. */
+#ifndef MORA_RUNTIME_BACKEND_H
+#define MORA_RUNTIME_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mora.h"
+
+#define MORA_BACKEND_INTERFACE_VERSION 1
+
+typedef struct mora_device_info {
+    char name[256];             /* "NVIDIA H200", "pthread-skylake-avx512" */
+    char vendor[128];           /* "NVIDIA Corporation", "The pocl project" */
+    char arch[64];              /* "sm_90", "gfx942", OpenCL device version for OpenCL */
+    char driver_version[128];   /* driver / runtime version string */
+    char compiler_version[128]; /* NVRTC / hiprtc / OpenCL C version */
+    int compute_units;          /* SMs, CUs, or OpenCL compute units */
+    size_t local_mem_bytes;     /* shared / local memory per work-group */
+    size_t max_work_group;      /* work-items per work-group */
+    uint64_t global_mem_bytes;  /* device memory */
+} mora_device_info;
+
+/* A kernel argument: a device buffer (the backend's native handle), a 64-bit integer or a float. */
+typedef enum mora_arg_kind { MORA_ARG_BUFFER = 0, MORA_ARG_I64 = 1, MORA_ARG_F32 = 2 } mora_arg_kind;
+typedef struct mora_kernel_arg {
+    mora_arg_kind kind;
+    union {
+        const void *buffer;
+        int64_t i64;
+        float f32;
+    } value;
+} mora_kernel_arg;
+
+#define MORA_ARG_BUF(b) ((mora_kernel_arg){MORA_ARG_BUFFER, {.buffer = (b)}})
+#define MORA_ARG_INT(v) ((mora_kernel_arg){MORA_ARG_I64, {.i64 = (v)}})
+#define MORA_ARG_FLOAT(v) ((mora_kernel_arg){MORA_ARG_F32, {.f32 = (v)}})
+
+typedef struct mora_backend_i {
+    /* MORA_BACKEND_INTERFACE_VERSION the backend was written against */
+    int version;
+    /* "cpu", "opencl", "cuda", "hip" */
+    const char *name;
+    /* code generation dialect (a mora_dialect value), -1 when the backend compiles nothing */
+    int dialect;
+
+    /* release the backend context and everything it still holds */
+    void (*destroy)(void *ctx);
+    /* describe the device the context was opened on */
+    mora_status (*device_info)(void *ctx, mora_device_info *info);
+
+    /* device buffers: allocate (contents undefined), free, copy from / to host memory */
+    mora_status (*buffer_alloc)(void *ctx, size_t bytes, void **buf);
+    mora_status (*buffer_free)(void *ctx, void *buf);
+    mora_status (*buffer_write)(void *ctx, void *buf, size_t offset, const void *src, size_t bytes);
+    mora_status (*buffer_read)(void *ctx, const void *buf, size_t offset, void *dst, size_t bytes);
+    /* (optional) size in bytes of a buffer, used to reject calls that would overrun a caller's buffer */
+    mora_status (*buffer_size)(void *ctx, const void *buf, size_t *bytes);
+    /* set `bytes` bytes of a buffer to zero */
+    mora_status (*buffer_zero)(void *ctx, void *buf, size_t bytes);
+
+    /* (optional) compile a source; on failure MORA_E_COMPILE with the compiler log in mora_last_error() */
+    mora_status (*program_build)(void *ctx, const char *source, void **program);
+    /* (optional) release a compiled program */
+    void (*program_free)(void *ctx, void *program);
+    /* (optional) enqueue entry point `entry` of a program on the context's stream/queue:
+     * groups[d] work-groups of local[d] work-items in each dimension d */
+    mora_status (*launch)(void *ctx, void *program, const char *entry, const size_t groups[3], const size_t local[3],
+                          const mora_kernel_arg *args, int arg_count);
+
+    /* wait until everything enqueued has finished */
+    mora_status (*synchronize)(void *ctx);
+    /* (optional) adopt the caller's native stream/queue (NULL: back to the context's own) */
+    mora_status (*set_stream)(void *ctx, void *native_stream);
+
+    /* (optional) timing: record an event on the stream now; milliseconds between two recorded events
+     * (waits for the later one); release an event */
+    mora_status (*event_record)(void *ctx, void **event);
+    mora_status (*event_elapsed_ms)(void *ctx, void *start, void *end, double *ms);
+    void (*event_free)(void *ctx, void *event);
+} mora_backend_i;
+
+/* Opens device `device` of a backend. On failure (no driver, no device) returns MORA_E_NO_BACKEND
+ * with the reason in mora_last_error(); nothing is left open. */
+typedef mora_status (*mora_backend_open_fn)(int device, const mora_backend_i **iface, void **ctx);
+
+mora_status mora_backend_cpu_open(int device, const mora_backend_i **iface, void **ctx);
+mora_status mora_backend_opencl_open(int device, const mora_backend_i **iface, void **ctx);
+mora_status mora_backend_cuda_open(int device, const mora_backend_i **iface, void **ctx);
+mora_status mora_backend_hip_open(int device, const mora_backend_i **iface, void **ctx);
+
+#endif

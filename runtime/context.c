@@ -1,0 +1,191 @@
+/* Contexts: opening a backend ("auto" tries cuda, hip, opencl, cpu in that order), buffers, the
+ * per-context cache of compiled programs. */
+#include "context.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+typedef struct backend_entry {
+    const char *name;
+    mora_backend_open_fn open; /* NULL: not compiled into this build */
+    const char *build_option;
+} backend_entry;
+
+static const backend_entry backends[] = {
+#ifdef MORA_HAVE_CUDA
+    {"cuda", mora_backend_cuda_open, "MORA_WITH_CUDA"},
+#else
+    {"cuda", NULL, "MORA_WITH_CUDA"},
+#endif
+#ifdef MORA_HAVE_HIP
+    {"hip", mora_backend_hip_open, "MORA_WITH_HIP"},
+#else
+    {"hip", NULL, "MORA_WITH_HIP"},
+#endif
+#ifdef MORA_HAVE_OPENCL
+    {"opencl", mora_backend_opencl_open, "MORA_WITH_OPENCL"},
+#else
+    {"opencl", NULL, "MORA_WITH_OPENCL"},
+#endif
+    {"cpu", mora_backend_cpu_open, NULL},
+};
+#define BACKEND_COUNT (sizeof backends / sizeof *backends)
+
+static mora_status open_backend(const backend_entry *b, int device, mora_context *ctx) {
+    if (!b->open)
+        return mora_fail(MORA_E_NO_BACKEND, "backend=\"%s\": libmora was built without it (configure with -D%s=ON)",
+                         b->name, b->build_option);
+    MORA_TRY(b->open(device, &ctx->be, &ctx->be_ctx));
+    const mora_status st = ctx->be->device_info(ctx->be_ctx, &ctx->info);
+    if (st != MORA_OK) {
+        ctx->be->destroy(ctx->be_ctx);
+        return st;
+    }
+    return MORA_OK;
+}
+
+mora_status mora_context_create(const char *backend, int device, mora_context **ctx) {
+    MORA_CHECK_PTR(backend);
+    MORA_CHECK_PTR(ctx);
+    if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
+    mora_context *c = calloc(1, sizeof *c);
+    if (!c) return mora_fail(MORA_E_NO_MEMORY, "context: out of host memory");
+
+    mora_status st = MORA_E_NO_BACKEND;
+    if (strcmp(backend, "auto") == 0) {
+        /* First backend that opens wins; the reasons the others gave are kept for the error. */
+        char reasons[1024] = "";
+        for (size_t i = 0; i < BACKEND_COUNT && st != MORA_OK; ++i) {
+            st = open_backend(&backends[i], device, c);
+            if (st != MORA_OK) {
+                strncat(reasons, "; ", sizeof reasons - strlen(reasons) - 1);
+                strncat(reasons, mora_last_error(), sizeof reasons - strlen(reasons) - 1);
+            }
+        }
+        if (st != MORA_OK) mora_fail(MORA_E_NO_BACKEND, "backend=\"auto\": no backend could be opened%s", reasons);
+    } else {
+        const backend_entry *found = NULL;
+        for (size_t i = 0; i < BACKEND_COUNT; ++i)
+            if (strcmp(backend, backends[i].name) == 0) found = &backends[i];
+        if (!found)
+            st = mora_fail(MORA_E_ARG, "backend=\"%s\": unknown; expected auto, cpu, opencl, cuda or hip", backend);
+        else
+            st = open_backend(found, device, c);
+    }
+    if (st != MORA_OK) {
+        free(c);
+        return st;
+    }
+    *ctx = c;
+    return MORA_OK;
+}
+
+void mora_context_destroy(mora_context *ctx) {
+    if (!ctx) return;
+    for (mora_program_entry *e = ctx->programs, *next; e; e = next) {
+        next = e->next;
+        if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, e->program);
+        free(e->source);
+        free(e);
+    }
+    ctx->be->destroy(ctx->be_ctx);
+    free(ctx);
+}
+
+const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be->name : "none"; }
+
+const char *mora_context_device_name(const mora_context *ctx) { return ctx ? ctx->info.name : "none"; }
+
+mora_status mora_context_set_stream(mora_context *ctx, void *native_stream) {
+    MORA_CHECK_PTR(ctx);
+    if (!ctx->be->set_stream)
+        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": has no streams to adopt", ctx->be->name);
+    return ctx->be->set_stream(ctx->be_ctx, native_stream);
+}
+
+mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf) {
+    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_PTR(buf);
+    return ctx->be->buffer_alloc(ctx->be_ctx, bytes, buf);
+}
+
+mora_status mora_buffer_free(mora_context *ctx, void *buf) {
+    MORA_CHECK_PTR(ctx);
+    if (!buf) return MORA_OK;
+    return ctx->be->buffer_free(ctx->be_ctx, buf);
+}
+
+/* Rejects a copy that would run past the end of a buffer whose size the backend can tell. */
+static mora_status check_range(mora_context *ctx, const void *buf, size_t offset, size_t bytes) {
+    if (offset + bytes < offset)
+        return mora_fail(MORA_E_OVERFLOW, "offset + bytes = %zu + %zu: overflows", offset, bytes);
+    if (!ctx->be->buffer_size) return MORA_OK;
+    size_t size = 0;
+    MORA_TRY(ctx->be->buffer_size(ctx->be_ctx, buf, &size));
+    if (offset + bytes > size)
+        return mora_fail(MORA_E_ARG, "offset + bytes = %zu + %zu: exceeds the buffer's %zu bytes", offset, bytes, size);
+    return MORA_OK;
+}
+
+mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src, size_t bytes) {
+    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_PTR(buf);
+    MORA_CHECK_PTR(src);
+    MORA_TRY(check_range(ctx, buf, offset, bytes));
+    return ctx->be->buffer_write(ctx->be_ctx, buf, offset, src, bytes);
+}
+
+mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, void *dst, size_t bytes) {
+    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_PTR(buf);
+    MORA_CHECK_PTR(dst);
+    MORA_TRY(check_range(ctx, buf, offset, bytes));
+    return ctx->be->buffer_read(ctx->be_ctx, buf, offset, dst, bytes);
+}
+
+mora_status mora_synchronize(mora_context *ctx) {
+    MORA_CHECK_PTR(ctx);
+    return ctx->be->synchronize(ctx->be_ctx);
+}
+
+uint64_t mora_hash64(const void *data, size_t length, uint64_t seed) {
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
+    for (size_t i = 0; i < length; ++i) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+mora_status mora_context_program(mora_context *ctx, const char *source, void **program) {
+    if (!ctx->be->program_build)
+        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
+    const size_t length = strlen(source);
+    const uint64_t hash = mora_hash64(source, length, 0);
+    for (mora_program_entry *e = ctx->programs; e; e = e->next)
+        if (e->hash == hash && strcmp(e->source, source) == 0) {
+            *program = e->program;
+            return MORA_OK;
+        }
+    mora_program_entry *e = calloc(1, sizeof *e);
+    char *copy = malloc(length + 1);
+    if (!e || !copy) {
+        free(e), free(copy);
+        return mora_fail(MORA_E_NO_MEMORY, "program cache: out of host memory");
+    }
+    memcpy(copy, source, length + 1);
+    const mora_status st = ctx->be->program_build(ctx->be_ctx, source, &e->program);
+    if (st != MORA_OK) {
+        free(e), free(copy);
+        return st;
+    }
+    e->hash = hash;
+    e->source = copy;
+    e->next = ctx->programs;
+    ctx->programs = e;
+    *program = e->program;
+    return MORA_OK;
+}
