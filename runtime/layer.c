@@ -47,7 +47,9 @@ mora_status mora_layer_set_spec(mora_layer *l, const mora_kernel_spec *spec) {
     if (spec->kind != MORA_KIND_MERGE && spec->dtype != l->dtype)
         return mora_fail(MORA_E_ARG, "spec: dtype %s differs from the layer's %s", mora_dtype_name(spec->dtype),
                          mora_dtype_name(l->dtype));
-    MORA_TRY(mora_spec_check(spec, l->ctx->info.max_work_group, l->ctx->info.local_mem_bytes));
+    /* device limits only matter where generated code runs */
+    const int device = compiles(l);
+    MORA_TRY(mora_spec_check(spec, device ? l->ctx->info.max_work_group : 0, device ? l->ctx->info.local_mem_bytes : 0));
     memcpy(l->params[spec->kind], spec->params, sizeof spec->params);
     l->programs[spec->kind] = NULL;
     if (spec->kind == MORA_KIND_MERGE) memset(l->merge_programs, 0, sizeof l->merge_programs);
