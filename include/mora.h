@@ -55,7 +55,10 @@ extern "C" {
     X(MORA_E_DEVICE, -13, "device error")                                                    \
     X(MORA_E_UNSUPPORTED, -14, "not supported by this backend or build")                     \
     X(MORA_E_UNKNOWN_KIND, -15, "unknown kernel kind")                                       \
-    X(MORA_E_PARAM, -16, "invalid tuning parameter")
+    X(MORA_E_PARAM, -16, "invalid tuning parameter")                                         \
+    X(MORA_E_NOT_FOUND, -17, "no such entry")                                                \
+    X(MORA_E_IO, -18, "file input/output failed")                                            \
+    X(MORA_E_VERIFY, -19, "a kernel's result disagrees with the float64 reference")
 
 typedef enum mora_status {
 #define MORA_STATUS_ENUM_(name, value, message) name = value,
@@ -70,6 +73,12 @@ MORA_API const char *mora_status_name(mora_status s);
 /* Thread-local sentence describing the last failure on this thread ("d_in=0: must be >= 1").
  * Empty string when nothing has failed yet. Valid until the next libmora call on this thread. */
 MORA_API const char *mora_last_error(void);
+
+/* Warnings the library has to tell (an unwritable cache directory, a corrupt cache entry) are
+ * never printed: they go to this callback, once each. Default: none (dropped). `user` is passed back. */
+typedef enum mora_log_level { MORA_LOG_INFO = 0, MORA_LOG_WARNING = 1 } mora_log_level;
+typedef void (*mora_log_fn)(mora_log_level level, const char *message, void *user);
+MORA_API void mora_set_log_callback(mora_log_fn fn, void *user);
 
 /* ---------------------------------------------------------------------------------------------
  * Operators, data types, shapes.

@@ -1,6 +1,7 @@
 /* Status names and messages (from the one list in mora.h) and the thread-local error sentence. */
 #include "error.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,3 +49,47 @@ void mora_error_append(const char *text) {
 }
 
 void mora_error_clear(void) { last_error[0] = '\0'; }
+
+/* ---- log callback ---- */
+static mora_log_fn log_fn = NULL;
+static void *log_user = NULL;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char warned_topics[64][48];
+static int warned_count = 0;
+
+void mora_set_log_callback(mora_log_fn fn, void *user) {
+    pthread_mutex_lock(&log_lock);
+    log_fn = fn;
+    log_user = user;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void log_message(mora_log_level level, const char *fmt, va_list ap) {
+    char message[1024];
+    vsnprintf(message, sizeof message, fmt, ap);
+    pthread_mutex_lock(&log_lock);
+    mora_log_fn fn = log_fn;
+    void *user = log_user;
+    pthread_mutex_unlock(&log_lock);
+    if (fn) fn(level, message, user);
+}
+
+void mora_log(mora_log_level level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_message(level, fmt, ap);
+    va_end(ap);
+}
+
+void mora_warn_once(const char *topic, const char *fmt, ...) {
+    int seen = 0;
+    pthread_mutex_lock(&log_lock);
+    for (int i = 0; i < warned_count && !seen; ++i) seen = strcmp(warned_topics[i], topic) == 0;
+    if (!seen && warned_count < 64) snprintf(warned_topics[warned_count++], sizeof warned_topics[0], "%s", topic);
+    pthread_mutex_unlock(&log_lock);
+    if (seen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_message(MORA_LOG_WARNING, fmt, ap);
+    va_end(ap);
+}

@@ -21,6 +21,12 @@ void mora_error_append(const char *text);
 /* Empties the sentence; called at the start of public entry points that may fail. */
 void mora_error_clear(void);
 
+/* Sends a message to the caller's log callback (mora_set_log_callback); never prints. */
+void mora_log(mora_log_level level, const char *fmt, ...) MORA_PRINTF_LIKE(2, 3);
+/* Like mora_log(MORA_LOG_WARNING, …) but only the first time for a given `topic` in this process
+ * (e.g. "cache-unwritable"); up to 64 distinct topics are remembered. */
+void mora_warn_once(const char *topic, const char *fmt, ...) MORA_PRINTF_LIKE(2, 3);
+
 /* Checks a required pointer argument: `MORA_CHECK_PTR(x);` returns MORA_E_NULL naming it. */
 #define MORA_CHECK_PTR(p)                                                               \
     do {                                                                                \

@@ -1,0 +1,75 @@
+/* Internal: the on-disk kernels cache — tuning records (small JSON files, one per key) and compiled
+ * binaries (content-addressed) — plus the database of tuned results shipped with the library.
+ *
+ * Location, first that applies: the directory passed to mora_cache_open → $MORA_CACHE_DIR (empty or
+ * "off" disables the cache) → $XDG_CACHE_HOME/mora → $HOME/.cache/mora. The directory is created on
+ * the first write (mode 0700). If it cannot be created or written, the cache warns once (through
+ * the log callback, mora_warn_once) and behaves as disabled; nothing fails because of it.
+ *
+ * Files (names are the 16-hex-digit FNV-1a hash of the key):
+ *   records/<hash>.json   {"format": 1, "library": "0.1.0", "key": "<key>", "kind": "fwd",
+ *                          "params": {"FWD_TM": 32, ...}, "time_ms": .., "default_ms": .., ...}
+ *   binaries/<hash>.bin   magic "MORABIN1", u32 format version, u32 key length, key bytes,
+ *                          u64 payload length, u64 FNV-1a checksum of the payload, payload
+ * Every write goes to a temporary file in the same folder, is fsync()ed, then rename()d over the
+ * final name, so readers see an old entry or a whole new one and two processes writing the same key
+ * both finish with a valid entry. A truncated, corrupt, wrong-format-version or wrong-key entry is a
+ * miss: it is removed and a warning is given once. */
+#ifndef MORA_KERNELS_CACHE_CACHE_H
+#define MORA_KERNELS_CACHE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define MORA_CACHE_FORMAT_VERSION 1
+
+typedef struct mora_cache mora_cache;
+
+/* A tuning result for one key. */
+typedef struct mora_tuning_record {
+    char kind[16];                          /* "fwd", "bwd_dx", "bwd_dm", "merge" */
+    int param_count;
+    char param_names[MORA_MAX_PARAMS][32];  /* as declared in codegen/kernels.c */
+    int param_values[MORA_MAX_PARAMS];
+    double time_ms;      /* median time of the winner */
+    double spread;       /* relative spread of the winner's samples (e.g. 0.03) */
+    double default_ms;   /* median time of the default parameters */
+    int candidates;      /* candidates tried */
+    int rejected;        /* wrong results (failed verification) */
+    int failed;          /* compile or launch failures */
+    int64_t tokens;      /* token count it was measured at */
+    char tuned_at[32];   /* UTC time, ISO 8601 */
+} mora_tuning_record;
+
+/* Opens the cache at `dir`, or at the default location when dir is NULL. Never fails because the
+ * directory is missing or unwritable (the cache is then disabled, with one warning); fails only
+ * for out-of-memory. */
+mora_status mora_cache_open(const char *dir, mora_cache **cache);
+void mora_cache_close(mora_cache *cache);
+/* 1 if entries are read and written, 0 when disabled ("off", or unwritable). */
+int mora_cache_enabled(const mora_cache *cache);
+/* The directory in use ("" when disabled). */
+const char *mora_cache_dir(const mora_cache *cache);
+
+/* Stores / loads the record of `key` (any string; the tuner builds it from backend, device, arch,
+ * compute units, driver and compiler versions, library version, kind, shape, dtype, token bucket).
+ * load: MORA_OK, or MORA_E_NOT_FOUND for a miss (including a disabled cache and a bad entry). */
+mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mora_tuning_record *record);
+mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuning_record *record);
+
+/* Stores / loads a compiled binary under `key` (the caller hashes source, options, target, compiler
+ * and driver versions into the key). load: *data is malloc'd (the caller frees); MORA_E_NOT_FOUND
+ * for a miss. */
+mora_status mora_cache_binary_store(mora_cache *cache, const char *key, const void *data, size_t size);
+mora_status mora_cache_binary_load(mora_cache *cache, const char *key, void **data, size_t *size);
+
+/* The shipped database (kernels-cache/db/*.json, embedded at build time): the parameters for a
+ * kind, by the most specific match — device name, then arch, then vendor — for the backend, op
+ * (or any op), dtype (or any dtype). Fills spec->params and returns MORA_OK, or MORA_E_NOT_FOUND
+ * (spec untouched) when nothing matches. `matched` (may be NULL) receives "device", "arch" or "vendor". */
+mora_status mora_db_lookup(const char *backend, const char *device, const char *arch, const char *vendor,
+                           mora_kernel_spec *spec, const char **matched);
+
+#endif
