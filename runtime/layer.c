@@ -223,6 +223,56 @@ static mora_status ensure_scratch(mora_layer *l, size_t floats) {
     return MORA_OK;
 }
 
+/* ---- one kernel kind at a time (the public calls and the tuner use these) ---- */
+
+mora_status mora_layer_run_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n) {
+    if (!compiles(l)) return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": runs no generated kernels", l->ctx->be->name);
+    mora_kernel_spec spec;
+    void *program;
+    MORA_TRY(layer_program(l, kind, b->w_dtype, &spec, &program));
+    switch (kind) {
+    case MORA_KIND_FWD: {
+        const mora_kernel_arg args[] = {MORA_ARG_BUF(b->x), MORA_ARG_BUF(b->y), MORA_ARG_BUF(l->M),
+                                        MORA_ARG_BUF(l->rope_table), MORA_ARG_INT(n), MORA_ARG_FLOAT(b->scale)};
+        return launch(l, program, &spec, 0, n, args, 6);
+    }
+    case MORA_KIND_BWD_DM: {
+        /* dM (+ the ordered reduction of its slices) */
+        MORA_TRY(ensure_scratch(l, mora_spec_scratch_floats(&spec, n)));
+        void *dm = b->dm ? b->dm : l->dM;
+        const mora_kernel_arg args[] = {MORA_ARG_BUF(b->x),  MORA_ARG_BUF(b->dy),        MORA_ARG_BUF(l->rope_table),
+                                        MORA_ARG_BUF(dm),    MORA_ARG_BUF(l->scratch),   MORA_ARG_INT(n)};
+        MORA_TRY(launch(l, program, &spec, 0, n, args, 6));
+        if (mora_spec_scratch_floats(&spec, n) == 0) return MORA_OK;
+        const mora_kernel_arg reduce_args[] = {MORA_ARG_BUF(l->scratch), MORA_ARG_BUF(dm)};
+        return launch(l, program, &spec, 1, n, reduce_args, 2);
+    }
+    case MORA_KIND_BWD_DX: {
+        /* U = decomp^T(dy)·M into the scratch, then the comp^T gather (same in-order queue) */
+        MORA_TRY(ensure_scratch(l, mora_spec_scratch_floats(&spec, n)));
+        const mora_kernel_arg gemm_args[] = {MORA_ARG_BUF(b->dy), MORA_ARG_BUF(l->M), MORA_ARG_BUF(l->scratch),
+                                             MORA_ARG_INT(n)};
+        MORA_TRY(launch(l, program, &spec, 0, n, gemm_args, 4));
+        const mora_kernel_arg gather_args[] = {MORA_ARG_BUF(l->scratch), MORA_ARG_BUF(l->rope_table),
+                                               MORA_ARG_BUF(b->dx), MORA_ARG_INT(n)};
+        return launch(l, program, &spec, 1, n, gather_args, 4);
+    }
+    case MORA_KIND_MERGE: {
+        const mora_kernel_arg args[] = {MORA_ARG_BUF(b->w), MORA_ARG_BUF(l->M), MORA_ARG_BUF(l->rope_table),
+                                        MORA_ARG_FLOAT(b->scale)};
+        return launch(l, program, &spec, 0, 1, args, 4);
+    }
+    }
+    return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)kind);
+}
+
+void *mora_layer_scratch(const mora_layer *l, size_t *bytes) {
+    *bytes = l->scratch_bytes;
+    return l->scratch;
+}
+
+/* ---- the public calls ---- */
+
 mora_status mora_forward(mora_layer *l, const void *x, void *y, int64_t n, float scale) {
     MORA_CHECK_PTR(l);
     MORA_TRY(check_n(n));
@@ -230,13 +280,8 @@ mora_status mora_forward(mora_layer *l, const void *x, void *y, int64_t n, float
     MORA_TRY(check_buffer(l, "x", x, n, l->shape.d_in, l->dtype));
     MORA_TRY(check_buffer(l, "y", y, n, l->shape.d_out, l->dtype));
     if (!compiles(l)) return mora_cpu_forward(&l->shape, l->dtype, l->M, x, y, n, scale);
-
-    mora_kernel_spec spec;
-    void *program;
-    MORA_TRY(layer_program(l, MORA_KIND_FWD, l->dtype, &spec, &program));
-    const mora_kernel_arg args[] = {MORA_ARG_BUF(x), MORA_ARG_BUF(y), MORA_ARG_BUF(l->M), MORA_ARG_BUF(l->rope_table),
-                                    MORA_ARG_INT(n), MORA_ARG_FLOAT(scale)};
-    return launch(l, program, &spec, 0, n, args, 6);
+    const mora_kind_buffers b = {.x = x, .y = y, .scale = scale};
+    return mora_layer_run_kind(l, MORA_KIND_FWD, &b, n);
 }
 
 mora_status mora_backward(mora_layer *l, const void *x, const void *dy, void *dx, int64_t n) {
@@ -247,30 +292,14 @@ mora_status mora_backward(mora_layer *l, const void *x, const void *dy, void *dx
     MORA_TRY(check_buffer(l, "dy", dy, n, l->shape.d_out, l->dtype));
     if (dx) MORA_TRY(check_buffer(l, "dx", dx, n, l->shape.d_in, l->dtype));
     if (!compiles(l)) return mora_cpu_backward(&l->shape, l->dtype, l->M, x, dy, dx, l->dM, n);
-
-    mora_kernel_spec dm_spec, dx_spec;
-    void *dm_program, *dx_program = NULL;
-    MORA_TRY(layer_program(l, MORA_KIND_BWD_DM, l->dtype, &dm_spec, &dm_program));
-    if (dx) MORA_TRY(layer_program(l, MORA_KIND_BWD_DX, l->dtype, &dx_spec, &dx_program));
-    size_t scratch = mora_spec_scratch_floats(&dm_spec, n);
-    if (dx && mora_spec_scratch_floats(&dx_spec, n) > scratch) scratch = mora_spec_scratch_floats(&dx_spec, n);
-    MORA_TRY(ensure_scratch(l, scratch ? scratch : 1));
-
-    /* dM (+ the ordered reduction of its slices) */
-    const mora_kernel_arg dm_args[] = {MORA_ARG_BUF(x),       MORA_ARG_BUF(dy),        MORA_ARG_BUF(l->rope_table),
-                                       MORA_ARG_BUF(l->dM),   MORA_ARG_BUF(l->scratch), MORA_ARG_INT(n)};
-    MORA_TRY(launch(l, dm_program, &dm_spec, 0, n, dm_args, 6));
-    if (mora_spec_scratch_floats(&dm_spec, n) > 0) {
-        const mora_kernel_arg reduce_args[] = {MORA_ARG_BUF(l->scratch), MORA_ARG_BUF(l->dM)};
-        MORA_TRY(launch(l, dm_program, &dm_spec, 1, n, reduce_args, 2));
-    }
-    if (!dx) return MORA_OK;
-    /* dx: U = decomp^T(dy)·M into the scratch, then the comp^T gather (same in-order queue) */
-    const mora_kernel_arg gemm_args[] = {MORA_ARG_BUF(dy), MORA_ARG_BUF(l->M), MORA_ARG_BUF(l->scratch), MORA_ARG_INT(n)};
-    MORA_TRY(launch(l, dx_program, &dx_spec, 0, n, gemm_args, 4));
-    const mora_kernel_arg gather_args[] = {MORA_ARG_BUF(l->scratch), MORA_ARG_BUF(l->rope_table), MORA_ARG_BUF(dx),
-                                           MORA_ARG_INT(n)};
-    return launch(l, dx_program, &dx_spec, 1, n, gather_args, 4);
+    /* build both programs before launching anything, so a compile error changes nothing */
+    mora_kernel_spec spec;
+    void *program;
+    MORA_TRY(layer_program(l, MORA_KIND_BWD_DM, l->dtype, &spec, &program));
+    if (dx) MORA_TRY(layer_program(l, MORA_KIND_BWD_DX, l->dtype, &spec, &program));
+    const mora_kind_buffers b = {.x = x, .dy = dy, .dx = dx};
+    MORA_TRY(mora_layer_run_kind(l, MORA_KIND_BWD_DM, &b, n));
+    return dx ? mora_layer_run_kind(l, MORA_KIND_BWD_DX, &b, n) : MORA_OK;
 }
 
 mora_status mora_merge(mora_layer *l, void *W, mora_dtype w_dtype, float s) {
@@ -280,10 +309,6 @@ mora_status mora_merge(mora_layer *l, void *W, mora_dtype w_dtype, float s) {
                          (int)w_dtype);
     MORA_TRY(check_buffer(l, "W", W, l->shape.d_out, l->shape.d_in, w_dtype));
     if (!compiles(l)) return mora_cpu_merge(&l->shape, l->M, W, w_dtype, s);
-
-    mora_kernel_spec spec;
-    void *program;
-    MORA_TRY(layer_program(l, MORA_KIND_MERGE, w_dtype, &spec, &program));
-    const mora_kernel_arg args[] = {MORA_ARG_BUF(W), MORA_ARG_BUF(l->M), MORA_ARG_BUF(l->rope_table), MORA_ARG_FLOAT(s)};
-    return launch(l, program, &spec, 0, 1, args, 4);
+    const mora_kind_buffers b = {.w = W, .w_dtype = w_dtype, .scale = s};
+    return mora_layer_run_kind(l, MORA_KIND_MERGE, &b, 1);
 }

@@ -1,4 +1,5 @@
-/* Internal: layer access for tests and the tuner — replacing a kind's kernel parameters. */
+/* Internal: layer access for tests and the tuner — replacing a kind's kernel parameters and
+ * launching one kernel kind on given buffers. */
 #ifndef MORA_RUNTIME_LAYER_H
 #define MORA_RUNTIME_LAYER_H
 
@@ -9,5 +10,23 @@ mora_kernel_spec mora_layer_spec(const mora_layer *l, mora_kind kind);
 /* Uses `spec`'s parameters for its kind from now on (shape and dtype must match the layer's; for
  * merge the dtype is ignored). The program is built on next use. */
 mora_status mora_layer_set_spec(mora_layer *l, const mora_kernel_spec *spec);
+
+/* The buffers one kernel kind reads and writes (device handles of the layer's context). */
+typedef struct mora_kind_buffers {
+    const void *x;      /* fwd, bwd_dm: n x d_in */
+    void *y;            /* fwd: n x d_out, accumulated */
+    const void *dy;     /* bwd_dm, bwd_dx: n x d_out */
+    void *dx;           /* bwd_dx: n x d_in, accumulated */
+    void *dm;           /* bwd_dm: r̂ x r̂ float32, accumulated (NULL: the layer's own dM) */
+    void *w;            /* merge: d_out x d_in of w_dtype, accumulated */
+    mora_dtype w_dtype; /* merge */
+    float scale;        /* fwd: scale; merge: s */
+} mora_kind_buffers;
+
+/* Launches the kernels of one kind with the layer's current parameters (no argument checks: the
+ * caller passes buffers large enough for n tokens). Backends that compile nothing: unsupported. */
+mora_status mora_layer_run_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n);
+/* The layer's float32 scratch (bwd_dx's U, bwd_dm's partial sums) and its size; NULL before first use. */
+void *mora_layer_scratch(const mora_layer *l, size_t *bytes);
 
 #endif
