@@ -179,6 +179,13 @@ MORA_API mora_status mora_layer_set_weight(mora_layer *l, const float *M); /* ho
 MORA_API mora_status mora_layer_get_weight(const mora_layer *l, float *M);
 MORA_API mora_status mora_layer_get_grad(const mora_layer *l, float *dM); /* host copy of dM */
 MORA_API mora_status mora_layer_zero_grad(mora_layer *l);
+/* Tunes every kernel of the layer's shape on its device (tokens: the token count to time with, 0 for
+ * the device's default; budget_seconds for all kernels together, 0 for 60), stores the winners in the
+ * kernels cache and uses them from now on. Layers otherwise take their parameters from the cache,
+ * then the database shipped with libmora, then the defaults; with the environment variable
+ * MORA_AUTOTUNE=1, mora_layer_create tunes what the cache does not have. A no-op on the cpu backend. */
+MORA_API mora_status mora_layer_autotune(mora_layer *l, int64_t tokens, double budget_seconds);
+
 /* y[n][d_out] += scale * decomp(M comp(x)); x, y device buffers of the layer's dtype. */
 MORA_API mora_status mora_forward(mora_layer *l, const void *x, void *y, int64_t n, float scale);
 /* dM += Σ g ⊗ c; dx += comp^T(M^T g) when dx is not NULL. */

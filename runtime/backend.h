@@ -24,6 +24,7 @@ typedef struct mora_device_info {
     size_t local_mem_bytes;     /* shared / local memory per work-group */
     size_t max_work_group;      /* work-items per work-group */
     uint64_t global_mem_bytes;  /* device memory */
+    int is_cpu;                 /* 1 when the device is the host's CPU (cpu backend, PoCL): picks smaller defaults */
 } mora_device_info;
 
 /* A kernel argument: a device buffer (the backend's native handle), a 64-bit integer or a float. */

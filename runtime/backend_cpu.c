@@ -21,6 +21,7 @@ static mora_status cpu_device_info(void *ctx, mora_device_info *info) {
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     info->compute_units = cores > 0 ? (int)cores : 1;
     info->max_work_group = 1;
+    info->is_cpu = 1;
     return MORA_OK;
 }
 

@@ -115,6 +115,9 @@ static mora_status opencl_device_info(void *vctx, mora_device_info *info) {
     info->local_mem_bytes = (size_t)local;
     info->global_mem_bytes = (uint64_t)global;
     info->max_work_group = group;
+    cl_device_type type = 0;
+    c->cl.clGetDeviceInfo(c->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    info->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     return MORA_OK;
 }
 

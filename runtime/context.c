@@ -78,6 +78,7 @@ mora_status mora_context_create(const char *backend, int device, mora_context **
         free(c);
         return st;
     }
+    pthread_mutex_init(&c->programs_lock, NULL);
     *ctx = c;
     return MORA_OK;
 }
@@ -90,8 +91,18 @@ void mora_context_destroy(mora_context *ctx) {
         free(e->source);
         free(e);
     }
+    if (ctx->cache) mora_cache_close(ctx->cache);
     ctx->be->destroy(ctx->be_ctx);
+    pthread_mutex_destroy(&ctx->programs_lock);
     free(ctx);
+}
+
+mora_cache *mora_context_cache(mora_context *ctx) {
+    if (!ctx->cache_opened) {
+        ctx->cache_opened = 1;
+        if (mora_cache_open(NULL, &ctx->cache) != MORA_OK) ctx->cache = NULL;
+    }
+    return ctx->cache;
 }
 
 const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be->name : "none"; }
@@ -160,16 +171,25 @@ uint64_t mora_hash64(const void *data, size_t length, uint64_t seed) {
     return h;
 }
 
+static mora_program_entry *find_program(mora_context *ctx, uint64_t hash, const char *source) {
+    for (mora_program_entry *e = ctx->programs; e; e = e->next)
+        if (e->hash == hash && strcmp(e->source, source) == 0) return e;
+    return NULL;
+}
+
 mora_status mora_context_program(mora_context *ctx, const char *source, void **program) {
     if (!ctx->be->program_build)
         return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
     const size_t length = strlen(source);
     const uint64_t hash = mora_hash64(source, length, 0);
-    for (mora_program_entry *e = ctx->programs; e; e = e->next)
-        if (e->hash == hash && strcmp(e->source, source) == 0) {
-            *program = e->program;
-            return MORA_OK;
-        }
+    pthread_mutex_lock(&ctx->programs_lock);
+    mora_program_entry *found = find_program(ctx, hash, source);
+    pthread_mutex_unlock(&ctx->programs_lock);
+    if (found) {
+        *program = found->program;
+        return MORA_OK;
+    }
+    /* build outside the lock so several threads compile at once */
     mora_program_entry *e = calloc(1, sizeof *e);
     char *copy = malloc(length + 1);
     if (!e || !copy) {
@@ -184,8 +204,18 @@ mora_status mora_context_program(mora_context *ctx, const char *source, void **p
     }
     e->hash = hash;
     e->source = copy;
-    e->next = ctx->programs;
-    ctx->programs = e;
+    pthread_mutex_lock(&ctx->programs_lock);
+    found = find_program(ctx, hash, source); /* another thread may have built the same source meanwhile */
+    if (!found) {
+        e->next = ctx->programs;
+        ctx->programs = e;
+    }
+    pthread_mutex_unlock(&ctx->programs_lock);
+    if (found) {
+        if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, e->program);
+        free(e->source), free(e);
+        e = found;
+    }
     *program = e->program;
     return MORA_OK;
 }

@@ -11,6 +11,7 @@
 #include "cpu_kernels.h"
 #include "error.h"
 #include "shape.h"
+#include "tuner.h"
 
 struct mora_layer {
     mora_context *ctx;
@@ -25,6 +26,7 @@ struct mora_layer {
     void *merge_programs[MORA_DTYPE_COUNT];     /* merge, one per W dtype */
     void *scratch;    /* float32 scratch of bwd_dx / bwd_dm */
     size_t scratch_bytes;
+    const char *param_source[MORA_KIND_COUNT]; /* "cache", "database", "default" or "tuned" */
 };
 
 /* Generated kernels index rows with int: every extent inside one row or M must fit. */
@@ -84,7 +86,7 @@ static mora_status upload_rope_table(mora_layer *l) {
     return st;
 }
 
-mora_status mora_layer_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, mora_layer **out) {
+mora_status mora_layer_create_plain(mora_context *ctx, const mora_shape *s, mora_dtype dtype, mora_layer **out) {
     MORA_CHECK_PTR(ctx);
     MORA_CHECK_PTR(s);
     MORA_CHECK_PTR(out);
@@ -102,6 +104,7 @@ mora_status mora_layer_create(mora_context *ctx, const mora_shape *s, mora_dtype
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
         const mora_kernel_spec spec = mora_spec_default(s, dtype, (mora_kind)k, MORA_DIALECT_OPENCL);
         memcpy(l->params[k], spec.params, sizeof spec.params);
+        l->param_source[k] = "default";
     }
     const size_t m_bytes = (size_t)(s->rhat * s->rhat) * sizeof(float);
     const mora_backend_i *be = ctx->be;
@@ -114,6 +117,61 @@ mora_status mora_layer_create(mora_context *ctx, const mora_shape *s, mora_dtype
     if (st != MORA_OK) {
         mora_layer_destroy(l);
         return st;
+    }
+    *out = l;
+    return MORA_OK;
+}
+
+/* Applies tuning results to the layer. */
+static void use_results(mora_layer *l, const mora_tune_result *results) {
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        if (results[k].requested && mora_layer_set_spec(l, &results[k].best) == MORA_OK)
+            l->param_source[k] = results[k].from_cache ? "cache" : "tuned";
+}
+
+mora_status mora_layer_autotune(mora_layer *l, int64_t tokens, double budget_seconds) {
+    MORA_CHECK_PTR(l);
+    if (tokens < 0) return mora_fail(MORA_E_SIZE, "tokens=%lld: must be >= 0 (0: the device's default)", (long long)tokens);
+    if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
+    if (!compiles(l)) return MORA_OK; /* the cpu backend has nothing to tune */
+    mora_tune_options options = {0};
+    options.tokens = tokens;
+    options.budget_seconds = budget_seconds;
+    mora_tune_result results[MORA_KIND_COUNT];
+    MORA_TRY(mora_tune(l->ctx, &l->shape, l->dtype, &options, results));
+    use_results(l, results);
+    return MORA_OK;
+}
+
+const char *mora_layer_param_source(const mora_layer *l, mora_kind kind) { return l->param_source[kind]; }
+
+mora_status mora_layer_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, mora_layer **out) {
+    MORA_CHECK_PTR(out);
+    mora_layer *l = NULL;
+    MORA_TRY(mora_layer_create_plain(ctx, s, dtype, &l));
+    if (!compiles(l)) {
+        *out = l;
+        return MORA_OK;
+    }
+    /* parameters: cache record → shipped database → defaults; tuning only when asked */
+    unsigned untuned = 0;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        mora_kernel_spec spec = mora_layer_spec(l, (mora_kind)k);
+        l->param_source[k] = mora_select_params(ctx, &spec);
+        if (mora_layer_set_spec(l, &spec) != MORA_OK) l->param_source[k] = "default";
+        if (strcmp(l->param_source[k], "cache") != 0) untuned |= 1u << k;
+    }
+    const char *autotune = getenv("MORA_AUTOTUNE");
+    if (untuned && autotune && strcmp(autotune, "1") == 0) {
+        mora_tune_options options = {0};
+        options.kinds = untuned;
+        mora_tune_result results[MORA_KIND_COUNT];
+        const mora_status st = mora_tune(ctx, s, dtype, &options, results);
+        if (st != MORA_OK) {
+            mora_layer_destroy(l);
+            return st;
+        }
+        use_results(l, results);
     }
     *out = l;
     return MORA_OK;
@@ -265,6 +323,23 @@ mora_status mora_layer_run_kind(mora_layer *l, mora_kind kind, const mora_kind_b
     }
     return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)kind);
 }
+
+mora_status mora_layer_use_program(mora_layer *l, const mora_kernel_spec *spec, void *program) {
+    MORA_TRY(mora_layer_set_spec(l, spec));
+    if (spec->kind == MORA_KIND_MERGE) l->merge_programs[spec->dtype] = program;
+    else l->programs[spec->kind] = program;
+    return MORA_OK;
+}
+
+mora_status mora_layer_prepare(mora_layer *l, mora_kind kind, mora_dtype w_dtype, int64_t n) {
+    if (!compiles(l)) return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": runs no generated kernels", l->ctx->be->name);
+    mora_kernel_spec spec;
+    void *program;
+    MORA_TRY(layer_program(l, kind, w_dtype, &spec, &program));
+    return ensure_scratch(l, mora_spec_scratch_floats(&spec, n));
+}
+
+mora_context *mora_layer_context(const mora_layer *l) { return l->ctx; }
 
 void *mora_layer_scratch(const mora_layer *l, size_t *bytes) {
     *bytes = l->scratch_bytes;

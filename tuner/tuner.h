@@ -1,0 +1,145 @@
+/* Internal: the autotuner. For one shape, dtype and device it searches each kernel kind's parameter
+ * space (declared in codegen/kernels.c), verifies every candidate against the float64 reference on
+ * scratch buffers before timing it, times the survivors with device events, and keeps the winners in
+ * the kernels cache.
+ *
+ *   space.c    the candidates: every valid combination of the kind's value lists, pruned by
+ *              constraints and the device's limits (work-items, local memory); neighbours for the
+ *              local search
+ *   verify.c   the correctness gate: seeded inputs rounded to the dtype, outputs started at known
+ *              values and scratch poisoned with NaN, compared with the reference at the dtype's tolerance
+ *   measure.c  timing: warm-up, repetitions within a time budget, median and relative spread
+ *   tuner.c    strategies (exhaustive, seeded random sampling + local search), the parallel compile
+ *              pool, winner selection with a noise band, cache records */
+#ifndef MORA_TUNER_TUNER_H
+#define MORA_TUNER_TUNER_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "cache.h"
+#include "kernels.h"
+#include "layer.h"
+
+/* ---- search space ---- */
+
+/* Every valid parameter combination of base's kind, in declared order (the first parameter's value
+ * list varies slowest), the default combination first. *specs is malloc'd. */
+mora_status mora_space_enumerate(const mora_kernel_spec *base, const mora_device_info *device, mora_kernel_spec **specs,
+                                 int *count);
+/* 1 if the spec satisfies the kind's constraints and the device's limits (and the pruning rules). */
+int mora_space_valid(const mora_kernel_spec *spec, const mora_device_info *device);
+/* The valid specs that differ from `center` in one parameter by one step of its value list. */
+int mora_space_neighbours(const mora_kernel_spec *center, const mora_device_info *device, mora_kernel_spec *out,
+                          int capacity);
+/* 1 if two specs have the same parameters. */
+int mora_spec_same_params(const mora_kernel_spec *a, const mora_kernel_spec *b);
+
+/* ---- winner selection ---- */
+
+/* Index of the winner among `count` candidates given in declared order; medians[i] < 0 marks a
+ * candidate that was not timed (rejected or failed). A later candidate replaces the current best
+ * only if it is faster by more than the noise band max(min_band, spread of either), so candidates
+ * within the noise tie and the earlier-declared one wins. -1 if none was timed. */
+int mora_pick_winner(const double *medians, const double *spreads, int count, double min_band);
+
+/* ---- verification ---- */
+
+typedef struct mora_verifier mora_verifier;
+/* Prepares seeded inputs for `kind` on the tuning layer `l` with n tokens (merge: n ignored) and
+ * computes the float64 reference once. */
+mora_status mora_verifier_create(mora_layer *l, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **v);
+/* Runs the layer's current parameters for the kind on the verifier's buffers and compares with the
+ * reference: MORA_OK, or MORA_E_VERIFY with the error in mora_last_error(). *rel_error gets the
+ * relative error (NaN when the output had NaN). */
+mora_status mora_verifier_check(mora_verifier *v, double *rel_error);
+void mora_verifier_destroy(mora_verifier *v);
+/* The tolerance of a dtype (relative error): f32 1e-5, f16 3e-3, bf16 1e-2. */
+double mora_dtype_tolerance(mora_dtype dtype);
+
+/* ---- timing ---- */
+
+typedef struct mora_timing {
+    double median_ms;
+    double spread;   /* (p75 − p25) / median */
+    int repetitions;
+} mora_timing;
+/* Times the layer's current parameters for `kind` on buffers b with n tokens: one warm-up, then
+ * repetitions until at least min_reps and budget_ms of device time (at most 100). Device events
+ * where the backend has them, else wall clock around a synchronize. */
+mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n, double budget_ms,
+                              int min_reps, mora_timing *timing);
+
+/* ---- the tuner ---- */
+
+/* One event of a tuning run, for progress display. */
+typedef enum mora_tune_event {
+    MORA_TUNE_START,    /* a kind starts: total = candidates planned */
+    MORA_TUNE_TIMED,    /* candidate verified and timed: ms */
+    MORA_TUNE_REJECTED, /* candidate failed verification: message */
+    MORA_TUNE_FAILED,   /* candidate failed to compile or launch: message */
+    MORA_TUNE_DONE,     /* the kind is done: best_ms */
+    MORA_TUNE_CACHED    /* the kind was answered from the cache */
+} mora_tune_event;
+
+typedef struct mora_tune_progress {
+    mora_tune_event event;
+    mora_kind kind;
+    int index, total;             /* candidate k of N */
+    const mora_kernel_spec *spec; /* the candidate */
+    double ms, best_ms;           /* its time, the best so far (-1 when none) */
+    const char *message;          /* why it was rejected or failed */
+} mora_tune_progress;
+
+typedef void (*mora_tune_progress_fn)(const mora_tune_progress *p, void *user);
+/* Test hook: replaces device timing of a candidate (index = declared position in the space). */
+typedef mora_status (*mora_tune_measure_fn)(const mora_kernel_spec *spec, int index, mora_timing *timing, void *user);
+/* Test hook: may rewrite a candidate's source before it is compiled (e.g. plant a wrong kernel). */
+typedef void (*mora_tune_source_fn)(const mora_kernel_spec *spec, char **source, void *user);
+
+typedef struct mora_tune_options {
+    int64_t tokens;         /* tokens to time with; 0: 8192 on a GPU, 256 on a CPU device */
+    double budget_seconds;  /* the whole run, all kinds; 0: 60 */
+    int max_candidates;     /* per kind; 0: 48 */
+    uint64_t seed;          /* random sampling; 0: 1 */
+    int force;              /* tune even when the cache has a record */
+    unsigned kinds;         /* bit (1 << kind) per kind to tune; 0: all */
+    int compile_threads;    /* 0: the number of CPU cores */
+    mora_cache *cache;      /* NULL: the context's cache (default location) */
+    mora_tune_progress_fn progress;
+    void *progress_user;
+    mora_tune_measure_fn measure; /* test hook, NULL normally */
+    void *measure_user;
+    mora_tune_source_fn source_hook; /* test hook, NULL normally */
+    void *source_user;
+} mora_tune_options;
+
+typedef struct mora_tune_result {
+    int requested;            /* the kind was asked for */
+    int from_cache;           /* answered by a cache record */
+    mora_kernel_spec best;    /* the winner (the default when nothing beat it) */
+    double best_ms, best_spread, default_ms; /* -1 when unknown */
+    int candidates, rejected, failed;
+    int strategy_exhaustive;  /* 1: whole space; 0: sampling + local search */
+    int space_size;
+    double seconds;           /* wall time spent on the kind */
+    char last_failure[256];   /* the last compile/launch failure or rejection, for the report */
+} mora_tune_result;
+
+/* Tunes the requested kinds of (shape, dtype) on ctx's device and stores each winner in the cache.
+ * The caller's buffers are never touched: everything runs on buffers the tuner allocates. */
+mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
+                      mora_tune_result results[MORA_KIND_COUNT]);
+
+/* The cache key of a tuning record (see cache.h); tokens are bucketed to the next power of two. */
+void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *s, mora_dtype dtype, int64_t tokens,
+                     char *key, size_t size);
+/* Applies a cache record's parameters to spec (same kind; every name must be a parameter of it). */
+mora_status mora_spec_apply_record(mora_kernel_spec *spec, const mora_tuning_record *record);
+/* Fills spec's parameters from the cache, else the shipped database, else leaves the defaults;
+ * returns "cache", "database" or "default". */
+const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec);
+/* Default token count for timing on ctx's device. */
+int64_t mora_default_tune_tokens(const mora_context *ctx);
+
+#endif
