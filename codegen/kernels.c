@@ -166,10 +166,9 @@ mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, si
             return mora_fail(MORA_E_PARAM, "param %s=%d: must divide %s=%d", d->params[MORA_GEMM_WN].name,
                              p[MORA_GEMM_WN], d->params[MORA_GEMM_TN].name, p[MORA_GEMM_TN]);
     }
-    const size_t limit = max_threads ? max_threads : 1024;
     for (int e = 0; e < d->entry_count; ++e) {
-        const size_t threads = mora_spec_threads(spec, e);
-        if (threads > limit)
+        const size_t threads = mora_spec_threads(spec, e), limit = max_threads;
+        if (max_threads && threads > limit)
             return mora_fail(MORA_E_PARAM, "%s: %zu work-items per work-group: exceeds the device's %zu",
                              d->entries[e], threads, limit);
         const size_t local = mora_spec_local_bytes(spec, e);

@@ -70,8 +70,8 @@ mora_status mora_spec_set_param(mora_kernel_spec *spec, const char *name, int va
 /* Value of parameter `name`, or -1 if the kind has none of that name. */
 int mora_spec_get_param(const mora_kernel_spec *spec, const char *name);
 /* Checks the parameters' constraints: positive, tiles divisible by per-work-item sizes, work-group
- * size within max_threads (0: no device limit known, 1024 is used), local memory within
- * max_local_bytes (0: unchecked). MORA_E_PARAM with the broken constraint in mora_last_error(). */
+ * size within max_threads and local memory within max_local_bytes (each 0: no device known, not
+ * checked). MORA_E_PARAM with the broken constraint in mora_last_error(). */
 mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, size_t max_local_bytes);
 /* Work-items per work-group and bytes of local memory of entry point `entry`. */
 size_t mora_spec_threads(const mora_kernel_spec *spec, int entry);

@@ -1,0 +1,868 @@
+/* The on-disk kernels cache (tuning records, compiled binaries) and the shipped database of tuned
+ * results. The interface and the file layouts are in cache.h; the db format is in db/README.md.
+ *
+ * Choices the header leaves open:
+ * - An explicit dir of "" disables the cache, like MORA_CACHE_DIR="" (an explicit "off" is a
+ *   directory name). A relative XDG_CACHE_HOME is ignored (XDG base directory rules).
+ * - mora_cache_open already disables the cache when the nearest existing folder of the path is not
+ *   a writable directory; otherwise the folders are created (mkdir -p, 0700) and probed on the first
+ *   store. Either way: one "cache-unwritable" warning, and the cache is disabled.
+ * - A store into a disabled cache does nothing and returns MORA_OK; a write that fails in an enabled
+ *   cache returns MORA_E_IO (callers treat it as non-fatal).
+ * - A record written by another library version is a plain miss: it is neither removed nor warned
+ *   about (it is not corrupt; the next store replaces it). Every other bad entry is removed, with
+ *   one "cache-corrupt" warning per process.
+ * - Non-finite time_ms / spread / default_ms are written as JSON null and read back as NaN. */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "context.h" /* mora_hash64 */
+#include "error.h"
+#include "mora_db.h"
+
+#define RECORD_MAX_BYTES (1u << 20) /* a record is a few hundred bytes: anything over 1 MiB is bad */
+static const char binary_magic[8] = {'M', 'O', 'R', 'A', 'B', 'I', 'N', '1'};
+
+struct mora_cache {
+    char *dir;             /* the resolved directory; NULL when disabled from the start */
+    atomic_int enabled;    /* 0: "off", or found unwritable */
+    atomic_int ready;      /* folders created and probed */
+    pthread_mutex_t lock;  /* serialises the creation of the folders */
+};
+
+/* ---- small helpers ----------------------------------------------------------------------------- */
+static char *join(const char *a, const char *b, const char *c) {
+    const size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
+    char *s = malloc(la + lb + lc + 1);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    if (c) memcpy(s + la + lb, c, lc);
+    s[la + lb + lc] = '\0';
+    return s;
+}
+
+/* "<dir>/<sub>/<16 hex digits of the key's hash><ext>" */
+static char *entry_path(const mora_cache *c, const char *sub, const char *key, const char *ext) {
+    char name[64];
+    snprintf(name, sizeof name, "/%s/%016llx%s", sub, (unsigned long long)mora_hash64(key, strlen(key), 0), ext);
+    return join(c->dir, name, NULL);
+}
+
+static int write_all(int fd, const void *data, size_t size) {
+    const unsigned char *p = data;
+    while (size > 0) {
+        const ssize_t n = write(fd, p, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads exactly `size` bytes; -1 with errno, or -2 at a premature end of file. */
+static int read_all(int fd, void *data, size_t size) {
+    unsigned char *p = data;
+    while (size > 0) {
+        const ssize_t n = read(fd, p, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) return -2;
+        p += n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; ++i) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- location ---------------------------------------------------------------------------------- */
+/* mkdir -p with mode 0700 for the folders it creates. 0, or -1 with errno. */
+static int mkdir_p(const char *path) {
+    char *p = strdup(path);
+    if (!p) return -1;
+    int rc = 0;
+    for (char *s = p + 1;; ++s) {
+        const int end = *s == '\0';
+        if (*s != '/' && !end) continue;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0) {
+            const int err = errno;
+            struct stat st;
+            if (err != EEXIST || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                errno = err == EEXIST ? ENOTDIR : err;
+                rc = -1;
+                break;
+            }
+        }
+        if (end) break;
+        *s = '/';
+        while (s[1] == '/') ++s;
+    }
+    const int err = errno;
+    free(p);
+    errno = err;
+    return rc;
+}
+
+/* 0 when `dir` exists as a writable folder, or its nearest existing ancestor is one (so it can be
+ * created); otherwise the errno that stops it. */
+static int creatable(const char *dir) {
+    char *p = strdup(dir);
+    if (!p) return ENOMEM;
+    int err = 0;
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) err = ENOTDIR;
+            else if (access(p, W_OK | X_OK) != 0) err = errno;
+            break;
+        }
+        if (errno != ENOENT) {
+            err = errno;
+            break;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash) { /* a relative path: its first component is created in the working folder */
+            if (access(".", W_OK | X_OK) != 0) err = errno;
+            break;
+        }
+        if (slash == p) { /* the root */
+            if (access("/", W_OK | X_OK) != 0) err = errno;
+            break;
+        }
+        *slash = '\0';
+    }
+    free(p);
+    return err;
+}
+
+static void disable(mora_cache *c, const char *dir, int err) {
+    atomic_store(&c->enabled, 0);
+    mora_warn_once("cache-unwritable", "kernels cache: %s: %s; running without a cache", dir, strerror(err));
+}
+
+/* Creates the folders and probes a write, once; 1 when the cache can be written. */
+static int ensure_ready(mora_cache *c) {
+    if (atomic_load(&c->ready)) return atomic_load(&c->enabled);
+    pthread_mutex_lock(&c->lock);
+    if (!atomic_load(&c->ready) && atomic_load(&c->enabled)) {
+        int err = 0;
+        char *records = join(c->dir, "/records", NULL), *binaries = join(c->dir, "/binaries", NULL);
+        char *probe = join(c->dir, "/.probe-XXXXXX", NULL);
+        if (!records || !binaries || !probe) err = ENOMEM;
+        if (!err && (mkdir_p(c->dir) != 0 || mkdir_p(records) != 0 || mkdir_p(binaries) != 0)) err = errno;
+        if (!err) {
+            const int fd = mkstemp(probe);
+            if (fd < 0) {
+                err = errno;
+            } else {
+                if (write_all(fd, "probe", 5) != 0) err = errno;
+                close(fd);
+                unlink(probe);
+            }
+        }
+        if (err) disable(c, c->dir, err);
+        free(records);
+        free(binaries);
+        free(probe);
+        atomic_store(&c->ready, 1);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return atomic_load(&c->enabled);
+}
+
+mora_status mora_cache_open(const char *dir, mora_cache **cache) {
+    MORA_CHECK_PTR(cache);
+    mora_cache *c = calloc(1, sizeof *c);
+    if (!c) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    pthread_mutex_init(&c->lock, NULL);
+    atomic_init(&c->enabled, 0);
+    atomic_init(&c->ready, 0);
+
+    char *path = NULL;
+    int resolved = 1; /* 0: deliberately disabled */
+    const char *env;
+    if (dir) {
+        resolved = dir[0] != '\0';
+        if (resolved) path = strdup(dir);
+    } else if ((env = getenv("MORA_CACHE_DIR")) != NULL) {
+        resolved = env[0] != '\0' && strcmp(env, "off") != 0;
+        if (resolved) path = strdup(env);
+    } else if ((env = getenv("XDG_CACHE_HOME")) != NULL && env[0] == '/') {
+        path = join(env, "/mora", NULL);
+    } else if ((env = getenv("HOME")) != NULL && env[0] != '\0') {
+        path = join(env, "/.cache/mora", NULL);
+    } else {
+        resolved = 0;
+        mora_warn_once("cache-unwritable", "kernels cache: neither HOME nor XDG_CACHE_HOME is set; running without a cache");
+    }
+    if (resolved && !path) {
+        mora_cache_close(c);
+        return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    }
+    if (path) {
+        /* strip trailing slashes (but keep "/") */
+        size_t n = strlen(path);
+        while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
+        c->dir = path;
+        const int err = creatable(path);
+        if (err == ENOMEM) {
+            mora_cache_close(c);
+            return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+        }
+        atomic_store(&c->enabled, 1);
+        if (err) {
+            disable(c, path, err);
+            atomic_store(&c->ready, 1);
+        }
+    }
+    *cache = c;
+    return MORA_OK;
+}
+
+void mora_cache_close(mora_cache *cache) {
+    if (!cache) return;
+    pthread_mutex_destroy(&cache->lock);
+    free(cache->dir);
+    free(cache);
+}
+
+int mora_cache_enabled(const mora_cache *cache) { return cache && atomic_load(&cache->enabled); }
+
+const char *mora_cache_dir(const mora_cache *cache) {
+    return mora_cache_enabled(cache) && cache->dir ? cache->dir : "";
+}
+
+/* ---- writing ----------------------------------------------------------------------------------- */
+/* Writes the concatenation of two buffers to `path`: temporary file in the same folder → fsync →
+ * rename. MORA_E_IO (path + strerror) on any failure, with the temporary file removed. */
+static mora_status write_atomic(const char *path, const void *a, size_t a_size, const void *b,
+                                size_t b_size) {
+    /* "<folder>/.<name>.tmp-XXXXXX": hidden, in the same folder (so rename() is atomic) */
+    char *folder = strdup(path);
+    char *slash = folder ? strrchr(folder, '/') : NULL;
+    if (slash) *slash = '\0';
+    char *tmp = slash ? join(folder, "/.", path + (slash - folder) + 1) : NULL;
+    char *tmp_full = tmp ? join(tmp, ".tmp-XXXXXX", NULL) : NULL;
+    free(tmp);
+    tmp = tmp_full;
+    if (!tmp) {
+        free(folder);
+        return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0 && errno == ENOENT && mkdir_p(folder) == 0) fd = mkstemp(tmp); /* the folder vanished: again, once */
+    free(folder);
+    if (fd < 0) {
+        const mora_status s = mora_fail(MORA_E_IO, "kernels cache: %s: cannot create a temporary file: %s", tmp,
+                                        strerror(errno));
+        free(tmp);
+        return s;
+    }
+    const char *step = NULL;
+    if (write_all(fd, a, a_size) != 0 || (b_size && write_all(fd, b, b_size) != 0)) step = "write";
+    else if (fsync(fd) != 0) step = "fsync";
+    const int err = errno;
+    if (close(fd) != 0 && !step) step = "close";
+    if (!step && rename(tmp, path) != 0) step = "rename";
+    if (step) {
+        const int e = step[0] == 'c' || step[0] == 'r' ? errno : err;
+        unlink(tmp);
+        const mora_status s = mora_fail(MORA_E_IO, "kernels cache: %s: %s failed: %s", path, step, strerror(e));
+        free(tmp);
+        return s;
+    }
+    free(tmp);
+    return MORA_OK;
+}
+
+/* ---- reading ----------------------------------------------------------------------------------- */
+/* A bad entry: removed (unless another process has replaced it meanwhile), warned once, a miss. */
+static mora_status bad_entry(const char *path, const struct stat *seen, const char *why) {
+    struct stat now;
+    if (stat(path, &now) == 0 && now.st_ino == seen->st_ino && now.st_dev == seen->st_dev) unlink(path);
+    mora_warn_once("cache-corrupt", "kernels cache: %s: %s; removed, will be rebuilt", path, why);
+    return mora_fail(MORA_E_NOT_FOUND, "kernels cache: %s: %s; removed", path, why);
+}
+
+static mora_status miss(const char *path, const char *why) {
+    return mora_fail(MORA_E_NOT_FOUND, "kernels cache: %s: %s", path, why);
+}
+
+/* ---- records ----------------------------------------------------------------------------------- */
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static int name_ok(const char *s, size_t capacity) {
+    const char *end = memchr(s, '\0', capacity);
+    return end != NULL && end != s;
+}
+
+mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mora_tuning_record *record) {
+    MORA_CHECK_PTR(cache);
+    MORA_CHECK_PTR(key);
+    MORA_CHECK_PTR(record);
+    if (!name_ok(record->kind, sizeof record->kind))
+        return mora_fail(MORA_E_ARG, "record->kind: must be a non-empty string of at most %zu characters",
+                         sizeof record->kind - 1);
+    if (record->param_count < 0 || record->param_count > MORA_MAX_PARAMS)
+        return mora_fail(MORA_E_ARG, "record->param_count=%d: must be in [0, %d]", record->param_count,
+                         MORA_MAX_PARAMS);
+    for (int i = 0; i < record->param_count; ++i)
+        if (!name_ok(record->param_names[i], sizeof record->param_names[i]))
+            return mora_fail(MORA_E_ARG, "record->param_names[%d]: must be a non-empty string of at most %zu characters",
+                             i, sizeof record->param_names[i] - 1);
+    if (!memchr(record->tuned_at, '\0', sizeof record->tuned_at))
+        return mora_fail(MORA_E_ARG, "record->tuned_at: not a string of at most %zu characters",
+                         sizeof record->tuned_at - 1);
+    if (!ensure_ready(cache)) return MORA_OK;
+
+    json_t *params = json_object();
+    json_t *root = json_object();
+    int bad = !params || !root;
+    for (int i = 0; !bad && i < record->param_count; ++i)
+        bad = json_object_set_new(params, record->param_names[i], json_integer(record->param_values[i])) != 0;
+    if (!bad) {
+        bad |= json_object_set_new(root, "format", json_integer(MORA_CACHE_FORMAT_VERSION));
+        bad |= json_object_set_new(root, "library", json_string(MORA_VERSION_STRING));
+        bad |= json_object_set_new(root, "key", json_string(key));
+        bad |= json_object_set_new(root, "kind", json_string(record->kind));
+        bad |= json_object_set(root, "params", params);
+        bad |= json_object_set_new(root, "time_ms", real_or_null(record->time_ms));
+        bad |= json_object_set_new(root, "spread", real_or_null(record->spread));
+        bad |= json_object_set_new(root, "default_ms", real_or_null(record->default_ms));
+        bad |= json_object_set_new(root, "candidates", json_integer(record->candidates));
+        bad |= json_object_set_new(root, "rejected", json_integer(record->rejected));
+        bad |= json_object_set_new(root, "failed", json_integer(record->failed));
+        bad |= json_object_set_new(root, "tokens", json_integer(record->tokens));
+        bad |= json_object_set_new(root, "tuned_at", json_string(record->tuned_at));
+    }
+    char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(params);
+    json_decref(root);
+    if (!text) /* jansson fails only for out-of-memory or strings that are not UTF-8 */
+        return mora_fail(MORA_E_ARG, "kernels cache: key or record strings are not valid UTF-8 (or out of memory)");
+
+    char *path = entry_path(cache, "records", key, ".json");
+    mora_status s = MORA_E_NO_MEMORY;
+    if (path) {
+        const size_t n = strlen(text);
+        text[n] = '\n'; /* replaces the terminator: the file ends with a newline */
+        s = write_atomic(path, text, n + 1, NULL, 0);
+    } else {
+        mora_fail(s, "kernels cache: out of memory");
+    }
+    free(text);
+    free(path);
+    return s;
+}
+
+static int get_int(json_t *root, const char *name, json_int_t lo, json_int_t hi, json_int_t *out) {
+    json_t *v = json_object_get(root, name);
+    if (!json_is_integer(v)) return 0;
+    const json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) return 0;
+    *out = x;
+    return 1;
+}
+
+static int get_real(json_t *root, const char *name, double *out) {
+    json_t *v = json_object_get(root, name);
+    if (json_is_null(v)) {
+        *out = NAN;
+        return 1;
+    }
+    if (!json_is_number(v)) return 0;
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int get_string(json_t *root, const char *name, char *out, size_t capacity) {
+    json_t *v = json_object_get(root, name);
+    if (!json_is_string(v) || json_string_length(v) >= capacity || strlen(json_string_value(v)) != json_string_length(v))
+        return 0;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 1;
+}
+
+/* Validates a parsed record; NULL when good, or why not. Sets *other_library for a record of another
+ * library version. */
+static const char *record_from_json(json_t *root, const char *key, mora_tuning_record *r, int *other_library) {
+    static _Thread_local char why[160];
+    if (!json_is_object(root)) return "not a JSON object";
+    json_int_t format;
+    if (!get_int(root, "format", INT_MIN, INT_MAX, &format)) return "\"format\" missing or not an integer";
+    if (format != MORA_CACHE_FORMAT_VERSION) {
+        snprintf(why, sizeof why, "format version %lld, expected %d", (long long)format, MORA_CACHE_FORMAT_VERSION);
+        return why;
+    }
+    json_t *library = json_object_get(root, "library");
+    if (!json_is_string(library)) return "\"library\" missing or not a string";
+    if (strcmp(json_string_value(library), MORA_VERSION_STRING) != 0) {
+        *other_library = 1;
+        return "written by another library version";
+    }
+    json_t *k = json_object_get(root, "key");
+    if (!json_is_string(k)) return "\"key\" missing or not a string";
+    if (json_string_length(k) != strlen(key) || strcmp(json_string_value(k), key) != 0)
+        return "the key echoed in the file is not the key looked up";
+    if (!get_string(root, "kind", r->kind, sizeof r->kind)) return "\"kind\" missing, not a string or too long";
+    mora_kind kind;
+    if (mora_kind_from_string(r->kind, &kind) != MORA_OK) return "\"kind\" is not a kernel kind";
+    json_t *params = json_object_get(root, "params");
+    if (!json_is_object(params)) return "\"params\" missing or not an object";
+    if (json_object_size(params) > MORA_MAX_PARAMS) return "more than MORA_MAX_PARAMS \"params\"";
+    r->param_count = 0;
+    const char *name;
+    json_t *value;
+    json_object_foreach(params, name, value) {
+        const size_t len = strlen(name);
+        if (len == 0 || len >= sizeof r->param_names[0]) return "a parameter name is empty or too long";
+        if (!json_is_integer(value) || json_integer_value(value) < INT_MIN || json_integer_value(value) > INT_MAX)
+            return "a parameter value is not an int";
+        memcpy(r->param_names[r->param_count], name, len + 1);
+        r->param_values[r->param_count] = (int)json_integer_value(value);
+        ++r->param_count;
+    }
+    json_int_t v;
+    if (!get_real(root, "time_ms", &r->time_ms)) return "\"time_ms\" missing or not a number";
+    if (!get_real(root, "spread", &r->spread)) return "\"spread\" missing or not a number";
+    if (!get_real(root, "default_ms", &r->default_ms)) return "\"default_ms\" missing or not a number";
+    if (!get_int(root, "candidates", INT_MIN, INT_MAX, &v)) return "\"candidates\" missing or not an int";
+    r->candidates = (int)v;
+    if (!get_int(root, "rejected", INT_MIN, INT_MAX, &v)) return "\"rejected\" missing or not an int";
+    r->rejected = (int)v;
+    if (!get_int(root, "failed", INT_MIN, INT_MAX, &v)) return "\"failed\" missing or not an int";
+    r->failed = (int)v;
+    if (!get_int(root, "tokens", INT64_MIN, INT64_MAX, &v)) return "\"tokens\" missing or not an integer";
+    r->tokens = (int64_t)v;
+    if (!get_string(root, "tuned_at", r->tuned_at, sizeof r->tuned_at))
+        return "\"tuned_at\" missing, not a string or too long";
+    return NULL;
+}
+
+mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuning_record *record) {
+    MORA_CHECK_PTR(cache);
+    MORA_CHECK_PTR(key);
+    MORA_CHECK_PTR(record);
+    if (!mora_cache_enabled(cache)) return mora_fail(MORA_E_NOT_FOUND, "kernels cache: disabled");
+    char *path = entry_path(cache, "records", key, ".json");
+    if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    mora_status s;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        s = miss(path, strerror(errno));
+        free(path);
+        return s;
+    }
+    struct stat st;
+    char *text = NULL;
+    if (fstat(fd, &st) != 0) {
+        s = miss(path, strerror(errno));
+    } else if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > RECORD_MAX_BYTES) {
+        s = bad_entry(path, &st, S_ISREG(st.st_mode) ? (st.st_size <= 0 ? "empty file" : "larger than 1 MiB")
+                                                    : "not a regular file");
+    } else if ((text = malloc((size_t)st.st_size)) == NULL) {
+        s = mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    } else {
+        const int rc = read_all(fd, text, (size_t)st.st_size);
+        if (rc == -1) {
+            s = miss(path, strerror(errno));
+        } else if (rc == -2) {
+            s = bad_entry(path, &st, "shorter than its size");
+        } else {
+            json_error_t jerr;
+            json_t *root = json_loadb(text, (size_t)st.st_size, JSON_REJECT_DUPLICATES, &jerr);
+            if (!root) {
+                char why[220];
+                snprintf(why, sizeof why, "not valid JSON (line %d: %s)", jerr.line, jerr.text);
+                s = bad_entry(path, &st, why);
+            } else {
+                mora_tuning_record r;
+                memset(&r, 0, sizeof r);
+                int other_library = 0;
+                const char *why = record_from_json(root, key, &r, &other_library);
+                if (!why) {
+                    *record = r;
+                    s = MORA_OK;
+                } else if (other_library) {
+                    s = miss(path, why);
+                } else {
+                    s = bad_entry(path, &st, why);
+                }
+                json_decref(root);
+            }
+        }
+    }
+    free(text);
+    close(fd);
+    free(path);
+    return s;
+}
+
+/* ---- binaries ---------------------------------------------------------------------------------- */
+/* magic[8], u32 format version, u32 key length, key, u64 payload length, u64 checksum, payload */
+mora_status mora_cache_binary_store(mora_cache *cache, const char *key, const void *data, size_t size) {
+    MORA_CHECK_PTR(cache);
+    MORA_CHECK_PTR(key);
+    if (size) MORA_CHECK_PTR(data);
+    const size_t key_length = strlen(key);
+    if (key_length > UINT32_MAX - 64)
+        return mora_fail(MORA_E_SIZE, "key of %zu bytes: at most %u", key_length, (unsigned)(UINT32_MAX - 64));
+    if (!ensure_ready(cache)) return MORA_OK;
+    const size_t header_size = 8 + 4 + 4 + key_length + 8 + 8;
+    unsigned char *header = malloc(header_size);
+    char *path = entry_path(cache, "binaries", key, ".bin");
+    if (!header || !path) {
+        free(header);
+        free(path);
+        return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    }
+    unsigned char *p = header;
+    memcpy(p, binary_magic, 8);
+    put_u32(p + 8, MORA_CACHE_FORMAT_VERSION);
+    put_u32(p + 12, (uint32_t)key_length);
+    memcpy(p + 16, key, key_length);
+    p += 16 + key_length;
+    put_u64(p, (uint64_t)size);
+    put_u64(p + 8, mora_hash64(data, size, 0));
+    const mora_status s = write_atomic(path, header, header_size, data, size);
+    free(header);
+    free(path);
+    return s;
+}
+
+mora_status mora_cache_binary_load(mora_cache *cache, const char *key, void **data, size_t *size) {
+    MORA_CHECK_PTR(cache);
+    MORA_CHECK_PTR(key);
+    MORA_CHECK_PTR(data);
+    MORA_CHECK_PTR(size);
+    if (!mora_cache_enabled(cache)) return mora_fail(MORA_E_NOT_FOUND, "kernels cache: disabled");
+    char *path = entry_path(cache, "binaries", key, ".bin");
+    if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    mora_status s;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        s = miss(path, strerror(errno));
+        free(path);
+        return s;
+    }
+    const size_t key_length = strlen(key);
+    struct stat st;
+    unsigned char fixed[16], tail[16];
+    char *echo = NULL;
+    unsigned char *payload = NULL;
+    int rc;
+#define READ_OR_BAD(buf, n, what)                                          \
+    rc = read_all(fd, (buf), (n));                                         \
+    if (rc == -1) {                                                        \
+        s = miss(path, strerror(errno));                                   \
+        goto done;                                                         \
+    }                                                                      \
+    if (rc == -2) {                                                        \
+        s = bad_entry(path, &st, "truncated (in the " what ")");           \
+        goto done;                                                         \
+    }
+    if (fstat(fd, &st) != 0) {
+        s = miss(path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        s = bad_entry(path, &st, "not a regular file");
+        goto done;
+    }
+    READ_OR_BAD(fixed, 16, "header");
+    if (memcmp(fixed, binary_magic, 8) != 0) {
+        s = bad_entry(path, &st, "bad magic (not a MORABIN1 file)");
+        goto done;
+    }
+    if (get_u32(fixed + 8) != MORA_CACHE_FORMAT_VERSION) {
+        char why[96];
+        snprintf(why, sizeof why, "format version %u, expected %d", (unsigned)get_u32(fixed + 8),
+                 MORA_CACHE_FORMAT_VERSION);
+        s = bad_entry(path, &st, why);
+        goto done;
+    }
+    if (get_u32(fixed + 12) != key_length) {
+        s = bad_entry(path, &st, "the key echoed in the file is not the key looked up");
+        goto done;
+    }
+    if ((uint64_t)st.st_size < 16 + (uint64_t)key_length + 16) {
+        s = bad_entry(path, &st, "truncated (in the header)");
+        goto done;
+    }
+    if ((echo = malloc(key_length + 1)) == NULL) {
+        s = mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+        goto done;
+    }
+    READ_OR_BAD(echo, key_length, "key");
+    if (memcmp(echo, key, key_length) != 0) {
+        s = bad_entry(path, &st, "the key echoed in the file is not the key looked up");
+        goto done;
+    }
+    READ_OR_BAD(tail, 16, "header");
+    const uint64_t length = get_u64(tail), checksum = get_u64(tail + 8);
+    const uint64_t expected = (uint64_t)st.st_size - (16 + (uint64_t)key_length + 16);
+    if (length != expected) {
+        char why[128];
+        snprintf(why, sizeof why, "payload of %llu bytes announced, %llu present", (unsigned long long)length,
+                 (unsigned long long)expected);
+        s = bad_entry(path, &st, why);
+        goto done;
+    }
+    if ((payload = malloc(length ? (size_t)length : 1)) == NULL) {
+        s = mora_fail(MORA_E_NO_MEMORY, "kernels cache: %s: out of memory for %llu bytes", path,
+                      (unsigned long long)length);
+        goto done;
+    }
+    READ_OR_BAD(payload, (size_t)length, "payload");
+    if (mora_hash64(payload, (size_t)length, 0) != checksum) {
+        s = bad_entry(path, &st, "checksum mismatch");
+        goto done;
+    }
+    *data = payload;
+    *size = (size_t)length;
+    payload = NULL;
+    s = MORA_OK;
+#undef READ_OR_BAD
+done:
+    free(payload);
+    free(echo);
+    close(fd);
+    free(path);
+    return s;
+}
+
+/* ---- the shipped database ---------------------------------------------------------------------- */
+typedef struct db_entry {
+    char *backend, *device, *arch, *vendor; /* device/arch/vendor: NULL when not named */
+    mora_kind kind;
+    int op;    /* mora_op, or -1 for "*" */
+    int dtype; /* mora_dtype, or -1 for "*" */
+    int param_count;
+    char *param_names[MORA_MAX_PARAMS];
+    int param_values[MORA_MAX_PARAMS];
+} db_entry;
+
+typedef struct db_table {
+    db_entry *entries;
+    int count, capacity;
+} db_table;
+
+static void db_entry_free(db_entry *e) {
+    free(e->backend);
+    free(e->device);
+    free(e->arch);
+    free(e->vendor);
+    for (int i = 0; i < e->param_count; ++i) free(e->param_names[i]);
+}
+
+static void db_table_free(db_table *t) {
+    for (int i = 0; i < t->count; ++i) db_entry_free(&t->entries[i]);
+    free(t->entries);
+    memset(t, 0, sizeof *t);
+}
+
+/* An optional string field: 1 and *out (strdup'd, or NULL when absent); 0 when of the wrong type. */
+static int db_string(json_t *entry, const char *name, char **out) {
+    json_t *v = json_object_get(entry, name);
+    *out = NULL;
+    if (!v) return 1;
+    if (!json_is_string(v)) return 0;
+    *out = strdup(json_string_value(v));
+    return *out != NULL;
+}
+
+/* Parses one entry; NULL when good, else why not. */
+static const char *db_entry_parse(json_t *j, db_entry *e) {
+    memset(e, 0, sizeof *e);
+    if (!json_is_object(j)) return "not an object";
+    if (!db_string(j, "backend", &e->backend) || !e->backend) return "\"backend\" missing or not a string";
+    if (!db_string(j, "device", &e->device) || !db_string(j, "arch", &e->arch) || !db_string(j, "vendor", &e->vendor))
+        return "\"device\", \"arch\" or \"vendor\" is not a string";
+    if (!e->device && !e->arch && !e->vendor) return "names none of \"device\", \"arch\", \"vendor\"";
+    json_t *kind = json_object_get(j, "kind");
+    if (!json_is_string(kind) || mora_kind_from_string(json_string_value(kind), &e->kind) != MORA_OK)
+        return "\"kind\" missing or not a kernel kind";
+    json_t *op = json_object_get(j, "op");
+    e->op = -1;
+    if (op && !(json_is_string(op) && strcmp(json_string_value(op), "*") == 0)) {
+        mora_op o;
+        if (!json_is_string(op) || mora_op_from_string(json_string_value(op), &o) != MORA_OK)
+            return "\"op\" is not an operator name or \"*\"";
+        e->op = (int)o;
+    }
+    json_t *dtype = json_object_get(j, "dtype");
+    e->dtype = -1;
+    if (dtype && !(json_is_string(dtype) && strcmp(json_string_value(dtype), "*") == 0)) {
+        mora_dtype d;
+        if (!json_is_string(dtype) || mora_dtype_from_string(json_string_value(dtype), &d) != MORA_OK)
+            return "\"dtype\" is not a data type or \"*\"";
+        e->dtype = (int)d;
+    }
+    json_t *params = json_object_get(j, "params");
+    if (!json_is_object(params)) return "\"params\" missing or not an object";
+    if (json_object_size(params) > MORA_MAX_PARAMS) return "more than MORA_MAX_PARAMS \"params\"";
+    const char *name;
+    json_t *value;
+    json_object_foreach(params, name, value) {
+        if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > INT_MAX)
+            return "a parameter value is not a positive int";
+        if ((e->param_names[e->param_count] = strdup(name)) == NULL) return "out of memory";
+        e->param_values[e->param_count++] = (int)json_integer_value(value);
+    }
+    json_t *source = json_object_get(j, "source");
+    if (source && !json_is_string(source)) return "\"source\" is not a string";
+    return NULL;
+}
+
+/* Appends the entries of one db text. MORA_E_ARG (with the reason in mora_last_error) when the text
+ * is not a db; entries that are invalid are skipped with one "db-invalid" warning. */
+static mora_status db_parse(const char *text, const char *name, db_table *t) {
+    /* an empty (or blank) file is a db without entries */
+    const char *p = text;
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') ++p;
+    if (*p == '\0') return MORA_OK;
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) return mora_fail(MORA_E_ARG, "kernels db %s: not valid JSON (line %d: %s)", name, jerr.line, jerr.text);
+    mora_status s = MORA_OK;
+    json_t *format = json_object_get(root, "format");
+    json_t *entries = json_object_get(root, "entries");
+    if (!json_is_object(root) || !json_is_integer(format) || json_integer_value(format) != 1) {
+        s = mora_fail(MORA_E_ARG, "kernels db %s: \"format\" missing or not 1", name);
+    } else if (!json_is_array(entries)) {
+        s = mora_fail(MORA_E_ARG, "kernels db %s: \"entries\" missing or not an array", name);
+    } else {
+        size_t i;
+        json_t *j;
+        json_array_foreach(entries, i, j) {
+            if (t->count == t->capacity) {
+                const int capacity = t->capacity ? 2 * t->capacity : 16;
+                db_entry *grown = realloc(t->entries, (size_t)capacity * sizeof *grown);
+                if (!grown) {
+                    s = mora_fail(MORA_E_NO_MEMORY, "kernels db %s: out of memory", name);
+                    break;
+                }
+                t->entries = grown;
+                t->capacity = capacity;
+            }
+            db_entry *e = &t->entries[t->count];
+            const char *why = db_entry_parse(j, e);
+            if (why) {
+                mora_warn_once("db-invalid", "kernels db %s: entry %zu: %s; skipped", name, i, why);
+                db_entry_free(e);
+            } else {
+                ++t->count;
+            }
+        }
+    }
+    json_decref(root);
+    return s;
+}
+
+/* Most specific applicable entry → spec. Scores: device 3, arch 2, vendor 1 (×4), + 2 for an exact
+ * op, + 1 for an exact dtype; the first of equal scores wins. An entry naming a parameter the kind
+ * does not have (or an invalid value) is skipped with one warning. */
+static mora_status db_match(const db_table *t, const char *backend, const char *device, const char *arch,
+                            const char *vendor, mora_kernel_spec *spec, const char **matched) {
+    int best_score = -1;
+    const db_entry *best = NULL;
+    mora_kernel_spec best_spec = *spec;
+    for (int i = 0; i < t->count; ++i) {
+        const db_entry *e = &t->entries[i];
+        if (strcmp(e->backend, backend) != 0 || e->kind != spec->kind) continue;
+        if (e->op >= 0 && e->op != (int)spec->shape.op) continue;
+        if (e->dtype >= 0 && e->dtype != (int)spec->dtype) continue;
+        if (e->device && (!device || strcmp(e->device, device) != 0)) continue;
+        if (e->arch && (!arch || strcmp(e->arch, arch) != 0)) continue;
+        if (e->vendor && (!vendor || strcmp(e->vendor, vendor) != 0)) continue;
+        const int level = e->device ? 3 : e->arch ? 2 : 1;
+        const int score = 4 * level + (e->op >= 0 ? 2 : 0) + (e->dtype >= 0 ? 1 : 0);
+        if (score <= best_score) continue;
+        mora_kernel_spec candidate = *spec;
+        int ok = 1;
+        for (int k = 0; ok && k < e->param_count; ++k)
+            ok = mora_spec_set_param(&candidate, e->param_names[k], e->param_values[k]) == MORA_OK;
+        if (!ok) {
+            mora_warn_once("db-param", "kernels db: an entry for backend %s, kind %s: %s; entry skipped", e->backend,
+                           mora_kind_name(e->kind), mora_last_error());
+            continue;
+        }
+        best_score = score;
+        best = e;
+        best_spec = candidate;
+    }
+    if (!best)
+        return mora_fail(MORA_E_NOT_FOUND, "kernels db: no entry for backend %s, device \"%s\", kind %s, op %s, dtype %s",
+                         backend, device ? device : "", mora_kind_name(spec->kind), mora_op_name(spec->shape.op),
+                         mora_dtype_name(spec->dtype));
+    *spec = best_spec;
+    if (matched) *matched = best->device ? "device" : best->arch ? "arch" : "vendor";
+    return MORA_OK;
+}
+
+static db_table shipped_db;
+static pthread_once_t shipped_db_once = PTHREAD_ONCE_INIT;
+
+static void shipped_db_load(void) {
+    for (int i = 0; i < MORA_DB_FILE_COUNT; ++i)
+        if (db_parse(mora_db_files[i].text, mora_db_files[i].name, &shipped_db) != MORA_OK)
+            mora_warn_once("db-invalid", "%s; file skipped", mora_last_error());
+}
+
+mora_status mora_db_lookup(const char *backend, const char *device, const char *arch, const char *vendor,
+                           mora_kernel_spec *spec, const char **matched) {
+    MORA_CHECK_PTR(backend);
+    MORA_CHECK_PTR(spec);
+    pthread_once(&shipped_db_once, shipped_db_load);
+    return db_match(&shipped_db, backend, device, arch, vendor, spec, matched);
+}
+
+mora_status mora_db_lookup_in(const char *json, const char *backend, const char *device, const char *arch,
+                              const char *vendor, mora_kernel_spec *spec, const char **matched) {
+    MORA_CHECK_PTR(json);
+    MORA_CHECK_PTR(backend);
+    MORA_CHECK_PTR(spec);
+    db_table t = {0};
+    mora_status s = db_parse(json, "(text)", &t);
+    if (s == MORA_OK) s = db_match(&t, backend, device, arch, vendor, spec, matched);
+    db_table_free(&t);
+    return s;
+}
