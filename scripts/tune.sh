@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds libmora, and runs mora-tune with the arguments given
+# on the best backend here (CUDA, then HIP, then OpenCL — PoCL on a machine without a GPU).
+#   bash scripts/tune.sh --dims 4096 --rank 256
+# The winners land in the kernels cache (~/.cache/mora, or $MORA_CACHE_DIR), where layers find them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+build=${MORA_BUILD_DIR:-build}
+cmake -S . -B "$build" -DMORA_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target mora-tune >/dev/null
+[ $# -gt 0 ] || set -- --dims 4096 --rank 256
+exec "$build/mora-tune" "$@"
