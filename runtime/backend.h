@@ -69,6 +69,10 @@ typedef struct mora_backend_i {
     mora_status (*program_build)(void *ctx, const char *source, void **program);
     /* (optional) release a compiled program */
     void (*program_free)(void *ctx, void *program);
+    /* (optional) the device binary of a built program (malloc'd), for the kernels cache */
+    mora_status (*program_binary)(void *ctx, void *program, void **data, size_t *size);
+    /* (optional) a program from a binary that program_binary gave on the same device and driver */
+    mora_status (*program_from_binary)(void *ctx, const void *data, size_t size, void **program);
     /* (optional) enqueue entry point `entry` of a program on the context's stream/queue:
      * groups[d] work-groups of local[d] work-items in each dimension d */
     mora_status (*launch)(void *ctx, void *program, const char *entry, const size_t groups[3], const size_t local[3],

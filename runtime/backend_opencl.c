@@ -21,7 +21,8 @@
     X(clEnqueueFillBuffer) X(clCreateProgramWithSource) X(clBuildProgram) X(clGetProgramBuildInfo)     \
     X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) \
     X(clFinish) X(clEnqueueMarkerWithWaitList) X(clWaitForEvents) X(clGetEventProfilingInfo)           \
-    X(clReleaseEvent) X(clRetainCommandQueue) X(clGetCommandQueueInfo)
+    X(clReleaseEvent) X(clRetainCommandQueue) X(clGetCommandQueueInfo) X(clGetProgramInfo)           \
+    X(clCreateProgramWithBinary)
 
 typedef struct cl_api {
     void *library;
@@ -171,27 +172,45 @@ static mora_status opencl_buffer_zero(void *vctx, void *buf, size_t bytes) {
     return err == CL_SUCCESS ? MORA_OK : cl_error(err, "clEnqueueFillBuffer");
 }
 
+static mora_status build_program(opencl_ctx *c, cl_program prog);
+static mora_status wrap_program(opencl_ctx *c, cl_program prog, void **program);
+
 static mora_status opencl_program_build(void *vctx, const char *source, void **program) {
     opencl_ctx *c = vctx;
     cl_int err = CL_SUCCESS;
     cl_program prog = c->cl.clCreateProgramWithSource(c->context, 1, &source, NULL, &err);
     if (err != CL_SUCCESS) return cl_error(err, "clCreateProgramWithSource");
-    err = c->cl.clBuildProgram(prog, 1, &c->device, "-cl-std=CL1.2", NULL, NULL);
-    if (err != CL_SUCCESS) {
-        size_t log_size = 0;
-        c->cl.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
-        char *log = malloc(log_size + 1);
-        if (log) {
-            log[0] = '\0';
-            c->cl.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, log_size, log, NULL);
-            log[log_size] = '\0';
-        }
-        mora_fail(MORA_E_COMPILE, "opencl: clBuildProgram failed with error %d; build log:\n", (int)err);
-        mora_error_append(log ? log : "(no log)");
-        free(log);
+    const mora_status st = build_program(c, prog);
+    if (st != MORA_OK) {
         c->cl.clReleaseProgram(prog);
-        return MORA_E_COMPILE;
+        return st;
     }
+    return wrap_program(c, prog, program);
+}
+
+/* The build options every program gets (part of the binary cache key through the source hash's
+ * companion: they never change without a library version change). */
+#define OPENCL_BUILD_OPTIONS "-cl-std=CL1.2"
+
+/* Builds prog for the device; on failure MORA_E_COMPILE with the build log. */
+static mora_status build_program(opencl_ctx *c, cl_program prog) {
+    const cl_int err = c->cl.clBuildProgram(prog, 1, &c->device, OPENCL_BUILD_OPTIONS, NULL, NULL);
+    if (err == CL_SUCCESS) return MORA_OK;
+    size_t log_size = 0;
+    c->cl.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
+    char *log = malloc(log_size + 1);
+    if (log) {
+        log[0] = '\0';
+        c->cl.clGetProgramBuildInfo(prog, c->device, CL_PROGRAM_BUILD_LOG, log_size, log, NULL);
+        log[log_size] = '\0';
+    }
+    mora_fail(MORA_E_COMPILE, "opencl: clBuildProgram failed with error %d; build log:\n", (int)err);
+    mora_error_append(log ? log : "(no log)");
+    free(log);
+    return MORA_E_COMPILE;
+}
+
+static mora_status wrap_program(opencl_ctx *c, cl_program prog, void **program) {
     opencl_program *p = calloc(1, sizeof *p);
     if (!p) {
         c->cl.clReleaseProgram(prog);
@@ -200,6 +219,40 @@ static mora_status opencl_program_build(void *vctx, const char *source, void **p
     p->program = prog;
     *program = p;
     return MORA_OK;
+}
+
+static mora_status opencl_program_binary(void *vctx, void *program, void **data, size_t *size) {
+    opencl_ctx *c = vctx;
+    const opencl_program *p = program;
+    size_t bytes = 0;
+    cl_int err = c->cl.clGetProgramInfo(p->program, CL_PROGRAM_BINARY_SIZES, sizeof bytes, &bytes, NULL);
+    if (err != CL_SUCCESS || bytes == 0) return mora_fail(MORA_E_UNSUPPORTED, "opencl: the program has no binary (error %d)", (int)err);
+    unsigned char *binary = malloc(bytes);
+    if (!binary) return mora_fail(MORA_E_NO_MEMORY, "opencl: out of host memory for a %zu-byte binary", bytes);
+    err = c->cl.clGetProgramInfo(p->program, CL_PROGRAM_BINARIES, sizeof binary, &binary, NULL);
+    if (err != CL_SUCCESS) {
+        free(binary);
+        return cl_error(err, "clGetProgramInfo(CL_PROGRAM_BINARIES)");
+    }
+    *data = binary;
+    *size = bytes;
+    return MORA_OK;
+}
+
+static mora_status opencl_program_from_binary(void *vctx, const void *data, size_t size, void **program) {
+    opencl_ctx *c = vctx;
+    const unsigned char *binary = data;
+    cl_int status = CL_SUCCESS, err = CL_SUCCESS;
+    cl_program prog = c->cl.clCreateProgramWithBinary(c->context, 1, &c->device, &size, &binary, &status, &err);
+    if (err != CL_SUCCESS || status != CL_SUCCESS)
+        return mora_fail(MORA_E_COMPILE, "opencl: clCreateProgramWithBinary failed (error %d, binary status %d)", (int)err,
+                         (int)status);
+    const mora_status st = build_program(c, prog);
+    if (st != MORA_OK) {
+        c->cl.clReleaseProgram(prog);
+        return st;
+    }
+    return wrap_program(c, prog, program);
 }
 
 static void opencl_program_free(void *vctx, void *program) {
@@ -334,6 +387,8 @@ static const mora_backend_i opencl_backend = {
     .buffer_zero = opencl_buffer_zero,
     .program_build = opencl_program_build,
     .program_free = opencl_program_free,
+    .program_binary = opencl_program_binary,
+    .program_from_binary = opencl_program_from_binary,
     .launch = opencl_launch,
     .synchronize = opencl_synchronize,
     .set_stream = opencl_set_stream,

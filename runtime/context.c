@@ -2,6 +2,7 @@
  * per-context cache of compiled programs. */
 #include "context.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,7 +178,50 @@ static mora_program_entry *find_program(mora_context *ctx, uint64_t hash, const 
     return NULL;
 }
 
+/* The kernels cache's key of a program's binary: everything that changes the binary — the source
+ * (two independent 64-bit hashes and its length), the backend, device, driver and compiler, and the
+ * library version (which fixes the build options). */
+static void binary_key(const mora_context *ctx, const char *source, size_t length, char *key, size_t size) {
+    snprintf(key, size, "binary|v%d|library=%s|backend=%s|device=%s|arch=%s|driver=%s|compiler=%s|source=%016llx%016llx:%zu",
+             MORA_CACHE_FORMAT_VERSION, MORA_VERSION_STRING, ctx->be->name, ctx->info.name, ctx->info.arch,
+             ctx->info.driver_version, ctx->info.compiler_version, (unsigned long long)mora_hash64(source, length, 0),
+             (unsigned long long)mora_hash64(source, length, 0x9E3779B97F4A7C15ull), length);
+}
+
+/* Builds a program, through the kernels cache's binaries where the backend can (use_cache). */
+static mora_status build_program(mora_context *ctx, const char *source, size_t length, int use_cache, void **program) {
+    mora_cache *cache = use_cache && ctx->be->program_binary && ctx->be->program_from_binary ? mora_context_cache(ctx) : NULL;
+    char key[1024];
+    if (cache && mora_cache_enabled(cache)) {
+        binary_key(ctx, source, length, key, sizeof key);
+        void *data = NULL;
+        size_t size = 0;
+        if (mora_cache_binary_load(cache, key, &data, &size) == MORA_OK) {
+            const mora_status st = ctx->be->program_from_binary(ctx->be_ctx, data, size, program);
+            free(data);
+            if (st == MORA_OK) return MORA_OK;
+            mora_warn_once("cache-binary-rejected", "kernels cache: the device rejected a cached binary (%s); rebuilding from source",
+                           mora_last_error());
+        }
+    }
+    MORA_TRY(ctx->be->program_build(ctx->be_ctx, source, program));
+    if (cache && mora_cache_enabled(cache)) {
+        void *data = NULL;
+        size_t size = 0;
+        if (ctx->be->program_binary(ctx->be_ctx, *program, &data, &size) == MORA_OK) {
+            (void)mora_cache_binary_store(cache, key, data, size); /* a cache that cannot be written is no error */
+            free(data);
+        }
+        mora_error_clear();
+    }
+    return MORA_OK;
+}
+
 mora_status mora_context_program(mora_context *ctx, const char *source, void **program) {
+    return mora_context_program_ex(ctx, source, 1, program);
+}
+
+mora_status mora_context_program_ex(mora_context *ctx, const char *source, int use_cache, void **program) {
     if (!ctx->be->program_build)
         return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
     const size_t length = strlen(source);
@@ -197,7 +241,7 @@ mora_status mora_context_program(mora_context *ctx, const char *source, void **p
         return mora_fail(MORA_E_NO_MEMORY, "program cache: out of host memory");
     }
     memcpy(copy, source, length + 1);
-    const mora_status st = ctx->be->program_build(ctx->be_ctx, source, &e->program);
+    const mora_status st = build_program(ctx, source, length, use_cache, &e->program);
     if (st != MORA_OK) {
         free(e), free(copy);
         return st;

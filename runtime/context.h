@@ -29,9 +29,13 @@ struct mora_context {
  * allocated. A disabled cache is still returned: its loads miss and its stores do nothing. */
 mora_cache *mora_context_cache(mora_context *ctx);
 
-/* The compiled program of `source` in this context: built on first request, then reused.
+/* The compiled program of `source` in this context: built on first request — from the kernels
+ * cache's binary when the backend can load one, else from source (then the binary is stored) — and
+ * reused after.
  * Thread-safe: the tuner builds candidates on several threads at once. */
 mora_status mora_context_program(mora_context *ctx, const char *source, void **program);
+/* The same; use_cache = 0 keeps the binary out of the kernels cache (the tuner's candidates). */
+mora_status mora_context_program_ex(mora_context *ctx, const char *source, int use_cache, void **program);
 
 /* FNV-1a 64-bit hash of a byte string (program cache keys). */
 uint64_t mora_hash64(const void *data, size_t length, uint64_t seed);

@@ -152,6 +152,51 @@ int main(void) {
     CHECK(mora_spec_same_params(&used, &results[MORA_KIND_FWD].best));
     mora_layer_destroy(l);
 
+    /* compiled binaries are kept in the cache; a damaged one is a miss and is rebuilt (fresh
+     * contexts: this one holds the tuner's candidates in memory, built without the cache) */
+    {
+        mora_context *ctx1 = NULL;
+        REQUIRE_OK(mora_context_create("opencl", 0, &ctx1));
+        char path[512];
+        snprintf(path, sizeof path, "%s/binaries", dir);
+        void *x = NULL, *y = NULL;
+        float hx[40] = {0}, hy[27] = {0};
+        for (int i = 0; i < 40; ++i) hx[i] = (float)(i % 5) - 2.0f;
+        REQUIRE_OK(mora_layer_create(ctx1, &s, MORA_F32, &l));
+        REQUIRE_OK(mora_buffer_alloc(ctx1, sizeof hx, &x));
+        REQUIRE_OK(mora_buffer_alloc(ctx1, sizeof hy, &y));
+        REQUIRE_OK(mora_buffer_write(ctx1, x, 0, hx, sizeof hx));
+        REQUIRE_OK(mora_buffer_write(ctx1, y, 0, hy, sizeof hy));
+        REQUIRE_OK(mora_forward(l, x, y, 1, 1.0f));
+        char command[1024];
+        snprintf(command, sizeof command, "test -n \"$(ls '%s')\"", path);
+        CHECK_EQ_INT(system(command), 0); /* at least one binary */
+        snprintf(command, sizeof command, "for f in '%s'/*.bin; do head -c 40 \"$f\" > \"$f.cut\" && mv \"$f.cut\" \"$f\"; done", path);
+        CHECK_EQ_INT(system(command), 0); /* damage every binary */
+        mora_layer_destroy(l);
+        mora_context *ctx2 = NULL;
+        REQUIRE_OK(mora_context_create("opencl", 0, &ctx2));
+        mora_layer *l2 = NULL;
+        void *x2 = NULL, *y2 = NULL;
+        REQUIRE_OK(mora_layer_create(ctx2, &s, MORA_F32, &l2));
+        REQUIRE_OK(mora_buffer_alloc(ctx2, sizeof hx, &x2));
+        REQUIRE_OK(mora_buffer_alloc(ctx2, sizeof hy, &y2));
+        REQUIRE_OK(mora_buffer_write(ctx2, x2, 0, hx, sizeof hx));
+        REQUIRE_OK(mora_buffer_write(ctx2, y2, 0, hy, sizeof hy));
+        CHECK_STATUS(mora_forward(l2, x2, y2, 1, 1.0f), MORA_OK); /* rebuilt from source */
+        float out[27];
+        REQUIRE_OK(mora_buffer_read(ctx2, y2, 0, out, sizeof out));
+        int finite = 1;
+        for (int i = 0; i < 27; ++i) finite &= isfinite(out[i]);
+        CHECK(finite);
+        snprintf(command, sizeof command, "for f in '%s'/*.bin; do [ $(stat -c %%s \"$f\") -gt 40 ] || exit 1; done", path);
+        CHECK_EQ_INT(system(command), 0); /* stored again, whole */
+        mora_buffer_free(ctx1, x), mora_buffer_free(ctx1, y), mora_buffer_free(ctx2, x2), mora_buffer_free(ctx2, y2);
+        mora_layer_destroy(l2);
+        mora_context_destroy(ctx2);
+        mora_context_destroy(ctx1);
+    }
+
     /* bad options */
     o.tokens = -5;
     CHECK_STATUS(mora_tune(ctx, &s, MORA_F32, &o, results), MORA_E_SIZE);

@@ -72,7 +72,7 @@ static void *compile_worker(void *arg) {
         if (i >= pool->count) return NULL;
         compile_job *job = &pool->jobs[i];
         if (job->status != MORA_OK) continue; /* code generation already failed */
-        job->status = mora_context_program(pool->ctx, job->source, &job->program);
+        job->status = mora_context_program_ex(pool->ctx, job->source, 0, &job->program); /* candidates: no binaries kept */
         if (job->status != MORA_OK) snprintf(job->error, sizeof job->error, "%s", mora_last_error());
     }
 }
