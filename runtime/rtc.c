@@ -130,6 +130,9 @@ typedef struct nvrtc_api {
 
 static nvrtc_api nvrtc;
 static pthread_once_t nvrtc_once = PTHREAD_ONCE_INIT;
+/* NVRTC 12 and newer compile concurrently from several threads; older ones are serialised. */
+static pthread_mutex_t nvrtc_lock = PTHREAD_MUTEX_INITIALIZER;
+static int nvrtc_serialise;
 
 static void nvrtc_load(void) {
     static const char *const names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"};
@@ -158,6 +161,7 @@ static void nvrtc_load(void) {
 #undef NVRTC_RESOLVE
     int major = 0, minor = 0;
     nvrtc.nvrtcVersion(&major, &minor);
+    nvrtc_serialise = major < 12;
     snprintf(nvrtc.version, sizeof nvrtc.version, "NVRTC %d.%d", major, minor);
     int count = 0;
     if (nvrtc.nvrtcGetNumSupportedArchs(&count) == NVRTC_SUCCESS && count > 0) {
@@ -223,6 +227,9 @@ static char *nvrtc_log(nvrtcProgram program) {
     return log;
 }
 
+static mora_status nvrtc_compile_locked(const char *source, const char *arch, int real, const char *const *options,
+                                        int option_count, mora_rtc_output *out);
+
 mora_status mora_nvrtc_compile(const char *source, const char *arch, const char *const *extra, int extra_count,
                                mora_rtc_output *out) {
     MORA_CHECK_PTR(source);
@@ -254,6 +261,14 @@ mora_status mora_nvrtc_compile(const char *source, const char *arch, const char 
     options[option_count++] = "--std=c++17";
     for (int i = 0; i < extra_count; ++i) options[option_count++] = extra[i];
 
+    if (nvrtc_serialise) pthread_mutex_lock(&nvrtc_lock);
+    const mora_status st = nvrtc_compile_locked(source, arch, real, options, option_count, out);
+    if (nvrtc_serialise) pthread_mutex_unlock(&nvrtc_lock);
+    return st;
+}
+
+static mora_status nvrtc_compile_locked(const char *source, const char *arch, int real, const char *const *options,
+                                        int option_count, mora_rtc_output *out) {
     nvrtcProgram program = NULL;
     nvrtcResult r = nvrtc.nvrtcCreateProgram(&program, source, "mora_kernel.cu", 0, NULL, NULL);
     if (r != NVRTC_SUCCESS)
@@ -339,6 +354,8 @@ typedef struct hiprtc_api {
 
 static hiprtc_api hiprtc;
 static pthread_once_t hiprtc_once = PTHREAD_ONCE_INIT;
+/* hiprtc (5.2 at least) corrupts its heap when two threads compile at once: compiles are serialised. */
+static pthread_mutex_t hiprtc_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The ISA names comgr lists ("amdgcn-amd-amdhsa--gfx90a" -> "gfx90a"), and its version. */
 static void comgr_load(const char *const *dirs, int dir_count, char *version, size_t version_size) {
@@ -478,6 +495,9 @@ static char *hiprtc_log(hiprtcProgram program) {
     return log;
 }
 
+static mora_status hiprtc_compile_locked(const char *source, const char *arch, const char *const *options,
+                                         int option_count, mora_rtc_output *out);
+
 mora_status mora_hiprtc_compile(const char *source, const char *arch, const char *const *extra, int extra_count,
                                 mora_rtc_output *out) {
     MORA_CHECK_PTR(source);
@@ -497,12 +517,20 @@ mora_status mora_hiprtc_compile(const char *source, const char *arch, const char
     options[option_count++] = "-std=c++17";
     for (int i = 0; i < extra_count; ++i) options[option_count++] = extra[i];
 
+    pthread_mutex_lock(&hiprtc_lock);
+    const mora_status st = hiprtc_compile_locked(source, arch, options, option_count, out);
+    pthread_mutex_unlock(&hiprtc_lock);
+    return st;
+}
+
+static mora_status hiprtc_compile_locked(const char *source, const char *arch, const char *const *options,
+                                         int option_count, mora_rtc_output *out) {
     hiprtcProgram program = NULL;
     hiprtcResult r = hiprtc.hiprtcCreateProgram(&program, source, "mora_kernel.hip", 0, NULL, NULL);
     if (r != HIPRTC_SUCCESS)
         return mora_fail(r == HIPRTC_ERROR_OUT_OF_MEMORY ? MORA_E_NO_MEMORY : MORA_E_COMPILE,
                          "hip: hiprtcCreateProgram failed: %s", hiprtc.hiprtcGetErrorString(r));
-    r = hiprtc.hiprtcCompileProgram(program, option_count, options);
+    r = hiprtc.hiprtcCompileProgram(program, option_count, (const char **)options);
     char *log = hiprtc_log(program);
     if (r != HIPRTC_SUCCESS) {
         const mora_status st = r == HIPRTC_ERROR_INVALID_OPTION ? MORA_E_ARG : MORA_E_COMPILE;

@@ -6,6 +6,7 @@
 #ifndef MORA_TESTS_COMPILE_SUITE_H
 #define MORA_TESTS_COMPILE_SUITE_H
 
+#include <pthread.h>
 #include <time.h>
 
 #include "check.h"
@@ -72,6 +73,52 @@ static void suite_error_paths(const suite_config *cfg) {
     CHECK_STATUS(mora_compile_offline(cfg->dialect, "sm_90; rm -rf /", suite_trivial_source, &r), MORA_E_ARG);
     CHECK_STATUS(mora_compile_offline(MORA_DIALECT_OPENCL, arch, suite_trivial_source, &r), MORA_E_UNSUPPORTED);
     CHECK_STATUS(mora_compile_offline((mora_dialect)7, arch, suite_trivial_source, &r), MORA_E_ARG);
+}
+
+/* Several threads compiling at once (the tuner does): every compile succeeds and the process
+ * survives (hiprtc 5.2 corrupts its heap without the library's lock). */
+typedef struct suite_thread {
+    const suite_config *cfg;
+    int index, failures;
+    char why[256];
+} suite_thread;
+
+static void *suite_thread_main(void *arg) {
+    suite_thread *t = arg;
+    for (int i = 0; i < 4; ++i) {
+        const mora_shape shape = {50, 37, 8, (mora_op)((t->index + i) % MORA_OP_COUNT)};
+        const mora_kernel_spec spec =
+            mora_spec_default(&shape, (mora_dtype)(i % MORA_DTYPE_COUNT), (mora_kind)(i % MORA_KIND_COUNT), t->cfg->dialect);
+        char *source = NULL;
+        mora_compile_report r;
+        mora_status st = mora_codegen(&spec, &source);
+        if (st == MORA_OK) st = mora_compile_offline(t->cfg->dialect, t->cfg->targets[0].arch, source, &r);
+        free(source);
+        if (st == MORA_OK) {
+            mora_compile_report_free(&r);
+        } else {
+            ++t->failures;
+            snprintf(t->why, sizeof t->why, "%s", mora_last_error());
+        }
+    }
+    return NULL;
+}
+
+static void suite_concurrency(const suite_config *cfg) {
+    enum { THREADS = 4 };
+    pthread_t threads[THREADS];
+    suite_thread state[THREADS];
+    const double t0 = suite_now();
+    for (int i = 0; i < THREADS; ++i) {
+        state[i] = (suite_thread){cfg, i, 0, ""};
+        REQUIRE_OK(pthread_create(&threads[i], NULL, suite_thread_main, &state[i]) == 0 ? MORA_OK : MORA_E_ARG);
+    }
+    for (int i = 0; i < THREADS; ++i) {
+        pthread_join(threads[i], NULL);
+        CHECK_EQ_INT(state[i].failures, 0);
+        if (state[i].failures) printf("thread %d: %s\n", i, state[i].why);
+    }
+    printf("%d threads x 4 compiles for %s: %.1f s\n", THREADS, cfg->targets[0].arch, suite_now() - t0);
 }
 
 /* Compiles every op × shape × kind × dtype for one target; returns the number of compiles. */
@@ -178,6 +225,7 @@ static int suite_main(const suite_config *cfg) {
         mora_compile_report_free(&probe);
     }
     suite_error_paths(cfg);
+    suite_concurrency(cfg);
     int compiled_targets = 0;
     for (int t = 0; t < cfg->target_count; ++t) {
         const suite_target *target = &cfg->targets[t];
