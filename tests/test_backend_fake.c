@@ -1,0 +1,239 @@
+/* test_backend_fake — the CUDA and HIP backends' plumbing, on machines without those GPUs, against
+ * fake runtimes (fake_cuda_driver.c, fake_hip_runtime.c) whose device memory is host memory and
+ * whose launches are only recorded. The generated kernels are really compiled (NVRTC / hiprtc) and
+ * their binaries loaded by the fake.
+ *
+ *   test_backend_fake cuda|hip            MORA_CUDA_LIBRARY / MORA_HIP_LIBRARY name the fake
+ *   test_backend_fake cuda-nodevice|hip-nodevice   (with FAKE_*_INIT_RESULT=100 set)
+ *
+ * Checks: device description, buffer round trips, bounds from buffer_size, zeroing, stream
+ * adoption, events, a layer's forward / backward / merge launches (entry, grid, block and every
+ * argument value as the kernel would see it), that the caller's current context / device is left
+ * as it was, and that everything is released (the fake counts contexts, allocations, modules,
+ * streams, events and calls made without the context current). Exits 77 without the fake or without
+ * the compiler. */
+#include <dlfcn.h>
+
+#include "check.h"
+#include "context.h"
+#include "fake_gpu.h"
+#include "layer.h"
+#include "offline_compile.h"
+
+static int is_cuda;
+static fake_gpu_stats *fake;
+static int (*fake_hip_set_device)(int);
+static int (*fake_hip_get_device)(int *);
+static void *(*fake_foreign_stream)(void);
+
+static int64_t arg_i64(int i) {
+    int64_t v;
+    memcpy(&v, fake->last_args[i], sizeof v);
+    return v;
+}
+
+static float arg_f32(int i) {
+    float v;
+    memcpy(&v, fake->last_args[i], sizeof v);
+    return v;
+}
+
+static uintptr_t arg_ptr(int i) {
+    uint64_t v;
+    memcpy(&v, fake->last_args[i], sizeof v);
+    return (uintptr_t)v;
+}
+
+/* The last launch was entry `entry` of `spec` for n tokens, with the given arguments. */
+static void check_launch(const mora_kernel_spec *spec, int entry, int64_t n, const uintptr_t *buffers, int buffer_count,
+                         int has_n, int64_t want_n, int has_float, float want_float) {
+    const mora_kind_decl *decl = mora_kind_decl_get(spec->kind);
+    CHECK_STR(fake->last_entry, decl->entries[entry]);
+    size_t groups[3];
+    mora_spec_groups(spec, entry, n, groups);
+    for (int d = 0; d < 3; ++d) CHECK_EQ_INT(fake->last_dims[d], groups[d]);
+    CHECK_EQ_INT(fake->last_dims[3], mora_spec_threads(spec, entry));
+    CHECK_EQ_INT(fake->last_dims[4], 1);
+    CHECK_EQ_INT(fake->last_dims[5], 1);
+    CHECK_EQ_INT(fake->last_arg_count, buffer_count + has_n + has_float);
+    for (int i = 0; i < buffer_count; ++i) CHECK(arg_ptr(i) == buffers[i]);
+    if (has_n) CHECK_EQ_INT(arg_i64(buffer_count), want_n);
+    if (has_float) CHECK_NEAR(arg_f32(buffer_count + has_n), want_float, 0.0);
+}
+
+static void check_no_backend(const char *backend, const char *why_part) {
+    mora_context *ctx = NULL;
+    CHECK_STATUS(mora_context_create(backend, 0, &ctx), MORA_E_NO_BACKEND);
+    printf("%s: %s\n", backend, mora_last_error());
+    CHECK(strstr(mora_last_error(), why_part) != NULL);
+    CHECK(ctx == NULL);
+}
+
+static void run(const char *backend) {
+    mora_context *ctx = NULL;
+    REQUIRE_OK(mora_context_create(backend, 0, &ctx));
+    const mora_device_info *info = &ctx->info;
+    printf("%s: %s, %s, %s, %s, %d units, %zu bytes local, %zu work-items\n", backend, info->name, info->arch,
+           info->driver_version, info->compiler_version, info->compute_units, info->local_mem_bytes,
+           info->max_work_group);
+    CHECK_STR(mora_context_backend(ctx), backend);
+    CHECK_STR(info->arch, is_cuda ? "sm_90" : "gfx90a");
+    CHECK_EQ_INT(info->compute_units, is_cuda ? 132 : 110);
+    CHECK_EQ_INT(info->max_work_group, 1024);
+    CHECK(strstr(info->compiler_version, is_cuda ? "NVRTC" : "hiprtc") != NULL);
+    if (is_cuda) CHECK(strstr(info->compiler_version, "target sm_90") != NULL);
+    CHECK_STATUS(mora_context_create(backend, 5, &(mora_context *){NULL}), MORA_E_NO_BACKEND);
+
+    /* HIP: the caller has another device current; every call must switch to ours and back. */
+    if (!is_cuda) REQUIRE_OK(fake_hip_set_device(1) == 0 ? MORA_OK : MORA_E_DEVICE);
+
+    /* buffers: round trip, bounds, zeroing, freeing */
+    enum { COUNT = 1000 };
+    float host[COUNT], back[COUNT];
+    for (int i = 0; i < COUNT; ++i) host[i] = (float)i * 0.5f - 7.0f;
+    void *buf = NULL;
+    REQUIRE_OK(mora_buffer_alloc(ctx, sizeof host, &buf));
+    REQUIRE_OK(mora_buffer_write(ctx, buf, 0, host, sizeof host));
+    REQUIRE_OK(mora_buffer_read(ctx, buf, 0, back, sizeof back));
+    CHECK(memcmp(host, back, sizeof host) == 0);
+    REQUIRE_OK(mora_buffer_read(ctx, buf, 40, back, 80));
+    CHECK(memcmp(host + 10, back, 80) == 0);
+    CHECK_STATUS(mora_buffer_write(ctx, buf, sizeof host - 8, host, 16), MORA_E_ARG);
+    CHECK_STATUS(mora_buffer_read(ctx, buf, 1, back, sizeof host), MORA_E_ARG);
+    size_t size = 0;
+    REQUIRE_OK(ctx->be->buffer_size(ctx->be_ctx, (char *)buf + 100, &size));
+    CHECK_EQ_INT(size, sizeof host - 100);
+    CHECK_STATUS(ctx->be->buffer_size(ctx->be_ctx, host, &size), MORA_E_ARG);
+    REQUIRE_OK(ctx->be->buffer_zero(ctx->be_ctx, buf, 400));
+    REQUIRE_OK(mora_buffer_read(ctx, buf, 0, back, sizeof back));
+    CHECK(back[0] == 0.0f && back[99] == 0.0f && back[100] == host[100]);
+    REQUIRE_OK(mora_synchronize(ctx));
+    REQUIRE_OK(mora_buffer_free(ctx, buf));
+    CHECK_STATUS(mora_buffer_free(ctx, host), MORA_E_DEVICE); /* not the runtime's memory */
+    CHECK_EQ_INT(fake->bad_pointers, 1);
+
+    /* events */
+    void *e0 = NULL, *e1 = NULL;
+    double ms = 0.0;
+    REQUIRE_OK(ctx->be->event_record(ctx->be_ctx, &e0));
+    REQUIRE_OK(ctx->be->event_record(ctx->be_ctx, &e1));
+    REQUIRE_OK(ctx->be->event_elapsed_ms(ctx->be_ctx, e0, e1, &ms));
+    CHECK_NEAR(ms, 0.25, 1e-9);
+    ctx->be->event_free(ctx->be_ctx, e0);
+    ctx->be->event_free(ctx->be_ctx, e1);
+
+    /* a layer's kernels: compiled for real, loaded and launched by the fake */
+    const mora_shape s = {96, 80, 16, MORA_OP_ROPE};
+    const int64_t n = 5;
+    mora_layer *l = NULL;
+    REQUIRE_OK(mora_layer_create_plain(ctx, &s, MORA_BF16, &l));
+    float M[16 * 16], M_back[16 * 16];
+    for (int i = 0; i < 16 * 16; ++i) M[i] = (float)(i % 17) - 8.0f;
+    REQUIRE_OK(mora_layer_set_weight(l, M));
+    REQUIRE_OK(mora_layer_get_weight(l, M_back));
+    CHECK(memcmp(M, M_back, sizeof M) == 0);
+    void *x = NULL, *y = NULL, *dy = NULL, *dx = NULL, *w = NULL;
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_in) * 2, &x));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_out) * 2, &y));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_out) * 2, &dy));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_in) * 2, &dx));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(s.d_in * s.d_out) * 4, &w));
+
+    /* an adopted stream carries the launches; back to the context's own with NULL */
+    void *adopted = &check_count_; /* the fake CUDA driver takes any other handle for the primary context's */
+    if (is_cuda) {
+        CHECK_STATUS(mora_context_set_stream(ctx, fake_foreign_stream()), MORA_E_ARG);
+        REQUIRE_OK(mora_context_set_stream(ctx, adopted));
+    }
+
+    const int launches_before = fake->launches;
+    REQUIRE_OK(mora_forward(l, x, y, n, 0.5f));
+    CHECK_EQ_INT(fake->launches, launches_before + 1);
+    mora_kernel_spec spec = mora_layer_spec(l, MORA_KIND_FWD);
+    /* mora_fwd(x, y, M, cs, n, scale) */
+    const uintptr_t M_dev = arg_ptr(2), cs_dev = arg_ptr(3);
+    CHECK(M_dev != 0 && cs_dev != 0);
+    check_launch(&spec, 0, n, (const uintptr_t[]){(uintptr_t)x, (uintptr_t)y, M_dev, cs_dev}, 4, 1, n, 1, 0.5f);
+    if (is_cuda) {
+        CHECK(fake->last_stream == adopted);
+        REQUIRE_OK(mora_context_set_stream(ctx, NULL));
+    }
+
+    REQUIRE_OK(mora_backward(l, x, dy, dx, n));
+    /* the last launch is bwd_dx's gather: mora_bwd_dx_gather(u, cs, dx, n) */
+    spec = mora_layer_spec(l, MORA_KIND_BWD_DX);
+    size_t scratch_bytes = 0;
+    void *scratch = mora_layer_scratch(l, &scratch_bytes);
+    CHECK(scratch != NULL && scratch_bytes > 0);
+    check_launch(&spec, 1, n, (const uintptr_t[]){(uintptr_t)scratch, cs_dev, (uintptr_t)dx}, 3, 1, n, 0, 0.0f);
+    if (is_cuda) CHECK(fake->last_stream != adopted);
+
+    REQUIRE_OK(mora_merge(l, w, MORA_F32, -1.5f));
+    /* mora_merge(W, M, cs, s) */
+    spec = mora_layer_spec(l, MORA_KIND_MERGE);
+    spec.dtype = MORA_F32;
+    check_launch(&spec, 0, 1, (const uintptr_t[]){(uintptr_t)w, M_dev, cs_dev}, 3, 0, 0, 1, -1.5f);
+    CHECK(fake->elf_modules >= 4); /* fwd, bwd_dm, bwd_dx, merge: binaries, not PTX */
+
+    /* too many work-items for the device: refused before the launch */
+    spec = mora_layer_spec(l, MORA_KIND_FWD);
+    CHECK_STATUS(mora_spec_set_param(&spec, "FWD_TM", 64), MORA_OK);
+    CHECK_STATUS(mora_spec_set_param(&spec, "FWD_WM", 1), MORA_OK);
+    CHECK_STATUS(mora_spec_set_param(&spec, "FWD_WN", 1), MORA_OK);
+    CHECK_STATUS(mora_layer_set_spec(l, &spec), MORA_E_PARAM); /* 64 x 32 work-items > the fake's 1024 */
+    mora_layer_destroy(l);
+    void *buffers[] = {x, y, dy, dx, w};
+    for (int i = 0; i < 5; ++i) REQUIRE_OK(mora_buffer_free(ctx, buffers[i]));
+
+    if (!is_cuda) {
+        int current = -1;
+        fake_hip_get_device(&current);
+        CHECK_EQ_INT(current, 1); /* the caller's device is current again */
+        fake_hip_set_device(0);
+    }
+    mora_context_destroy(ctx);
+
+    printf("fake: %d launches, %d modules (%d ELF), %d synchronisations, deepest context stack %d\n", fake->launches,
+           fake->live_modules, fake->elf_modules, fake->synchronizations, fake->max_depth);
+    CHECK_EQ_INT(fake->calls_without_context, 0);
+    CHECK_EQ_INT(fake->unbalanced_pops, 0);
+    CHECK_EQ_INT(fake->depth, 0);
+    CHECK_EQ_INT(fake->bad_pointers, 1);
+    CHECK_EQ_INT(fake->live_allocations, 0);
+    CHECK_EQ_INT(fake->live_modules, 0);
+    CHECK_EQ_INT(fake->live_streams, 0);
+    CHECK_EQ_INT(fake->live_events, 0);
+    CHECK_EQ_INT(fake->contexts_retained, 0);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_backend_fake cuda|hip|cuda-nodevice|hip-nodevice\n");
+        return 2;
+    }
+    is_cuda = strncmp(argv[1], "cuda", 4) == 0;
+    const char *backend = is_cuda ? "cuda" : "hip";
+    const char *variable = is_cuda ? "MORA_CUDA_LIBRARY" : "MORA_HIP_LIBRARY";
+    const char *path = getenv(variable);
+    if (!path || !*path) SKIP("%s is not set to a fake runtime", variable);
+    mora_compile_report probe;
+    const mora_status st = mora_compile_offline(is_cuda ? MORA_DIALECT_CUDA : MORA_DIALECT_HIP, is_cuda ? "sm_90" : "gfx90a",
+                                                "extern \"C\" __global__ void mora_probe() {}\n", &probe);
+    if (st == MORA_E_NO_BACKEND) SKIP("%s", mora_last_error());
+    REQUIRE_OK(st);
+    mora_compile_report_free(&probe);
+    void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!library) SKIP("%s=%s: %s", variable, path, dlerror());
+    fake_gpu_stats *(*state)(void) = (fake_gpu_stats * (*)(void)) dlsym(library, "fake_gpu_state");
+    if (!state) SKIP("%s is not a fake runtime (no fake_gpu_state)", path);
+    fake = state();
+    fake_foreign_stream = (void *(*)(void))dlsym(library, "fake_gpu_foreign_stream");
+    if (!fake_foreign_stream) SKIP("%s is not a fake runtime (no fake_gpu_foreign_stream)", path);
+    fake_hip_set_device = (int (*)(int))dlsym(library, "hipSetDevice");
+    fake_hip_get_device = (int (*)(int *))dlsym(library, "hipGetDevice");
+    if (strstr(argv[1], "nodevice"))
+        check_no_backend(backend, is_cuda ? "CUDA_ERROR_NO_DEVICE" : "hipErrorNoDevice");
+    else
+        run(backend);
+    return check_report();
+}
