@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 build=${MORA_BUILD_DIR:-build}
-cmake -S . -B "$build" -DMORA_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B "$build" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target mora-tune >/dev/null
 [ $# -gt 0 ] || set -- --dims 4096 --rank 256
 exec "$build/mora-tune" "$@"
