@@ -82,6 +82,14 @@ static const char *const dialect_templates[MORA_DIALECT_COUNT] = {
 
 mora_status mora_codegen(const mora_kernel_spec *spec, char **source) {
     MORA_CHECK_PTR(spec);
+    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
+    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    return mora_codegen_template(spec, kind->template_name, source);
+}
+
+mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *template_name, char **source) {
+    MORA_CHECK_PTR(spec);
+    MORA_CHECK_PTR(template_name);
     MORA_CHECK_PTR(source);
     MORA_TRY(mora_shape_check(&spec->shape));
     const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
@@ -113,7 +121,7 @@ mora_status mora_codegen(const mora_kernel_spec *spec, char **source) {
         append_format(&b, "#define %s %d\n", kind->params[i].name, spec->params[i]);
     append_bytes(&b, "\n", 1);
     if (st == MORA_OK) st = append_template(&b, "common.kern", 0);
-    if (st == MORA_OK) st = append_template(&b, kind->template_name, 0);
+    if (st == MORA_OK) st = append_template(&b, template_name, 0);
     if (st == MORA_OK && b.failed) st = mora_fail(MORA_E_NO_MEMORY, "code generation: out of memory");
     if (st != MORA_OK) {
         free(b.data);

@@ -83,6 +83,23 @@ size_t mora_spec_scratch_floats(const mora_kernel_spec *spec, int64_t n);
 
 /* The generated source text of a spec (malloc'd, the caller frees). */
 mora_status mora_codegen(const mora_kernel_spec *spec, char **source);
+/* The same assembly (dialect, shape constants, the spec kind's parameters, common.kern) followed by
+ * another template instead of the kind's own, e.g. "naive.kern" (malloc'd, the caller frees). */
+mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *template_name, char **source);
+/* The naive baseline kernel of the spec's kind, shape and dtype (templates/naive.kern): one work-item
+ * per output element, no tiling, no local memory; one entry point, MORA_NAIVE_* below. The spec's
+ * parameters are ignored (codegen/naive.c). */
+mora_status mora_codegen_naive(const mora_kernel_spec *spec, char **source);
+/* naive.kern's entry points; each runs ceil(count / MORA_NAIVE_LS) work-groups of MORA_NAIVE_LS:
+ *   fwd     (x, y, M, cs, i64 n, float scale)   count n·d_out
+ *   bwd_dx  (dy, M, cs, dx, i64 n)              count n·d_in
+ *   bwd_dm  (x, dy, cs, dM, i64 n)              count r̂·r̂
+ *   merge   (W, M, cs, float s)                 count d_out·d_in */
+#define MORA_NAIVE_LS 128
+#define MORA_NAIVE_FWD "mora_naive_fwd"
+#define MORA_NAIVE_BWD_DX "mora_naive_bwd_dx"
+#define MORA_NAIVE_BWD_DM "mora_naive_bwd_dm"
+#define MORA_NAIVE_MERGE "mora_naive_merge"
 /* Text of an embedded template by file name ("fwd.kern"), or NULL. */
 const char *mora_template_text(const char *name);
 

@@ -88,6 +88,11 @@ typedef struct mora_backend_i {
     mora_status (*event_record)(void *ctx, void **event);
     mora_status (*event_elapsed_ms)(void *ctx, void *start, void *end, double *ms);
     void (*event_free)(void *ctx, void *event);
+
+    /* (optional) enqueue a copy of `bytes` bytes from src + src_offset to dst + dst_offset, both device
+     * buffers of this context (regions must not overlap); ordered on the stream like a launch */
+    mora_status (*buffer_copy)(void *ctx, const void *src, size_t src_offset, void *dst, size_t dst_offset,
+                               size_t bytes);
 } mora_backend_i;
 
 /* Opens device `device` of a backend. On failure (no driver, no device) returns MORA_E_NO_BACKEND

@@ -56,6 +56,13 @@ static mora_status cpu_buffer_zero(void *ctx, void *buf, size_t bytes) {
     return MORA_OK;
 }
 
+static mora_status cpu_buffer_copy(void *ctx, const void *src, size_t src_offset, void *dst, size_t dst_offset,
+                                   size_t bytes) {
+    (void)ctx;
+    memcpy((char *)dst + dst_offset, (const char *)src + src_offset, bytes);
+    return MORA_OK;
+}
+
 static mora_status cpu_synchronize(void *ctx) {
     (void)ctx;
     return MORA_OK;
@@ -73,6 +80,7 @@ static const mora_backend_i cpu_backend = {
     .buffer_read = cpu_buffer_read,
     .buffer_zero = cpu_buffer_zero,
     .synchronize = cpu_synchronize,
+    .buffer_copy = cpu_buffer_copy,
 };
 
 mora_status mora_backend_cpu_open(int device, const mora_backend_i **iface, void **ctx) {

@@ -22,7 +22,7 @@
     X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) \
     X(clFinish) X(clEnqueueMarkerWithWaitList) X(clWaitForEvents) X(clGetEventProfilingInfo)           \
     X(clReleaseEvent) X(clRetainCommandQueue) X(clGetCommandQueueInfo) X(clGetProgramInfo)           \
-    X(clCreateProgramWithBinary)
+    X(clEnqueueCopyBuffer) X(clCreateProgramWithBinary)
 
 typedef struct cl_api {
     void *library;
@@ -174,6 +174,15 @@ static mora_status opencl_buffer_zero(void *vctx, void *buf, size_t bytes) {
 
 static mora_status build_program(opencl_ctx *c, cl_program prog);
 static mora_status wrap_program(opencl_ctx *c, cl_program prog, void **program);
+
+static mora_status opencl_buffer_copy(void *vctx, const void *src, size_t src_offset, void *dst, size_t dst_offset,
+                                      size_t bytes) {
+    opencl_ctx *c = vctx;
+    if (bytes == 0) return MORA_OK;
+    const cl_int err =
+        c->cl.clEnqueueCopyBuffer(c->queue, (cl_mem)src, (cl_mem)dst, src_offset, dst_offset, bytes, 0, NULL, NULL);
+    return err == CL_SUCCESS ? MORA_OK : cl_error(err, "clEnqueueCopyBuffer");
+}
 
 static mora_status opencl_program_build(void *vctx, const char *source, void **program) {
     opencl_ctx *c = vctx;
@@ -395,6 +404,7 @@ static const mora_backend_i opencl_backend = {
     .event_record = opencl_event_record,
     .event_elapsed_ms = opencl_event_elapsed_ms,
     .event_free = opencl_event_free,
+    .buffer_copy = opencl_buffer_copy,
 };
 
 /* Devices of every platform, in platform order, flattened: `device` indexes this list. */

@@ -9,6 +9,7 @@ packages=(
   libjansson-dev                           # kernels-cache records (JSON)
   libopenblas-dev                          # the BLAS baseline of mora-bench
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
+  gnuplot-nox                              # mora-bench --plot
   libamdhip64-dev hipcc rocm-device-libs libamd-comgr-dev  # hiprtc: HIP kernels compiled without a GPU
 )
 

@@ -1,0 +1,38 @@
+/* The naive baseline kernels (templates/naive.kern): the same assembly as every generated kernel —
+ * dialect layer, the shape's compile-time constants, common.kern — followed by naive.kern instead of
+ * a kind's tiled template. mora-bench measures the tuned kernels against them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels.h"
+
+mora_status mora_codegen_naive(const mora_kernel_spec *spec, char **source) {
+    MORA_CHECK_PTR(spec);
+    MORA_CHECK_PTR(source);
+    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
+    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    /* the kind's declared defaults get #defined (unused by naive.kern), so that the spec's own
+     * parameter values cannot make the generation fail */
+    const mora_kernel_spec naive = mora_spec_default(&spec->shape, spec->dtype, spec->kind, spec->dialect);
+    char *body = NULL;
+    MORA_TRY(mora_codegen_template(&naive, "naive.kern", &body));
+    char banner[160];
+    const int banner_length =
+        snprintf(banner, sizeof banner,
+                 "// naive baseline kernel (templates/naive.kern): one work-item per output, no tiling\n"
+                 "#define NAIVE_KIND %d\n",
+                 (int)spec->kind);
+    const size_t length = strlen(body);
+    char *text = malloc((size_t)banner_length + length + 1);
+    if (!text) {
+        free(body);
+        return mora_fail(MORA_E_NO_MEMORY, "naive code generation: out of memory");
+    }
+    memcpy(text, banner, (size_t)banner_length);
+    memcpy(text + banner_length, body, length + 1);
+    free(body);
+    *source = text;
+    return MORA_OK;
+}
