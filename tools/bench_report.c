@@ -106,9 +106,10 @@ void bench_print_table(const bench_run *run) {
                 fmt_num(ratio, sizeof ratio, "%.2fx", v == BENCH_TUNED ? -1.0 : bench_ratio(kr, (bench_variant)v));
                 fmt_num(check, sizeof check, "%.1e", m->rel_error);
                 char note[260];
-                if (v == BENCH_TUNED)
-                    snprintf(note, sizeof note, "%s%s%s%s", kr->param_source, kr->params[0] ? ": " : "", kr->params,
-                             m->note[0] ? " — " : "");
+                if (v == BENCH_TUNED && strcmp(kr->param_source, "-") == 0)
+                    snprintf(note, sizeof note, "%s%s", kr->params, m->note[0] ? " — " : "");
+                else if (v == BENCH_TUNED)
+                    snprintf(note, sizeof note, "%s: %s%s", kr->param_source, kr->params, m->note[0] ? " — " : "");
                 else
                     note[0] = '\0';
                 strncat(note, m->note, sizeof note - strlen(note) - 1);
@@ -509,8 +510,8 @@ int bench_write_markdown(const bench_run *run, const char *path, const char *plo
                 fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | ", v == 0 ? mora_kind_name(kr->kind) : "",
                         variant_names[v], ms, sp, gf, gb, roof, ratio, check);
                 if (v == BENCH_TUNED) {
-                    fprintf(f, "%s-bound; parameters from %s", bound_of(run, kr), kr->param_source);
-                    if (kr->params[0]) fprintf(f, ": %s", kr->params);
+                    if (strcmp(kr->param_source, "-") == 0) fprintf(f, "%s-bound; %s", bound_of(run, kr), kr->params);
+                    else fprintf(f, "%s-bound; parameters from %s: %s", bound_of(run, kr), kr->param_source, kr->params);
                     if (m->note[0]) fprintf(f, "; ");
                 }
                 md_escape(f, m->note);

@@ -830,7 +830,7 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
         if (st.layer) {
             snprintf(kr->param_source, sizeof kr->param_source, "%s", st.compiles ? mora_layer_param_source(st.layer, (mora_kind)k) : "-");
             if (st.compiles) format_params(&st.tuned[k], kr->params, sizeof kr->params);
-            else snprintf(kr->params, sizeof kr->params, "cpu kernels (no parameters)");
+            else snprintf(kr->params, sizeof kr->params, "libmora's float32 cpu kernels (no tuning parameters)");
         }
         for (int v = 0; v < BENCH_VARIANT_COUNT; ++v) {
             bench_measure *m = &kr->m[v];
