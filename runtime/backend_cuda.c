@@ -30,7 +30,7 @@
     X(cuInit) X(cuDriverGetVersion) X(cuGetErrorName) X(cuGetErrorString) X(cuDeviceGetCount) X(cuDeviceGet)  \
     X(cuDeviceGetAttribute) X(cuDeviceGetName) X(cuDeviceTotalMem) X(cuDevicePrimaryCtxRetain)                \
     X(cuDevicePrimaryCtxRelease) X(cuCtxPushCurrent) X(cuCtxPopCurrent) X(cuMemAlloc) X(cuMemFree)            \
-    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemsetD8Async) X(cuMemGetAddressRange) X(cuModuleLoadData)  \
+    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemcpyDtoDAsync) X(cuMemsetD8Async) X(cuMemGetAddressRange) X(cuModuleLoadData)  \
     X(cuModuleUnload) X(cuModuleGetFunction) X(cuLaunchKernel) X(cuStreamCreate) X(cuStreamDestroy)           \
     X(cuStreamSynchronize) X(cuStreamGetCtx) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)          \
     X(cuEventElapsedTime) X(cuEventDestroy)
@@ -244,6 +244,16 @@ static mora_status cuda_buffer_zero(void *vctx, void *buf, size_t bytes) {
     return r == CUDA_SUCCESS ? MORA_OK : cu_error(r, "cuMemsetD8Async");
 }
 
+static mora_status cuda_buffer_copy(void *vctx, const void *src, size_t src_offset, void *dst, size_t dst_offset,
+                                    size_t bytes) {
+    cuda_ctx *c = vctx;
+    if (bytes == 0) return MORA_OK;
+    MORA_TRY(enter(c));
+    const CUresult r = cu.cuMemcpyDtoDAsync(devptr(dst) + dst_offset, devptr(src) + src_offset, bytes, c->stream);
+    leave();
+    return r == CUDA_SUCCESS ? MORA_OK : cu_error(r, "cuMemcpyDtoDAsync");
+}
+
 static mora_status cuda_program_build(void *vctx, const char *source, void **program) {
     cuda_ctx *c = vctx;
     mora_rtc_output out;
@@ -443,6 +453,7 @@ static const mora_backend_i cuda_backend = {
     .buffer_read = cuda_buffer_read,
     .buffer_size = cuda_buffer_size,
     .buffer_zero = cuda_buffer_zero,
+    .buffer_copy = cuda_buffer_copy,
     .program_build = cuda_program_build,
     .program_free = cuda_program_free,
     .launch = cuda_launch,

@@ -33,7 +33,7 @@
 #define HIP_FUNCTIONS(X)                                                                                      \
     X(hipInit) X(hipGetDeviceCount) X(hipGetDeviceProperties) X(hipGetDevice) X(hipSetDevice)                 \
     X(hipDriverGetVersion) X(hipRuntimeGetVersion) X(hipGetErrorName) X(hipGetErrorString) X(hipMalloc)        \
-    X(hipFree) X(hipMemcpyHtoDAsync) X(hipMemcpyDtoHAsync) X(hipMemsetD8Async) X(hipMemGetAddressRange)        \
+    X(hipFree) X(hipMemcpyHtoDAsync) X(hipMemcpyDtoHAsync) X(hipMemcpyDtoDAsync) X(hipMemsetD8Async) X(hipMemGetAddressRange)        \
     X(hipModuleLoadData) X(hipModuleUnload) X(hipModuleGetFunction) X(hipModuleLaunchKernel) X(hipStreamCreate) \
     X(hipStreamDestroy) X(hipStreamSynchronize) X(hipStreamQuery) X(hipEventCreate) X(hipEventRecord)          \
     X(hipEventSynchronize) X(hipEventElapsedTime) X(hipEventDestroy)
@@ -251,6 +251,17 @@ static mora_status hip_buffer_zero(void *vctx, void *buf, size_t bytes) {
     return e == hipSuccess ? MORA_OK : hip_error(e, "hipMemsetD8Async");
 }
 
+static mora_status hip_buffer_copy(void *vctx, const void *src, size_t src_offset, void *dst, size_t dst_offset,
+                                   size_t bytes) {
+    hip_ctx *c = vctx;
+    if (bytes == 0) return MORA_OK;
+    int previous;
+    MORA_TRY(enter(c, &previous));
+    const hipError_t e = hip.hipMemcpyDtoDAsync((char *)dst + dst_offset, (char *)(uintptr_t)src + src_offset, bytes, c->stream);
+    leave(c, previous);
+    return e == hipSuccess ? MORA_OK : hip_error(e, "hipMemcpyDtoDAsync");
+}
+
 static mora_status hip_program_build(void *vctx, const char *source, void **program) {
     hip_ctx *c = vctx;
     mora_rtc_output out;
@@ -440,6 +451,7 @@ static const mora_backend_i hip_backend = {
     .buffer_read = hip_buffer_read,
     .buffer_size = hip_buffer_size,
     .buffer_zero = hip_buffer_zero,
+    .buffer_copy = hip_buffer_copy,
     .program_build = hip_program_build,
     .program_free = hip_program_free,
     .launch = hip_launch,

@@ -195,6 +195,15 @@ CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t bytes, CUstr
     return CUDA_SUCCESS;
 }
 
+CUresult cuMemcpyDtoDAsync(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+    (void)stream;
+    CUresult r = need_context();
+    if (r != CUDA_SUCCESS) return r;
+    if (find_allocation(src, bytes) < 0 || find_allocation(dst, bytes) < 0) return ++stats.bad_pointers, CUDA_ERROR_INVALID_VALUE;
+    memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
+}
+
 CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr src, size_t bytes, CUstream stream) {
     (void)stream;
     CUresult r = need_context();

@@ -157,6 +157,15 @@ hipError_t hipMemcpyHtoDAsync(hipDeviceptr_t dst, void *src, size_t bytes, hipSt
     return hipSuccess;
 }
 
+hipError_t hipMemcpyDtoDAsync(hipDeviceptr_t dst, hipDeviceptr_t src, size_t bytes, hipStream_t stream) {
+    (void)stream;
+    hipError_t e = need_device();
+    if (e != hipSuccess) return e;
+    if (find_allocation(src, bytes) < 0 || find_allocation(dst, bytes) < 0) return ++stats.bad_pointers, hipErrorInvalidValue;
+    memmove(dst, src, bytes);
+    return hipSuccess;
+}
+
 hipError_t hipMemcpyDtoHAsync(void *dst, hipDeviceptr_t src, size_t bytes, hipStream_t stream) {
     (void)stream;
     hipError_t e = need_device();
