@@ -61,6 +61,9 @@ static void usage(FILE *out) {
             "  --budget-ms MS        time spent repeating each measurement (default %.0f)\n"
             "  --min-reps N          repetitions at least (default %d; slow baselines: 2)\n"
             "  --verify-tokens N     tokens of the correctness check before timing (default %d, 0: none)\n"
+            "  --rotate N            buffer sets the libmora variants cycle through, one per repetition, so a\n"
+            "                        repetition does not find its inputs in the GPU's L2 cache (default: 4 on a\n"
+            "                        GPU, 1 on a CPU device; at most 16)\n"
             "  --backend NAME        auto, opencl, cpu, cuda or hip (default auto: cuda, hip, opencl, cpu)\n"
             "  --device N            device index within the backend (default 0)\n\n"
             "Output (the table always goes to stdout, progress to stderr):\n"
@@ -85,6 +88,7 @@ typedef struct options {
     double budget_ms;
     int min_reps;
     int64_t verify_tokens;
+    int rotate; /* buffer sets cycled through by the libmora variants (0: 1 on a CPU device, 4 on a GPU) */
     const char *json, *csv, *md, *plot;
     int quiet;
 } options;
@@ -434,6 +438,8 @@ static void measure_roofline(mora_context *ctx, const options *o, bench_roofline
 
 /* ---- one shape ---- */
 
+#define BENCH_MAX_SETS 16
+
 typedef struct shape_state {
     mora_context *ctx;
     const options *o;
@@ -447,6 +453,8 @@ typedef struct shape_state {
     mora_kernel_spec tuned[MORA_KIND_COUNT];
     float *M_host;  /* r̂ x r̂ */
     void *X, *DY, *Y, *DX, *DM, *W; /* device buffers for n tokens (host pointers on the cpu backend) */
+    int sets;                       /* buffer sets the libmora variants cycle through (set 0: the above) */
+    mora_kind_buffers extra[BENCH_MAX_SETS]; /* sets 1.. (device copies of set 0) */
     void *Mdev, *CS;                /* the naive kernels' M and rope table */
     void *naive_program[MORA_KIND_COUNT];
     bench_host *host;
@@ -460,6 +468,12 @@ static void shape_state_free(shape_state *st) {
     void *buffers[] = {st->X, st->DY, st->Y, st->DX, st->DM, st->W, st->Mdev, st->CS, st->XV, st->DYV};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i)
         if (buffers[i]) mora_buffer_free(ctx, buffers[i]);
+    for (int k = 1; k < st->sets; ++k) {
+        const mora_kind_buffers *b = &st->extra[k];
+        void *extra[] = {(void *)b->x, (void *)b->dy, b->y, b->dx, b->dm, b->w};
+        for (size_t i = 0; i < sizeof extra / sizeof *extra; ++i)
+            if (extra[i]) mora_buffer_free(ctx, extra[i]);
+    }
     if (st->layer) mora_layer_destroy(st->layer);
     bench_host_destroy(st->host);
     free(st->M_host), free(st->xv_act), free(st->dyv_act), free(st->xv), free(st->dyv), free(st->Md);
@@ -678,13 +692,20 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
             if (status == MORA_OK && st->dtype != MORA_F32 && !m->note[0]) set_note(m, "float32 host arrays");
         } else if (st->compiles && v != BENCH_NAIVE) {
             void *out = kind == MORA_KIND_FWD ? st->Y : kind == MORA_KIND_BWD_DX ? st->DX : kind == MORA_KIND_BWD_DM ? st->DM : st->W;
-            mora_kind_buffers b = {.x = st->X, .dy = st->DY, .w_dtype = st->dtype, .scale = kind_scale(kind)};
-            if (kind == MORA_KIND_FWD) b.y = out;
-            if (kind == MORA_KIND_BWD_DX) b.dx = out;
-            if (kind == MORA_KIND_BWD_DM) b.dm = out;
-            if (kind == MORA_KIND_MERGE) b.w = out;
+            mora_kind_buffers sets[BENCH_MAX_SETS];
+            sets[0] = (mora_kind_buffers){.x = st->X, .dy = st->DY, .y = st->Y, .dx = st->DX, .dm = st->DM, .w = st->W};
+            for (int i = 1; i < st->sets; ++i) sets[i] = st->extra[i];
+            for (int i = 0; i < st->sets; ++i) { /* only the kind's own output is passed */
+                mora_kind_buffers *b = &sets[i];
+                if (kind != MORA_KIND_FWD) b->y = NULL;
+                if (kind != MORA_KIND_BWD_DX) b->dx = NULL;
+                if (kind != MORA_KIND_BWD_DM) b->dm = NULL;
+                if (kind != MORA_KIND_MERGE) b->w = NULL;
+                b->w_dtype = st->dtype, b->scale = kind_scale(kind);
+            }
+            (void)out;
             mora_timing t;
-            status = mora_measure_kind(st->layer, kind, &b, st->n, st->o->budget_ms, st->o->min_reps, &t);
+            status = mora_measure_kind(st->layer, kind, sets, st->sets, st->n, st->o->budget_ms, st->o->min_reps, &t);
             if (status == MORA_OK) m->ok = 1, m->ms = t.median_ms, m->spread = t.spread, m->reps = t.repetitions;
         } else {
             void *out = kind == MORA_KIND_FWD ? st->Y : kind == MORA_KIND_BWD_DX ? st->DX : kind == MORA_KIND_BWD_DM ? st->DM : st->W;
@@ -750,6 +771,26 @@ static mora_status shape_setup(shape_state *st) {
     if (status == MORA_OK && (kinds & 1u << MORA_KIND_MERGE))
         status = device_upload(ctx, &st->W, NULL, (size_t)(s->d_out * s->d_in) * es);
     MORA_TRY(status);
+
+    /* more buffer sets, copies of set 0 on the device, for timing without L2 hits across repetitions */
+    st->sets = 1;
+    const int want = st->o->rotate ? st->o->rotate : ctx->info.is_cpu ? 1 : 4;
+    if (want > 1 && st->compiles && ctx->be->buffer_copy) {
+        void *const base[6] = {st->X, st->DY, st->Y, st->DX, st->DM, st->W};
+        const size_t bytes[6] = {(size_t)nx * es, (size_t)ny * es, (size_t)ny * es, (size_t)nx * es, (size_t)nm * 4,
+                                 (size_t)(s->d_out * s->d_in) * es};
+        for (int k = 1; k < want; ++k) {
+            void *copy[6] = {0};
+            for (int i = 0; i < 6 && status == MORA_OK; ++i) {
+                if (!base[i]) continue;
+                status = mora_buffer_alloc(ctx, bytes[i], &copy[i]);
+                if (status == MORA_OK) status = ctx->be->buffer_copy(ctx->be_ctx, base[i], 0, copy[i], 0, bytes[i]);
+            }
+            st->extra[k] = (mora_kind_buffers){.x = copy[0], .dy = copy[1], .y = copy[2], .dx = copy[3], .dm = copy[4], .w = copy[5]};
+            st->sets = k + 1; /* freed with the shape even if this set failed half-way */
+            MORA_TRY(status);
+        }
+    }
 
     /* the naive kernels: their own M and rope table, and the program */
     if (st->compiles && (st->o->variants & 1u << BENCH_NAIVE)) {
@@ -971,7 +1012,7 @@ static void parse_options(int argc, char **argv, options *o) {
         {"op", required_argument, 0, 0},         {"dtype", required_argument, 0, 0},
         {"tokens", required_argument, 0, 0},     {"kinds", required_argument, 0, 0},
         {"baselines", required_argument, 0, 0},  {"budget-ms", required_argument, 0, 0},
-        {"min-reps", required_argument, 0, 0},   {"verify-tokens", required_argument, 0, 0},
+        {"min-reps", required_argument, 0, 0},   {"verify-tokens", required_argument, 0, 0}, {"rotate", required_argument, 0, 0},
         {"backend", required_argument, 0, 0},    {"device", required_argument, 0, 0},
         {"json", required_argument, 0, 0},       {"csv", required_argument, 0, 0},
         {"md", required_argument, 0, 0},         {"plot", required_argument, 0, 0},
@@ -1008,6 +1049,10 @@ static void parse_options(int argc, char **argv, options *o) {
         } else if (strcmp(name, "budget-ms") == 0) o->budget_ms = parse_positive("--budget-ms", optarg);
         else if (strcmp(name, "min-reps") == 0) o->min_reps = (int)cli_parse_int(prog, "--min-reps", optarg, 1);
         else if (strcmp(name, "verify-tokens") == 0) o->verify_tokens = cli_parse_int(prog, "--verify-tokens", optarg, 0);
+        else if (strcmp(name, "rotate") == 0) {
+            o->rotate = (int)cli_parse_int(prog, "--rotate", optarg, 1);
+            if (o->rotate > BENCH_MAX_SETS) cli_usage_error(prog, "--rotate=%d: must be <= %d", o->rotate, BENCH_MAX_SETS);
+        }
         else if (strcmp(name, "backend") == 0) o->backend = optarg;
         else if (strcmp(name, "device") == 0) o->device = (int)cli_parse_int(prog, "--device", optarg, 0);
         else if (strcmp(name, "json") == 0) o->json = optarg;

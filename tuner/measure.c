@@ -45,14 +45,15 @@ static mora_status time_once(mora_layer *l, mora_kind kind, const mora_kind_buff
     return MORA_OK;
 }
 
-mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n, double budget_ms,
-                              int min_reps, mora_timing *timing) {
+mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
+                              double budget_ms, int min_reps, mora_timing *timing) {
     double samples[MAX_REPETITIONS], warm = 0.0, spent = 0.0;
-    MORA_TRY(time_once(l, kind, b, n, &warm)); /* warm-up: caches, clocks, lazy driver work */
+    if (sets < 1) sets = 1;
+    MORA_TRY(time_once(l, kind, &b[sets - 1], n, &warm)); /* warm-up: clocks, lazy driver work */
     int count = 0;
     if (min_reps < 1) min_reps = 1;
     while (count < MAX_REPETITIONS && (count < min_reps || spent < budget_ms)) {
-        MORA_TRY(time_once(l, kind, b, n, &samples[count]));
+        MORA_TRY(time_once(l, kind, &b[count % sets], n, &samples[count]));
         spent += samples[count++];
     }
     qsort(samples, (size_t)count, sizeof *samples, compare_doubles);

@@ -181,7 +181,7 @@ static void evaluate(kind_run *r, const int *positions, int count) {
         }
         mora_timing t = {0};
         if (r->o->measure) st = r->o->measure(&job->spec, job->declared, &t, r->o->measure_user);
-        else st = mora_measure_kind(r->layer, r->kind, &r->timing->b, r->tokens, r->per_candidate_ms, MIN_REPETITIONS, &t);
+        else st = mora_measure_kind(r->layer, r->kind, &r->timing->b, 1, r->tokens, r->per_candidate_ms, MIN_REPETITIONS, &t);
         if (st != MORA_OK) {
             ++r->out->failed;
             snprintf(r->out->last_failure, sizeof r->out->last_failure, "launch: %.200s", mora_last_error());

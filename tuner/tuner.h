@@ -64,11 +64,12 @@ typedef struct mora_timing {
     double spread;   /* (p75 − p25) / median */
     int repetitions;
 } mora_timing;
-/* Times the layer's current parameters for `kind` on buffers b with n tokens: one warm-up, then
- * repetitions until at least min_reps and budget_ms of device time (at most 100). Device events
- * where the backend has them, else wall clock around a synchronize. */
-mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n, double budget_ms,
-                              int min_reps, mora_timing *timing);
+/* Times the layer's current parameters for `kind` with n tokens: one warm-up, then repetitions
+ * until at least min_reps and budget_ms of device time (at most 100). Repetition i uses buffer set
+ * b[i % sets], so with enough sets the inputs are not still in the device's L2 cache from the last
+ * repetition. Device events where the backend has them, else wall clock around a synchronize. */
+mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
+                              double budget_ms, int min_reps, mora_timing *timing);
 
 /* ---- the tuner ---- */
 
