@@ -129,6 +129,18 @@ mora_status bench_host_passes(bench_host *h, mora_kind kind, int64_t n, float sc
 /* The bare GEMM of `kind` (its multiply-adds, on the passes' intermediate arrays); merge has none. */
 mora_status bench_host_gemm(bench_host *h, mora_kind kind, int64_t n);
 
+/* ---- the vendor GEMM on NVIDIA GPUs (bench_cublas.c) ---- */
+
+/* A timing loop of mora-bench.c (warm-up, repetitions, median): events = 0 times by wall clock. */
+typedef mora_status (*bench_call_fn)(void *user);
+typedef mora_status (*bench_time_fn)(mora_context *ctx, int events, bench_call_fn fn, void *user, double budget_ms,
+                                     int min_reps, bench_measure *m);
+/* 1 if cuBLAS can run on ctx (the cuda backend, libcublas and libcudart loadable); else *why says why. */
+int bench_cublas_available(mora_context *ctx, const char **why);
+/* Times the reshaped GEMM of `kind` (not merge) through cublasGemmStridedBatchedEx into *m. */
+mora_status bench_cublas_measure(mora_context *ctx, const mora_shape *s, mora_dtype dtype, mora_kind kind, int64_t n,
+                                 bench_time_fn time_fn, double budget_ms, int min_reps, bench_measure *m);
+
 /* ---- reports (bench_report.c) ---- */
 
 void bench_print_table(const bench_run *run);

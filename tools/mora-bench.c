@@ -130,7 +130,7 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-typedef mora_status (*bench_fn)(void *user);
+typedef bench_call_fn bench_fn;
 
 /* One timed call: device events around it when `events` (work enqueued on the context's stream),
  * else wall clock between two synchronizations. */
@@ -686,7 +686,10 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
         }
     }
     if (status == MORA_OK) {
-        if (v == BENCH_PASSES || v == BENCH_GEMM) {
+        if (v == BENCH_GEMM && !st->ctx->info.is_cpu) {
+            status = bench_cublas_measure(st->ctx, &st->s, st->dtype, kind, st->n, time_fn, st->o->budget_ms,
+                                          st->o->min_reps, m);
+        } else if (v == BENCH_PASSES || v == BENCH_GEMM) {
             host_call call = {st, v, kind, st->n, kind_scale(kind)};
             status = time_fn(st->ctx, 0, host_run, &call, st->o->budget_ms, st->o->min_reps, m);
             if (status == MORA_OK && st->dtype != MORA_F32 && !m->note[0]) set_note(m, "float32 host arrays");
@@ -731,7 +734,11 @@ static const char *variant_absent(const shape_state *st, bench_variant v, mora_k
     case BENCH_PASSES:
     case BENCH_GEMM:
         if (v == BENCH_GEMM && kind == MORA_KIND_MERGE) return "n/a: merge has no GEMM";
-        if (!st->ctx->info.is_cpu) return "n/a: no vendor BLAS path for this GPU backend in mora-bench";
+        if (!st->ctx->info.is_cpu) {
+            const char *why = "n/a: separate passes are measured on CPU devices only";
+            if (v == BENCH_GEMM && bench_cublas_available(st->ctx, &why)) return NULL; /* cuBLAS's bare GEMM */
+            return why;
+        }
         if (!bench_host_blas_available()) return "n/a: mora-bench was built without OpenBLAS";
         return NULL;
     }
