@@ -87,7 +87,24 @@ mora_status mora_codegen(const mora_kernel_spec *spec, char **source) {
     return mora_codegen_template(spec, kind->template_name, source);
 }
 
+/* The largest work-group of the spec's entry points (MORA_MAX_THREADS of the generated source). */
+static size_t largest_work_group(const mora_kernel_spec *spec) {
+    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
+    size_t largest = 0;
+    for (int e = 0; kind && e < kind->entry_count; ++e) {
+        const size_t threads = mora_spec_threads(spec, e);
+        if (threads > largest) largest = threads;
+    }
+    return largest;
+}
+
 mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *template_name, char **source) {
+    MORA_CHECK_PTR(spec);
+    return mora_codegen_template_bounded(spec, template_name, largest_work_group(spec), source);
+}
+
+mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const char *template_name, size_t max_threads,
+                                          char **source) {
     MORA_CHECK_PTR(spec);
     MORA_CHECK_PTR(template_name);
     MORA_CHECK_PTR(source);
@@ -109,6 +126,9 @@ mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *temp
                   mora_dtype_name(spec->dtype), mora_dialect_name(spec->dialect));
     append_format(&b, "#define DTYPE_F32 %d\n#define DTYPE_F16 %d\n#define DTYPE_BF16 %d\n#define ACT_DTYPE %d\n",
                   MORA_F32, MORA_F16, MORA_BF16, (int)spec->dtype);
+    /* the largest work-group any entry point is launched with: dialect_hip.kern makes it the kernels'
+     * __launch_bounds__ (without one, clang caps a kernel at the registers of 1024 work-items) */
+    if (max_threads > 0) append_format(&b, "#define MORA_MAX_THREADS %zu\n", max_threads);
     mora_status st = append_template(&b, dialect_templates[spec->dialect], 0);
     append_format(&b, "\n// shape (compile-time constants)\n");
     append_format(&b, "#define D_IN %lld\n#define D_OUT %lld\n#define RHAT %lld\n#define RHALF %lld\n",

@@ -21,16 +21,22 @@
     {P "_WM", 4, PER_ITEM_VALUES, "rows per work-item"},                                       \
     {P "_WN", 2, PER_ITEM_VALUES, "columns per work-item"}
 
+/* Last parameter of every GEMM kind (appended so that the indexes of the others stay put). */
+#define MMA_PARAM(P)                                                                           \
+    {P "_MMA", 0, {0, 1}, 2,                                                                   \
+     "1: tensor-core/matrix-core product (CUDA mma.sync m16n8k16, HIP MFMA 16x16x16), f16/bf16 only"}
+
 static const mora_kind_decl kind_decls[MORA_KIND_COUNT] = {
-    [MORA_KIND_FWD] = {"fwd", "fwd.kern", 1, {"mora_fwd"}, 1, {GEMM_PARAMS("FWD", "H (token·block x r̂)")}, 5},
+    [MORA_KIND_FWD] = {"fwd", "fwd.kern", 1, {"mora_fwd"}, 1, {GEMM_PARAMS("FWD", "H (token·block x r̂)"), MMA_PARAM("FWD")}, 6},
     [MORA_KIND_BWD_DX] = {"bwd_dx",
                           "bwd_dx.kern",
                           1,
                           {"mora_bwd_dx_gemm", "mora_bwd_dx_gather"},
                           2,
                           {GEMM_PARAMS("DX", "U (token·block x r̂)"),
-                           {"DX_GATHER_LS", 128, GROUP_SIZE_VALUES, "work-items per work-group of the gather"}},
-                          6},
+                           {"DX_GATHER_LS", 128, GROUP_SIZE_VALUES, "work-items per work-group of the gather"},
+                           MMA_PARAM("DX")},
+                          7},
     [MORA_KIND_BWD_DM] = {"bwd_dm",
                           "bwd_dm.kern",
                           1,
@@ -38,8 +44,9 @@ static const mora_kind_decl kind_decls[MORA_KIND_COUNT] = {
                           2,
                           {GEMM_PARAMS("DM", "dM (r̂ x r̂)"),
                            {"DM_SPLIT", 1, {1, 2, 4, 8, 16, 32}, 6, "slices of the token reduction"},
-                           {"DM_REDUCE_LS", 128, GROUP_SIZE_VALUES, "work-items per work-group of the reduction"}},
-                          7},
+                           {"DM_REDUCE_LS", 128, GROUP_SIZE_VALUES, "work-items per work-group of the reduction"},
+                           MMA_PARAM("DM")},
+                          8},
     [MORA_KIND_MERGE] = {"merge",
                          "merge.kern",
                          0,
@@ -101,6 +108,35 @@ mora_kernel_spec mora_spec_default(const mora_shape *s, mora_dtype dtype, mora_k
     return spec;
 }
 
+/* The smallest value a parameter takes: 0 for a switch whose value list holds 0 (<P>_MMA), else 1. */
+static int param_minimum(const mora_param_decl *p) {
+    for (int v = 0; v < p->value_count; ++v)
+        if (p->values[v] == 0) return 0;
+    return 1;
+}
+
+int mora_kind_mma_index(mora_kind kind) {
+    switch (kind) {
+    case MORA_KIND_FWD: return 5;
+    case MORA_KIND_BWD_DX: return 6;
+    case MORA_KIND_BWD_DM: return 7;
+    default: return -1;
+    }
+}
+
+int mora_spec_mma(const mora_kernel_spec *spec) {
+    const int i = mora_kind_mma_index(spec->kind);
+    return i < 0 ? 0 : spec->params[i];
+}
+
+int mora_mma_lanes(mora_dialect dialect) {
+    return dialect == MORA_DIALECT_CUDA ? 32 : dialect == MORA_DIALECT_HIP ? 64 : 0;
+}
+
+int mora_mma_frag_n(mora_dialect dialect) {
+    return dialect == MORA_DIALECT_CUDA ? 8 : dialect == MORA_DIALECT_HIP ? 16 : 0;
+}
+
 static int param_index(const mora_kernel_spec *spec, const char *name) {
     const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
     for (int i = 0; d && i < d->param_count; ++i)
@@ -122,7 +158,8 @@ mora_status mora_spec_set_param(mora_kernel_spec *spec, const char *name, int va
         return mora_fail(MORA_E_PARAM, "param %s: not a parameter of kind %s (it has: %s)", name,
                          mora_kind_name(spec->kind), known);
     }
-    if (value < 1) return mora_fail(MORA_E_PARAM, "param %s=%d: must be >= 1", name, value);
+    const int minimum = param_minimum(&mora_kind_decl_get(spec->kind)->params[i]);
+    if (value < minimum) return mora_fail(MORA_E_PARAM, "param %s=%d: must be >= %d", name, value, minimum);
     spec->params[i] = value;
     return MORA_OK;
 }
@@ -132,12 +169,23 @@ int mora_spec_get_param(const mora_kernel_spec *spec, const char *name) {
     return i < 0 ? -1 : spec->params[i];
 }
 
+/* Work-items of a GEMM tile: (TM/WM)·(TN/WN) for the scalar product; with MMA, one warp / wavefront
+ * per (16·WM) x (frag_n·WN) sub-tile. */
+static size_t gemm_threads(const mora_kernel_spec *spec) {
+    const int *p = spec->params;
+    if (p[MORA_GEMM_WM] < 1 || p[MORA_GEMM_WN] < 1) return 0;
+    if (mora_spec_mma(spec) == 1 && mora_mma_lanes(spec->dialect) > 0)
+        return (size_t)mora_mma_lanes(spec->dialect) * (size_t)(p[MORA_GEMM_TM] / (16 * p[MORA_GEMM_WM])) *
+               (size_t)(p[MORA_GEMM_TN] / (mora_mma_frag_n(spec->dialect) * p[MORA_GEMM_WN]));
+    return (size_t)(p[MORA_GEMM_TM] / p[MORA_GEMM_WM]) * (size_t)(p[MORA_GEMM_TN] / p[MORA_GEMM_WN]);
+}
+
 size_t mora_spec_threads(const mora_kernel_spec *spec, int entry) {
     const int *p = spec->params;
     switch (spec->kind) {
-    case MORA_KIND_FWD: return (size_t)(p[0] / p[3]) * (size_t)(p[1] / p[4]);
-    case MORA_KIND_BWD_DX: return entry == 0 ? (size_t)(p[0] / p[3]) * (size_t)(p[1] / p[4]) : (size_t)p[5];
-    case MORA_KIND_BWD_DM: return entry == 0 ? (size_t)(p[0] / p[3]) * (size_t)(p[1] / p[4]) : (size_t)p[6];
+    case MORA_KIND_FWD: return gemm_threads(spec);
+    case MORA_KIND_BWD_DX: return entry == 0 ? gemm_threads(spec) : (size_t)p[5];
+    case MORA_KIND_BWD_DM: return entry == 0 ? gemm_threads(spec) : (size_t)p[6];
     case MORA_KIND_MERGE: return (size_t)p[0];
     }
     return 0;
@@ -155,10 +203,38 @@ mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, si
     const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
     if (!d) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
     for (int i = 0; i < d->param_count; ++i)
-        if (spec->params[i] < 1)
-            return mora_fail(MORA_E_PARAM, "param %s=%d: must be >= 1", d->params[i].name, spec->params[i]);
+        if (spec->params[i] < param_minimum(&d->params[i]))
+            return mora_fail(MORA_E_PARAM, "param %s=%d: must be >= %d", d->params[i].name, spec->params[i],
+                             param_minimum(&d->params[i]));
     if (d->is_gemm) {
         const int *p = spec->params;
+        const int mi = mora_kind_mma_index(spec->kind);
+        const char *mma = d->params[mi].name;
+        if (p[mi] > 1) return mora_fail(MORA_E_PARAM, "param %s=%d: must be 0 or 1", mma, p[mi]);
+        if (p[mi] == 1) {
+            if (spec->dialect != MORA_DIALECT_CUDA && spec->dialect != MORA_DIALECT_HIP)
+                return mora_fail(MORA_E_PARAM,
+                                 "param %s=1: the tensor-core product needs the cuda or hip dialect, not %s; "
+                                 "use %s=0 (the scalar product)",
+                                 mma, mora_dialect_name(spec->dialect), mma);
+            if (spec->dtype != MORA_F16 && spec->dtype != MORA_BF16)
+                return mora_fail(MORA_E_PARAM,
+                                 "param %s=1: the tensor-core product is for dtype f16 or bf16, not %s; use %s=0 "
+                                 "(the scalar product)",
+                                 mma, mora_dtype_name(spec->dtype), mma);
+            if (p[MORA_GEMM_TK] % 16 != 0)
+                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of 16 with %s=1",
+                                 d->params[MORA_GEMM_TK].name, p[MORA_GEMM_TK], mma);
+            const int frag_m = 16 * p[MORA_GEMM_WM], frag_n = mora_mma_frag_n(spec->dialect) * p[MORA_GEMM_WN];
+            if (p[MORA_GEMM_TM] % frag_m != 0)
+                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of 16·%s = %d with %s=1",
+                                 d->params[MORA_GEMM_TM].name, p[MORA_GEMM_TM], d->params[MORA_GEMM_WM].name, frag_m,
+                                 mma);
+            if (p[MORA_GEMM_TN] % frag_n != 0)
+                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of %d·%s = %d with %s=1 on %s",
+                                 d->params[MORA_GEMM_TN].name, p[MORA_GEMM_TN], mora_mma_frag_n(spec->dialect),
+                                 d->params[MORA_GEMM_WN].name, frag_n, mma, mora_dialect_name(spec->dialect));
+        }
         if (p[MORA_GEMM_TM] % p[MORA_GEMM_WM] != 0)
             return mora_fail(MORA_E_PARAM, "param %s=%d: must divide %s=%d", d->params[MORA_GEMM_WM].name,
                              p[MORA_GEMM_WM], d->params[MORA_GEMM_TM].name, p[MORA_GEMM_TM]);

@@ -35,7 +35,8 @@ typedef struct mora_param_decl {
 } mora_param_decl;
 
 /* One kernel kind: its template, entry points (launched in this order), and parameters. For the
- * GEMM-shaped kinds the first five parameters are TM, TN, TK, WM, WN of gemm_tile.kern. */
+ * GEMM-shaped kinds the first five parameters are TM, TN, TK, WM, WN of gemm_tile.kern and the last
+ * is <P>_MMA (0: scalar FMA product, 1: tensor-core / matrix-core product; see mora_spec_mma). */
 typedef struct mora_kind_decl {
     const char *name;          /* "fwd" */
     const char *template_name; /* "fwd.kern" */
@@ -65,10 +66,20 @@ mora_status mora_dialect_from_string(const char *name, mora_dialect *dialect);
 
 /* A spec with every parameter at its default. The shape must be checked already. */
 mora_kernel_spec mora_spec_default(const mora_shape *s, mora_dtype dtype, mora_kind kind, mora_dialect dialect);
-/* Sets parameter `name` (e.g. "FWD_TM") of the spec's kind; MORA_E_PARAM for an unknown name. */
+/* Sets parameter `name` (e.g. "FWD_TM") of the spec's kind; MORA_E_PARAM for an unknown name or a
+ * value below the parameter's smallest (1, or 0 for a switch such as FWD_MMA). */
 mora_status mora_spec_set_param(mora_kernel_spec *spec, const char *name, int value);
 /* Value of parameter `name`, or -1 if the kind has none of that name. */
 int mora_spec_get_param(const mora_kernel_spec *spec, const char *name);
+/* The GEMM kind's <P>_MMA parameter: index in the parameter list (-1 for merge), and the spec's value
+ * (0 for merge). With MMA = 1 a GEMM tile is computed by warps (CUDA, 32 lanes, mma.sync m16n8k16)
+ * or wavefronts (HIP, 64 lanes, MFMA 16x16x16), each owning a (16·WM) x (MORA_MMA_N·WN) sub-tile,
+ * MORA_MMA_N = 8 on CUDA and 16 on HIP; see templates/gemm_tile.kern. */
+int mora_kind_mma_index(mora_kind kind);
+int mora_spec_mma(const mora_kernel_spec *spec);
+/* Lanes per warp / wavefront and the columns of one MMA fragment for a dialect (0 for OpenCL). */
+int mora_mma_lanes(mora_dialect dialect);
+int mora_mma_frag_n(mora_dialect dialect);
 /* Checks the parameters' constraints: positive, tiles divisible by per-work-item sizes, work-group
  * size within max_threads and local memory within max_local_bytes (each 0: no device known, not
  * checked). MORA_E_PARAM with the broken constraint in mora_last_error(). */
@@ -86,6 +97,10 @@ mora_status mora_codegen(const mora_kernel_spec *spec, char **source);
 /* The same assembly (dialect, shape constants, the spec kind's parameters, common.kern) followed by
  * another template instead of the kind's own, e.g. "naive.kern" (malloc'd, the caller frees). */
 mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *template_name, char **source);
+/* The same with MORA_MAX_THREADS (the largest work-group the source's entry points are launched
+ * with; HIP's __launch_bounds__) given by the caller instead of taken from the spec's kind; 0: none. */
+mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const char *template_name, size_t max_threads,
+                                          char **source);
 /* The naive baseline kernel of the spec's kind, shape and dtype (templates/naive.kern): one work-item
  * per output element, no tiling, no local memory; one entry point, MORA_NAIVE_* below. The spec's
  * parameters are ignored (codegen/naive.c). */

@@ -17,7 +17,9 @@ mora_status mora_codegen_naive(const mora_kernel_spec *spec, char **source) {
      * parameter values cannot make the generation fail */
     const mora_kernel_spec naive = mora_spec_default(&spec->shape, spec->dtype, spec->kind, spec->dialect);
     char *body = NULL;
-    MORA_TRY(mora_codegen_template(&naive, "naive.kern", &body));
+    /* naive.kern's one entry point runs work-groups of MORA_NAIVE_LS: that is its launch bound (the
+     * kind's own entry points, whose work-group sizes mora_codegen_template would state, are absent) */
+    MORA_TRY(mora_codegen_template_bounded(&naive, "naive.kern", MORA_NAIVE_LS, &body));
     char banner[160];
     const int banner_length =
         snprintf(banner, sizeof banner,

@@ -128,6 +128,11 @@ static mora_status compile_cuda(const char *arch, const char *source, mora_compi
     out.log = out.ptx = NULL;
     mora_rtc_output_free(&out);
     parse_ptxas(report);
+    report->matrix_instructions = -1;
+    if (report->ptx) {
+        report->matrix_instructions = 0;
+        for (const char *at = report->ptx; (at = strstr(at, "mma.sync.")) != NULL; ++at) ++report->matrix_instructions;
+    }
     return MORA_OK;
 }
 #endif /* MORA_HAVE_CUDA */
@@ -367,6 +372,32 @@ static const unsigned char *find_elf(const unsigned char *code, size_t size, siz
     return NULL;
 }
 
+/* MFMA instructions in the executable sections of an AMDGPU ELF (-1 if it has none). CDNA encodes
+ * them as VOP3P-MAI: bits 31..23 of the first dword are 110100111 (0x1A7) and bits 22..16 the
+ * opcode, the MFMA opcodes being 0x40..0x7F except v_accvgpr_read/write/mov (0x58..0x5A). The text
+ * is scanned dword by dword rather than decoded, so an operand or literal dword of that shape would
+ * count too: a hint for tests ("the matrix cores are used"), not an exact count. */
+static int count_mfma(const unsigned char *elf, size_t size) {
+    if (size < 64) return -1;
+    const uint64_t shoff = read_le(elf + 0x28, 8);
+    const uint64_t shentsize = read_le(elf + 0x3a, 2), shnum = read_le(elf + 0x3c, 2);
+    if (shentsize < 64 || shoff > size || shnum > (size - shoff) / shentsize) return -1;
+    int count = -1;
+    for (uint64_t s = 0; s < shnum; ++s) {
+        const unsigned char *sh = elf + shoff + s * shentsize;
+        if (read_le(sh + 4, 4) != 1 /* SHT_PROGBITS */ || !(read_le(sh + 8, 8) & 0x4 /* SHF_EXECINSTR */)) continue;
+        const uint64_t offset = read_le(sh + 0x18, 8), length = read_le(sh + 0x20, 8);
+        if (offset > size || length > size - offset) continue;
+        if (count < 0) count = 0;
+        for (uint64_t at = 0; at + 4 <= length; at += 4) {
+            const uint32_t word = (uint32_t)read_le(elf + offset + at, 4);
+            const unsigned op = (word >> 16) & 0x7f;
+            if ((word >> 23) == 0x1a7 && op >= 0x40 && (op < 0x58 || op > 0x5a)) ++count;
+        }
+    }
+    return count;
+}
+
 /* Appends text to the report's malloc'd log. */
 static void log_append(mora_compile_report *report, const char *text) {
     const size_t used = report->log ? strlen(report->log) : 0, extra = strlen(text);
@@ -382,6 +413,7 @@ static void read_code_object(const unsigned char *code, size_t size, mora_compil
     const unsigned char *elf = find_elf(code, size, &elf_size);
     const unsigned char *note = elf ? find_metadata(elf, elf_size, &note_size) : NULL;
     if (note) read_metadata(note, note_size, report, kernels);
+    report->matrix_instructions = elf ? count_mfma(elf, elf_size) : -1;
     if (report->entry_count == 0) {
         log_append(report, "mora: no AMDGPU kernel metadata found in the code object: resource usage not reported "
                            "(registers = -1)\n");

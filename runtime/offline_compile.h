@@ -21,6 +21,8 @@ typedef struct mora_compile_report {
         int stack_bytes;     /* per-thread stack frame (-1: not reported) */
     } entries[MORA_MAX_ENTRIES];
     size_t binary_bytes;  /* size of the CUBIN / code object */
+    int matrix_instructions; /* tensor-/matrix-core instructions: CUDA, mma.sync in the PTX; HIP, MFMA
+                                (VOP3P-MAI v_mfma_*) words in the code object's text; -1: not examined */
     char *log;            /* full compiler log (ptxas -v output for CUDA), malloc'd; may be NULL */
     char *ptx;            /* CUDA only: the PTX, malloc'd (for checking mma.sync); NULL otherwise */
 } mora_compile_report;

@@ -1,8 +1,12 @@
 /* Shared harness of test_compile_cuda.c and test_compile_hip.c: every operator × kernel kind ×
  * dtype is generated for one dialect with default parameters and compiled offline (no GPU) for
  * named targets; the compiler's resource report must name every entry point of the kind and show
- * no spills. Prints one table row per (target, operator, shape) with the registers of every entry
- * point for f32/f16/bf16, and the compile times. */
+ * no spills. Every GEMM kind is also compiled for f16 and bf16 with <P>_MMA = 1 (the tensor-core /
+ * matrix-core product, at the dialect's mma_tile parameters): no spills, and the tensor-core
+ * instructions present (CUDA: mma.sync m16n8k16 of the dtype in the PTX; HIP: MFMA words in the
+ * code object). Every source states MORA_MAX_THREADS. Prints one table row per (target, operator,
+ * shape) with the registers of every entry point for f32/f16/bf16 and one for the MMA variants
+ * (f16/bf16), and the compile times. */
 #ifndef MORA_TESTS_COMPILE_SUITE_H
 #define MORA_TESTS_COMPILE_SUITE_H
 
@@ -23,11 +27,7 @@ typedef struct suite_config {
     const suite_target *targets;
     int target_count;
     int registers_required; /* 1: every entry must report registers (CUDA); 0: check spills where reported */
-    /* HIP: the registers a kernel gets without a launch bound (clang assumes 1024 work-items: 128 VGPRs
-     * on gfx9). Until the code generator states the bound (#define MORA_MAX_THREADS, which
-     * dialect_hip.kern turns into __launch_bounds__), a spill at exactly this cap is reported as a
-     * known issue instead of failing; any other spill fails. 0: no such allowance. */
-    int unbounded_register_cap;
+    int mma_tile[5];        /* TM TN TK WM WN of the MMA variants compiled */
 } suite_config;
 
 /* Shapes compiled for every operator (those an operator's constraint rejects are left out). */
@@ -121,92 +121,144 @@ static void suite_concurrency(const suite_config *cfg) {
     printf("%d threads x 4 compiles for %s: %.1f s\n", THREADS, cfg->targets[0].arch, suite_now() - t0);
 }
 
-/* Compiles every op × shape × kind × dtype for one target; returns the number of compiles. */
-static int suite_run_target(const suite_config *cfg, const char *arch, double *seconds, double *slowest,
-                            int *known_spills) {
+/* Compiles one spec for `arch` and checks its report: every entry point present, registers (where
+ * the dialect must report them), no spills, and for an MMA spec the tensor-core instructions. Writes
+ * the registers of entry e into cells[e] ("?" when missing) and sets spilled[e]. */
+static void suite_compile_spec(const suite_config *cfg, const char *arch, const mora_kernel_spec *spec, double *seconds,
+                               double *slowest, char cells[MORA_MAX_ENTRIES][8], int spilled[MORA_MAX_ENTRIES]) {
+    const mora_kind_decl *decl = mora_kind_decl_get(spec->kind);
+    const int mma = mora_spec_mma(spec);
+    char what[192];
+    snprintf(what, sizeof what, "%s %s %lldx%lld r%lld %s %s%s", arch, mora_op_name(spec->shape.op),
+             (long long)spec->shape.d_in, (long long)spec->shape.d_out, (long long)spec->shape.rhat, decl->name,
+             mora_dtype_name(spec->dtype), mma ? " MMA" : "");
+    char *source = NULL;
+    REQUIRE_OK(mora_codegen(spec, &source));
+    /* the largest work-group is stated (HIP's __launch_bounds__: no spill at the unbounded cap) */
+    char bound[64];
+    size_t largest = 0;
+    for (int e = 0; e < decl->entry_count; ++e)
+        if (mora_spec_threads(spec, e) > largest) largest = mora_spec_threads(spec, e);
+    snprintf(bound, sizeof bound, "#define MORA_MAX_THREADS %zu\n", largest);
+    CHECK(strstr(source, bound) != NULL);
+    mora_compile_report r;
+    const double t0 = suite_now();
+    const mora_status st = mora_compile_offline(cfg->dialect, arch, source, &r);
+    const double dt_s = suite_now() - t0;
+    free(source);
+    *seconds += dt_s;
+    if (dt_s > *slowest) *slowest = dt_s;
+    ++check_count_;
+    if (st != MORA_OK) {
+        CHECK_FAIL_("%s: %s (%s)", what, mora_status_name(st), mora_last_error());
+        return;
+    }
+    CHECK(r.binary_bytes > 0);
+    CHECK(strcmp(r.target, arch) == 0);
+    CHECK(r.compiler[0] != '\0');
+    for (int e = 0; e < decl->entry_count; ++e) {
+        const int i = suite_find_entry(&r, decl->entries[e]);
+        ++check_count_;
+        if (i < 0) {
+            CHECK_FAIL_("%s: entry %s missing from the report; log:\n%s", what, decl->entries[e], r.log ? r.log : "(none)");
+            snprintf(cells[e], 8, "?");
+            continue;
+        }
+        const int regs = r.entries[i].registers;
+        snprintf(cells[e], 8, "%d", regs);
+        if (cfg->registers_required) CHECK(regs > 0);
+        if (regs < 0) continue; /* not reported: nothing more to check */
+        ++check_count_;
+        if (r.entries[i].spill_store_bytes != 0 || r.entries[i].spill_load_bytes != 0) {
+            spilled[e] = 1;
+            CHECK_FAIL_("%s: %s spills (%d bytes stored, %d loaded); log:\n%s", what, decl->entries[e],
+                        r.entries[i].spill_store_bytes, r.entries[i].spill_load_bytes, r.log ? r.log : "(none)");
+        }
+        if (cfg->dialect == MORA_DIALECT_CUDA) {
+            char entry_line[96];
+            snprintf(entry_line, sizeof entry_line, ".entry %s(", decl->entries[e]);
+            CHECK(r.ptx != NULL && strstr(r.ptx, entry_line) != NULL);
+        }
+    }
+    if (mma && cfg->dialect == MORA_DIALECT_CUDA) {
+        const char *const instruction = spec->dtype == MORA_F16 ? "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+                                                                : "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
+        ++check_count_;
+        if (r.ptx == NULL || strstr(r.ptx, instruction) == NULL)
+            CHECK_FAIL_("%s: the PTX has no %s", what, instruction);
+        CHECK(r.matrix_instructions > 0);
+    } else if (mma) {
+        ++check_count_;
+        if (r.matrix_instructions == 0) CHECK_FAIL_("%s: no MFMA instruction in the code object", what);
+        if (r.matrix_instructions < 0) printf("%s: the code object's text was not found: MFMA use not checked\n", what);
+    } else {
+        /* the scalar product issues no tensor-core instruction */
+        CHECK(r.matrix_instructions <= 0);
+    }
+    mora_compile_report_free(&r);
+}
+
+/* Compiles every op × shape × kind × dtype (and the MMA variants) for one target; returns the number
+ * of compiles. */
+static int suite_run_target(const suite_config *cfg, const char *arch, double *seconds, double *slowest) {
     static const char *const cell_names[] = {"fwd", "dx_gemm", "dx_gather", "dm", "dm_reduce", "merge"};
-    printf("\n%-8s %-17s %-17s", "target", "op", "shape");
+    printf("\n%-8s %-17s %-17s %-4s", "target", "op", "shape", "");
     for (size_t i = 0; i < sizeof cell_names / sizeof *cell_names; ++i) printf(" %-11s", cell_names[i]);
-    printf("   (registers f32/f16/bf16; * = spills)\n");
+    printf("   (registers f32/f16/bf16, MMA f16/bf16 at TM TN TK WM WN = %d %d %d %d %d; * = spills)\n",
+           cfg->mma_tile[0], cfg->mma_tile[1], cfg->mma_tile[2], cfg->mma_tile[3], cfg->mma_tile[4]);
     int compiles = 0;
     for (int op = 0; op < MORA_OP_COUNT; ++op) {
         for (size_t sh = 0; sh < SUITE_SHAPE_COUNT; ++sh) {
             const mora_shape shape = {suite_shapes[sh].d_in, suite_shapes[sh].d_out, suite_shapes[sh].rhat, (mora_op)op};
             if (mora_shape_check(&shape) != MORA_OK) continue;
-            char cells[6][3][8];
-            int spilled[6] = {0};
+            char cells[6][3][8], mma_cells[6][2][8];
+            int spilled[6] = {0}, mma_spilled[6] = {0};
             memset(cells, 0, sizeof cells);
+            memset(mma_cells, 0, sizeof mma_cells);
             for (int kind = 0; kind < MORA_KIND_COUNT; ++kind) {
                 const mora_kind_decl *decl = mora_kind_decl_get((mora_kind)kind);
+                const int cell0 = kind == 0 ? 0 : kind == 1 ? 1 : kind == 2 ? 3 : 5;
                 for (int dt = 0; dt < MORA_DTYPE_COUNT; ++dt) {
                     const mora_kernel_spec spec = mora_spec_default(&shape, (mora_dtype)dt, (mora_kind)kind, cfg->dialect);
-                    char *source = NULL;
-                    REQUIRE_OK(mora_codegen(&spec, &source));
-                    const int bounded = strstr(source, "#define MORA_MAX_THREADS") != NULL;
-                    mora_compile_report r;
-                    const double t0 = suite_now();
-                    const mora_status st = mora_compile_offline(cfg->dialect, arch, source, &r);
-                    const double dt_s = suite_now() - t0;
-                    free(source);
+                    char entry_cells[MORA_MAX_ENTRIES][8] = {{0}};
+                    int entry_spilled[MORA_MAX_ENTRIES] = {0};
+                    suite_compile_spec(cfg, arch, &spec, seconds, slowest, entry_cells, entry_spilled);
                     ++compiles;
-                    *seconds += dt_s;
-                    if (dt_s > *slowest) *slowest = dt_s;
-                    char what[160];
-                    snprintf(what, sizeof what, "%s %s %lldx%lld r%lld %s %s", arch, mora_op_name(shape.op),
-                             (long long)shape.d_in, (long long)shape.d_out, (long long)shape.rhat, decl->name,
-                             mora_dtype_name((mora_dtype)dt));
-                    ++check_count_;
-                    if (st != MORA_OK) {
-                        CHECK_FAIL_("%s: %s (%s)", what, mora_status_name(st), mora_last_error());
-                        continue;
-                    }
-                    CHECK(r.binary_bytes > 0);
-                    CHECK(strcmp(r.target, arch) == 0);
-                    CHECK(r.compiler[0] != '\0');
                     for (int e = 0; e < decl->entry_count; ++e) {
-                        const int cell = kind == 0 ? 0 : kind == 1 ? 1 + e : kind == 2 ? 3 + e : 5;
-                        const int i = suite_find_entry(&r, decl->entries[e]);
-                        ++check_count_;
-                        if (i < 0) {
-                            CHECK_FAIL_("%s: entry %s missing from the report; log:\n%s", what, decl->entries[e],
-                                        r.log ? r.log : "(none)");
-                            snprintf(cells[cell][dt], sizeof cells[cell][dt], "?");
-                            continue;
-                        }
-                        const int regs = r.entries[i].registers;
-                        snprintf(cells[cell][dt], sizeof cells[cell][dt], "%d", regs);
-                        if (cfg->registers_required) CHECK(regs > 0);
-                        if (regs < 0) continue; /* not reported: nothing more to check */
-                        ++check_count_;
-                        if ((r.entries[i].spill_store_bytes != 0 || r.entries[i].spill_load_bytes != 0) &&
-                            !bounded && cfg->unbounded_register_cap > 0 && regs == cfg->unbounded_register_cap) {
-                            spilled[cell] = 1;
-                            ++*known_spills;
-                            printf("known issue: %s: %s spills %d bytes at the %d-register cap of an unbounded kernel "
-                                   "(needs MORA_MAX_THREADS from the code generator)\n",
-                                   what, decl->entries[e], r.entries[i].spill_store_bytes, regs);
-                        } else if (r.entries[i].spill_store_bytes != 0 || r.entries[i].spill_load_bytes != 0) {
-                            spilled[cell] = 1;
-                            CHECK_FAIL_("%s: %s spills (%d bytes stored, %d loaded); log:\n%s", what, decl->entries[e],
-                                        r.entries[i].spill_store_bytes, r.entries[i].spill_load_bytes,
-                                        r.log ? r.log : "(none)");
-                        }
-                        if (cfg->dialect == MORA_DIALECT_CUDA) {
-                            char entry_line[96];
-                            snprintf(entry_line, sizeof entry_line, ".entry %s(", decl->entries[e]);
-                            CHECK(r.ptx != NULL && strstr(r.ptx, entry_line) != NULL);
-                        }
+                        memcpy(cells[cell0 + e][dt], entry_cells[e], 8);
+                        spilled[cell0 + e] |= entry_spilled[e];
                     }
-                    mora_compile_report_free(&r);
+                    if (!decl->is_gemm || dt == MORA_F32) continue;
+                    mora_kernel_spec mma = spec;
+                    for (int p = 0; p < 5; ++p) mma.params[p] = cfg->mma_tile[p];
+                    mma.params[mora_kind_mma_index(mma.kind)] = 1;
+                    REQUIRE_OK(mora_spec_check(&mma, 0, 0));
+                    memset(entry_cells, 0, sizeof entry_cells);
+                    memset(entry_spilled, 0, sizeof entry_spilled);
+                    suite_compile_spec(cfg, arch, &mma, seconds, slowest, entry_cells, entry_spilled);
+                    ++compiles;
+                    for (int e = 0; e < decl->entry_count; ++e) {
+                        memcpy(mma_cells[cell0 + e][dt == MORA_F16 ? 0 : 1], entry_cells[e], 8);
+                        mma_spilled[cell0 + e] |= entry_spilled[e];
+                    }
                 }
             }
             char shape_text[32];
             snprintf(shape_text, sizeof shape_text, "%lldx%lld r%lld", (long long)shape.d_in, (long long)shape.d_out,
                      (long long)shape.rhat);
-            printf("%-8s %-17s %-17s", arch, mora_op_name(shape.op), shape_text);
+            printf("%-8s %-17s %-17s %-4s", arch, mora_op_name(shape.op), shape_text, "");
             for (int c = 0; c < 6; ++c) {
                 char cell[32];
                 snprintf(cell, sizeof cell, "%.7s/%.7s/%.7s%s", cells[c][0], cells[c][1], cells[c][2], spilled[c] ? "*" : "");
+                printf(" %-11s", cell);
+            }
+            printf("\n%-8s %-17s %-17s %-4s", arch, mora_op_name(shape.op), shape_text, "MMA");
+            for (int c = 0; c < 6; ++c) {
+                char cell[32];
+                if (mma_cells[c][0][0] || mma_cells[c][1][0])
+                    snprintf(cell, sizeof cell, "%.7s/%.7s%s", mma_cells[c][0], mma_cells[c][1], mma_spilled[c] ? "*" : "");
+                else
+                    snprintf(cell, sizeof cell, "-");
                 printf(" %-11s", cell);
             }
             printf("\n");
@@ -241,13 +293,9 @@ static int suite_main(const suite_config *cfg) {
         }
         mora_compile_report_free(&probe);
         double seconds = 0.0, slowest = 0.0;
-        int known_spills = 0;
-        const int compiles = suite_run_target(cfg, target->arch, &seconds, &slowest, &known_spills);
+        const int compiles = suite_run_target(cfg, target->arch, &seconds, &slowest);
         printf("%s: %d compiles in %.1f s (mean %.3f s, slowest %.3f s)\n", target->arch, compiles, seconds,
                compiles ? seconds / compiles : 0.0, slowest);
-        if (known_spills)
-            printf("%s: %d kernels spill only for want of a launch bound (known issue, see above)\n", target->arch,
-                   known_spills);
         ++compiled_targets;
     }
     CHECK(compiled_targets > 0);

@@ -92,9 +92,85 @@ static void check_params(void) {
     CHECK_STATUS(mora_kind_from_string("backward", &kind), MORA_E_UNKNOWN_KIND);
 }
 
+/* <P>_MMA: the tensor-core variant is refused for OpenCL and for f32 with a sentence naming the
+ * parameter, needs tiles of whole fragments, and sets the work-group to warps / wavefronts. */
+static void check_mma(void) {
+    const mora_shape s = {4096, 4096, 256, MORA_OP_SHARE};
+    static const char *const names[] = {"FWD_MMA", "DX_MMA", "DM_MMA"};
+    for (int k = 0; k < 3; ++k) {
+        const mora_kind kind = (mora_kind)k;
+        CHECK_EQ_INT(mora_kind_mma_index(kind), mora_kind_decl_get(kind)->param_count - 1);
+        CHECK_STR(mora_kind_decl_get(kind)->params[mora_kind_mma_index(kind)].name, names[k]);
+        /* OpenCL: refused, whatever the dtype */
+        mora_kernel_spec spec = mora_spec_default(&s, MORA_F16, kind, MORA_DIALECT_OPENCL);
+        CHECK_EQ_INT(mora_spec_mma(&spec), 0);
+        CHECK_STATUS(mora_spec_set_param(&spec, names[k], 1), MORA_OK);
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+        CHECK(strstr(mora_last_error(), names[k]) != NULL && strstr(mora_last_error(), "opencl") != NULL);
+        char *src = NULL;
+        CHECK_STATUS(mora_codegen(&spec, &src), MORA_E_PARAM);
+        CHECK(src == NULL);
+        /* f32: refused on CUDA and HIP */
+        for (int dia = MORA_DIALECT_CUDA; dia <= MORA_DIALECT_HIP; ++dia) {
+            spec = mora_spec_default(&s, MORA_F32, kind, (mora_dialect)dia);
+            CHECK_STATUS(mora_spec_set_param(&spec, names[k], 1), MORA_OK);
+            CHECK_STATUS(mora_spec_set_param(&spec, names[k], -1), MORA_E_PARAM);
+            CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+            CHECK(strstr(mora_last_error(), names[k]) != NULL && strstr(mora_last_error(), "f32") != NULL);
+        }
+        /* 0 is a valid value of the switch, 2 is not */
+        spec = mora_spec_default(&s, MORA_BF16, kind, MORA_DIALECT_CUDA);
+        CHECK_STATUS(mora_spec_set_param(&spec, names[k], 0), MORA_OK);
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK);
+        CHECK_STATUS(mora_spec_set_param(&spec, names[k], 2), MORA_OK);
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+        CHECK(strstr(mora_last_error(), "0 or 1") != NULL);
+        /* the defaults (TM 32, WM 4) are not whole fragments: 16·WM = 64 rows */
+        CHECK_STATUS(mora_spec_set_param(&spec, names[k], 1), MORA_OK);
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+        CHECK(strstr(mora_last_error(), "_TM=32") != NULL);
+        spec.params[MORA_GEMM_WM] = 1;
+        spec.params[MORA_GEMM_TK] = 8;
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+        CHECK(strstr(mora_last_error(), "_TK=8") != NULL);
+        spec.params[MORA_GEMM_TK] = 32;
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK);
+        /* CUDA: warps of 32 over (16·WM) x (8·WN) sub-tiles: 32 · (32/16) · (32/16) */
+        CHECK_EQ_INT(mora_spec_threads(&spec, 0), 32 * 2 * 2);
+        CHECK_STATUS(mora_codegen(&spec, &src), MORA_OK);
+        CHECK(src && strstr(src, "#define MORA_MAX_THREADS 128\n") != NULL);
+        free(src);
+        /* HIP: wavefronts of 64 over (16·WM) x (16·WN) sub-tiles; WN 4 needs TN a multiple of 64 */
+        spec.dialect = MORA_DIALECT_HIP;
+        CHECK_EQ_INT(mora_spec_threads(&spec, 0), 64 * 2 * 1);
+        spec.params[MORA_GEMM_WN] = 4;
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
+        CHECK(strstr(mora_last_error(), "_TN=32") != NULL);
+        spec.params[MORA_GEMM_TN] = 64;
+        CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK);
+        CHECK_EQ_INT(mora_spec_threads(&spec, 0), 64 * 2 * 1);
+        CHECK_EQ_INT(mora_spec_local_bytes(&spec, 0), (32 + 64) * 32 * 4);
+    }
+    /* every source states its largest work-group; the naive kernel its own */
+    const mora_kernel_spec dx = mora_spec_default(&s, MORA_F32, MORA_KIND_BWD_DX, MORA_DIALECT_HIP);
+    mora_kernel_spec wide = dx;
+    CHECK_STATUS(mora_spec_set_param(&wide, "DX_GATHER_LS", 512), MORA_OK);
+    char *src = NULL;
+    CHECK_STATUS(mora_codegen(&wide, &src), MORA_OK);
+    CHECK(src && strstr(src, "#define MORA_MAX_THREADS 512\n") != NULL);
+    free(src);
+    src = NULL;
+    CHECK_STATUS(mora_codegen_naive(&wide, &src), MORA_OK);
+    char naive_bound[64];
+    snprintf(naive_bound, sizeof naive_bound, "#define MORA_MAX_THREADS %d\n", MORA_NAIVE_LS);
+    CHECK(src && strstr(src, naive_bound) != NULL);
+    free(src);
+}
+
 int main(void) {
     check_template_defaults();
     check_generation();
     check_params();
+    check_mma();
     return check_report();
 }

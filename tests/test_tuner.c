@@ -32,6 +32,45 @@ static void check_pick_winner(void) {
     CHECK_EQ_INT(mora_pick_winner(holes, flat, 4, 0.02), 3);
 }
 
+/* The search space holds MMA = 1 candidates only where they are valid: CUDA / HIP, f16 / bf16, a
+ * device with the instructions, whole fragments per tile. No backend needed. */
+static int count_mma(mora_kind kind, mora_dtype dtype, mora_dialect dialect, const char *arch) {
+    mora_device_info device;
+    memset(&device, 0, sizeof device);
+    snprintf(device.arch, sizeof device.arch, "%s", arch);
+    device.max_work_group = 1024;
+    device.local_mem_bytes = 48 * 1024;
+    const mora_shape s = {4096, 4096, 256, MORA_OP_SHARE};
+    const mora_kernel_spec base = mora_spec_default(&s, dtype, kind, dialect);
+    mora_kernel_spec *specs = NULL;
+    int count = 0, mma = 0;
+    REQUIRE_OK(mora_space_enumerate(&base, &device, &specs, &count));
+    for (int i = 0; i < count; ++i) {
+        if (!mora_spec_mma(&specs[i])) continue;
+        ++mma;
+        CHECK_STATUS(mora_spec_check(&specs[i], device.max_work_group, device.local_mem_bytes), MORA_OK);
+        CHECK(specs[i].params[MORA_GEMM_TK] % 16 == 0);
+        CHECK(specs[i].params[MORA_GEMM_TM] % (16 * specs[i].params[MORA_GEMM_WM]) == 0);
+    }
+    free(specs);
+    return mma;
+}
+
+static void check_space_mma(void) {
+    for (int k = 0; k < 3; ++k) {
+        const mora_kind kind = (mora_kind)k;
+        CHECK(count_mma(kind, MORA_F16, MORA_DIALECT_CUDA, "sm_90") > 0);
+        CHECK(count_mma(kind, MORA_BF16, MORA_DIALECT_CUDA, "sm_80") > 0);
+        CHECK(count_mma(kind, MORA_BF16, MORA_DIALECT_HIP, "gfx90a:sramecc+:xnack-") > 0);
+        CHECK(count_mma(kind, MORA_F16, MORA_DIALECT_HIP, "gfx908") > 0);
+        CHECK_EQ_INT(count_mma(kind, MORA_BF16, MORA_DIALECT_HIP, "gfx908"), 0); /* no bf16_1k */
+        CHECK_EQ_INT(count_mma(kind, MORA_F16, MORA_DIALECT_HIP, "gfx1030"), 0);
+        CHECK_EQ_INT(count_mma(kind, MORA_F16, MORA_DIALECT_CUDA, "sm_75"), 0);
+        CHECK_EQ_INT(count_mma(kind, MORA_F32, MORA_DIALECT_CUDA, "sm_90"), 0);
+        CHECK_EQ_INT(count_mma(kind, MORA_F16, MORA_DIALECT_OPENCL, ""), 0);
+    }
+}
+
 /* Injected timer: a deterministic function of the parameters, with a tie between two candidates. */
 typedef struct fake_timer {
     int calls;
@@ -73,6 +112,7 @@ static void plant_bugs(const mora_kernel_spec *spec, char **source, void *user) 
 
 int main(void) {
     check_pick_winner();
+    check_space_mma();
     char dir[] = "/tmp/mora-test-tuner-XXXXXX";
     if (!mkdtemp(dir)) SKIP("mkdtemp failed");
     setenv("MORA_CACHE_DIR", dir, 1);
