@@ -123,55 +123,30 @@ static void on_log(mora_log_level level, const char *message, void *user) {
 
 /* ---- timing ---- */
 
-static double wall_ms(void) { return now_seconds() * 1e3; }
-
-static int compare_doubles(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef bench_call_fn bench_fn;
 
-/* One timed call: device events around it when `events` (work enqueued on the context's stream),
- * else wall clock between two synchronizations. */
-static mora_status time_once(mora_context *ctx, int events, bench_fn fn, void *user, double *ms) {
-    const mora_backend_i *be = ctx->be;
-    if (events && be->event_record && be->event_elapsed_ms) {
-        void *start = NULL, *end = NULL;
-        mora_status st = be->event_record(ctx->be_ctx, &start);
-        if (st == MORA_OK) st = fn(user);
-        if (st == MORA_OK) st = be->event_record(ctx->be_ctx, &end);
-        if (st == MORA_OK) st = be->event_elapsed_ms(ctx->be_ctx, start, end, ms);
-        if (start) be->event_free(ctx->be_ctx, start);
-        if (end) be->event_free(ctx->be_ctx, end);
-        return st;
-    }
-    MORA_TRY(be->synchronize(ctx->be_ctx));
-    const double t0 = wall_ms();
-    MORA_TRY(fn(user));
-    MORA_TRY(be->synchronize(ctx->be_ctx));
-    *ms = wall_ms() - t0;
-    return MORA_OK;
+/* A bench_fn seen through the tuner's timing loop (mora_time_calls). */
+typedef struct timed_call {
+    bench_fn fn;
+    void *user;
+} timed_call;
+
+static mora_status run_timed_call(void *user, int rep) {
+    (void)rep;
+    const timed_call *c = user;
+    return c->fn(c->user);
 }
 
 /* Warm-up, then repetitions until min_reps and budget_ms are both reached (100 at most); a call
  * slower than the whole budget is repeated twice only. Median and (p75 − p25) / median. */
 static mora_status time_fn(mora_context *ctx, int events, bench_fn fn, void *user, double budget_ms, int min_reps,
                            bench_measure *m) {
-    double samples[MAX_REPETITIONS], warm = 0.0, spent = 0.0;
-    MORA_TRY(time_once(ctx, events, fn, user, &warm));
-    if (warm > budget_ms && min_reps > 2) min_reps = 2;
-    int count = 0;
-    while (count < MAX_REPETITIONS && (count < min_reps || spent < budget_ms)) {
-        MORA_TRY(time_once(ctx, events, fn, user, &samples[count]));
-        spent += samples[count++];
-    }
-    qsort(samples, (size_t)count, sizeof *samples, compare_doubles);
-    const double median = count % 2 ? samples[count / 2] : 0.5 * (samples[count / 2 - 1] + samples[count / 2]);
-    const double q1 = samples[count / 4], q3 = samples[(3 * count) / 4 < count ? (3 * count) / 4 : count - 1];
-    m->ms = median;
-    m->spread = median > 0 ? (q3 - q1) / median : 0.0;
-    m->reps = count;
+    timed_call call = {fn, user};
+    mora_timing t;
+    MORA_TRY(mora_time_calls(ctx, events, run_timed_call, &call, budget_ms, min_reps, &t));
+    m->ms = t.median_ms;
+    m->spread = t.spread;
+    m->reps = t.repetitions;
     m->ok = 1;
     return MORA_OK;
 }
@@ -341,7 +316,9 @@ static double measure_fma(mora_context *ctx, const options *o, const char *body,
     /* grow the loop until one launch takes a measurable time (~20 ms) */
     while (st == MORA_OK) {
         call.args[3] = MORA_ARG_INT(iters);
-        st = time_once(ctx, 1, launch_fn, &call, &ms);
+        bench_measure once;
+        st = time_fn(ctx, 1, launch_fn, &call, 0.0, 1, &once); /* a warm-up and one timed launch */
+        ms = once.ms;
         if (st != MORA_OK || ms > 20.0 || iters >= ((int64_t)1 << 24)) break;
         iters *= ms > 0.5 ? (int64_t)(20.0 / ms) + 1 : 32;
     }

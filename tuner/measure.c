@@ -1,7 +1,7 @@
-/* Timing of one kernel kind: one warm-up launch, then repetitions, each bracketed by device events
- * (wall clock around a synchronize where the backend has no events), until at least min_reps and
- * the time budget are reached (100 repetitions at most). Reports the median and the relative spread
- * (interquartile range / median), which the tuner uses as the noise band. */
+/* Timing: one warm-up call, then repetitions, each bracketed by device events (wall clock around a
+ * synchronize where the backend has no events), until at least min_reps and the time budget are
+ * reached (100 repetitions at most). Reports the median and the relative spread (interquartile
+ * range / median), which the tuner uses as the noise band. Used by the tuner and by mora-bench. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <time.h>
@@ -23,14 +23,14 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* One timed launch of the kind, in milliseconds. */
-static mora_status time_once(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int64_t n, double *ms) {
-    mora_context *ctx = mora_layer_context(l);
+/* One timed call, in milliseconds: device events around it when `events` (work enqueued on the
+ * context's stream), else wall clock between two synchronizations. */
+static mora_status time_once(mora_context *ctx, int events, mora_timed_fn fn, void *user, int rep, double *ms) {
     const mora_backend_i *be = ctx->be;
-    if (be->event_record && be->event_elapsed_ms) {
+    if (events && be->event_record && be->event_elapsed_ms) {
         void *start = NULL, *end = NULL;
         mora_status st = be->event_record(ctx->be_ctx, &start);
-        if (st == MORA_OK) st = mora_layer_run_kind(l, kind, b, n);
+        if (st == MORA_OK) st = fn(user, rep);
         if (st == MORA_OK) st = be->event_record(ctx->be_ctx, &end);
         if (st == MORA_OK) st = be->event_elapsed_ms(ctx->be_ctx, start, end, ms);
         if (start) be->event_free(ctx->be_ctx, start);
@@ -39,21 +39,21 @@ static mora_status time_once(mora_layer *l, mora_kind kind, const mora_kind_buff
     }
     MORA_TRY(be->synchronize(ctx->be_ctx));
     const double t0 = wall_ms();
-    MORA_TRY(mora_layer_run_kind(l, kind, b, n));
+    MORA_TRY(fn(user, rep));
     MORA_TRY(be->synchronize(ctx->be_ctx));
     *ms = wall_ms() - t0;
     return MORA_OK;
 }
 
-mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
-                              double budget_ms, int min_reps, mora_timing *timing) {
+mora_status mora_time_calls(mora_context *ctx, int events, mora_timed_fn fn, void *user, double budget_ms, int min_reps,
+                            mora_timing *timing) {
     double samples[MAX_REPETITIONS], warm = 0.0, spent = 0.0;
-    if (sets < 1) sets = 1;
-    MORA_TRY(time_once(l, kind, &b[sets - 1], n, &warm)); /* warm-up: clocks, lazy driver work */
-    int count = 0;
+    MORA_TRY(time_once(ctx, events, fn, user, -1, &warm)); /* warm-up: clocks, caches, lazy driver work */
     if (min_reps < 1) min_reps = 1;
+    if (warm > budget_ms && min_reps > 2) min_reps = 2; /* one call is longer than the whole budget */
+    int count = 0;
     while (count < MAX_REPETITIONS && (count < min_reps || spent < budget_ms)) {
-        MORA_TRY(time_once(l, kind, &b[count % sets], n, &samples[count]));
+        MORA_TRY(time_once(ctx, events, fn, user, count, &samples[count]));
         spent += samples[count++];
     }
     qsort(samples, (size_t)count, sizeof *samples, compare_doubles);
@@ -63,4 +63,25 @@ mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buf
     timing->spread = median > 0 ? (q3 - q1) / median : 0.0;
     timing->repetitions = count;
     return MORA_OK;
+}
+
+/* A kind's launch on buffer set rep % sets (the warm-up uses the last set). */
+typedef struct kind_call {
+    mora_layer *layer;
+    mora_kind kind;
+    const mora_kind_buffers *sets;
+    int set_count;
+    int64_t n;
+} kind_call;
+
+static mora_status run_kind_call(void *user, int rep) {
+    const kind_call *c = user;
+    const int set = rep < 0 ? c->set_count - 1 : rep % c->set_count;
+    return mora_layer_run_kind(c->layer, c->kind, &c->sets[set], c->n);
+}
+
+mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
+                              double budget_ms, int min_reps, mora_timing *timing) {
+    kind_call call = {l, kind, b, sets < 1 ? 1 : sets, n};
+    return mora_time_calls(mora_layer_context(l), 1, run_kind_call, &call, budget_ms, min_reps, timing);
 }

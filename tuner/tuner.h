@@ -64,6 +64,13 @@ typedef struct mora_timing {
     double spread;   /* (p75 − p25) / median */
     int repetitions;
 } mora_timing;
+/* A call to time; rep is the repetition (0, 1, ...; -1 for the warm-up). */
+typedef mora_status (*mora_timed_fn)(void *user, int rep);
+/* Times fn: one warm-up, then repetitions until at least min_reps and budget_ms of measured time
+ * (at most 100; only 2 when the warm-up alone exceeded the budget). events: fn enqueues work on the
+ * context's stream and device events bracket it; 0: wall clock between two synchronizations. */
+mora_status mora_time_calls(mora_context *ctx, int events, mora_timed_fn fn, void *user, double budget_ms, int min_reps,
+                            mora_timing *timing);
 /* Times the layer's current parameters for `kind` with n tokens: one warm-up, then repetitions
  * until at least min_reps and budget_ms of device time (at most 100). Repetition i uses buffer set
  * b[i % sets], so with enough sets the inputs are not still in the device's L2 cache from the last
