@@ -714,7 +714,7 @@ static void expect_db(const char *backend, const char *device, const char *arch,
     }
     const mora_kind_decl *d = mora_kind_decl_get(kind);
     for (int k = 0; k < d->param_count; ++k) {
-        const int w = want[k] < 0 ? d->params[k].default_value : want[k];
+        const int w = want[k] <= 0 ? d->params[k].default_value : want[k]; /* <= 0: the default */
         ++check_count_;
         if (spec.params[k] != w) {
             fprintf(stderr, "line %d: ", line);
@@ -725,9 +725,12 @@ static void expect_db(const char *backend, const char *device, const char *arch,
 
 static void test_db(void) {
     const int def[MORA_MAX_PARAMS] = {-1, -1, -1, -1, -1, -1, -1, -1};
-    const int tm16[] = {16, -1, -1, -1, -1}, tm64[] = {64, -1, -1, -1, -1}, tm128[] = {128, -1, -1, -1, 4};
-    const int tn16[] = {-1, 16, -1, -1, -1}, tn64[] = {-1, 64, -1, -1, -1}, tn8[] = {-1, 8, -1, -1, -1};
-    const int tm8[] = {8, -1, -1, -1, -1}, ls256[] = {256};
+    /* sized for every parameter a kind may have: the entries not written are 0, i.e. the default */
+    const int tm16[MORA_MAX_PARAMS] = {16, -1, -1, -1, -1}, tm64[MORA_MAX_PARAMS] = {64, -1, -1, -1, -1},
+              tm128[MORA_MAX_PARAMS] = {128, -1, -1, -1, 4};
+    const int tn16[MORA_MAX_PARAMS] = {-1, 16, -1, -1, -1}, tn64[MORA_MAX_PARAMS] = {-1, 64, -1, -1, -1},
+              tn8[MORA_MAX_PARAMS] = {-1, 8, -1, -1, -1};
+    const int tm8[MORA_MAX_PARAMS] = {8, -1, -1, -1, -1}, ls256[MORA_MAX_PARAMS] = {256};
     const mora_op T = MORA_OP_TRUNCATE, R = MORA_OP_ROPE;
     const mora_kind F = MORA_KIND_FWD;
     /* device → arch → vendor → nothing */
