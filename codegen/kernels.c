@@ -18,8 +18,8 @@
     {P "_TM", 32, TILE_VALUES, "rows of " what " per work-group tile"},                        \
     {P "_TN", 32, TILE_VALUES, "columns of " what " per work-group tile"},                     \
     {P "_TK", 16, STEP_VALUES, "reduction slice staged in local memory per step"},             \
-    {P "_WM", 4, PER_ITEM_VALUES, "rows per work-item"},                                       \
-    {P "_WN", 2, PER_ITEM_VALUES, "columns per work-item"}
+    {P "_WM", 4, PER_ITEM_VALUES, "rows per work-item (MMA: 16-row fragments per warp/wavefront)"},                                       \
+    {P "_WN", 2, PER_ITEM_VALUES, "columns per work-item (MMA: 8/16-column fragments per warp/wavefront)"}
 
 /* Last parameter of every GEMM kind (appended so that the indexes of the others stay put). */
 #define MMA_PARAM(P)                                                                           \
