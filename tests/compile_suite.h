@@ -2,7 +2,7 @@
  * dtype is generated for one dialect with default parameters and compiled offline (no GPU) for
  * named targets; the compiler's resource report must name every entry point of the kind and show
  * no spills. Every GEMM kind is also compiled for f16 and bf16 with <P>_MMA = 1 (the tensor-core /
- * matrix-core product, at the dialect's mma_tile parameters): no spills, and the tensor-core
+ * matrix-core product, at the dialect's mma_tile parameters): no spills nor stack, and the tensor-core
  * instructions present (CUDA: mma.sync m16n8k16 of the dtype in the PTX; HIP: MFMA words in the
  * code object). Every source states MORA_MAX_THREADS. Prints one table row per (target, operator,
  * shape) with the registers of every entry point for f32/f16/bf16 and one for the MMA variants
@@ -174,6 +174,10 @@ static void suite_compile_spec(const suite_config *cfg, const char *arch, const 
             CHECK_FAIL_("%s: %s spills (%d bytes stored, %d loaded); log:\n%s", what, decl->entries[e],
                         r.entries[i].spill_store_bytes, r.entries[i].spill_load_bytes, r.log ? r.log : "(none)");
         }
+        /* the MMA variant keeps its fragments and accumulators in registers: no stack / scratch */
+        if (mma && e == 0 && r.entries[i].stack_bytes > 0)
+            CHECK_FAIL_("%s: %s uses %d bytes of stack / scratch per work-item; log:\n%s", what, decl->entries[e],
+                        r.entries[i].stack_bytes, r.log ? r.log : "(none)");
         if (cfg->dialect == MORA_DIALECT_CUDA) {
             char entry_line[96];
             snprintf(entry_line, sizeof entry_line, ".entry %s(", decl->entries[e]);
