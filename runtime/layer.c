@@ -22,7 +22,7 @@ struct mora_layer {
     void *dM;         /* r̂ x r̂ float32, accumulated by backward */
     void *rope_table; /* blocks x r̂/2 x (cos, sin) float32, rope only */
     int params[MORA_KIND_COUNT][MORA_MAX_PARAMS];
-    void *programs[MORA_KIND_COUNT];            /* merge: the program for W of programs_merge_dtype */
+    void *programs[MORA_KIND_COUNT];            /* fwd, bwd_dx, bwd_dm (merge: merge_programs) */
     void *merge_programs[MORA_DTYPE_COUNT];     /* merge, one per W dtype */
     void *scratch;    /* float32 scratch of bwd_dx / bwd_dm */
     size_t scratch_bytes;

@@ -384,8 +384,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         mora_tune_result *res = &results[k];
         const double kind_start = now_seconds();
         res->requested = 1;
-        res->best = mora_layer_spec(layer, (mora_kind)k);
-        res->best = mora_spec_default(s, dtype, (mora_kind)k, res->best.dialect);
+        res->best = mora_spec_default(s, dtype, (mora_kind)k, mora_layer_spec(layer, (mora_kind)k).dialect);
         res->best_ms = res->default_ms = -1;
         char key[1024];
         mora_tuning_key(ctx, (mora_kind)k, s, dtype, tokens, key, sizeof key);
