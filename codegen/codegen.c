@@ -133,8 +133,8 @@ mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const ch
     append_format(&b, "\n// shape (compile-time constants)\n");
     append_format(&b, "#define D_IN %lld\n#define D_OUT %lld\n#define RHAT %lld\n#define RHALF %lld\n",
                   (long long)s->d_in, (long long)s->d_out, (long long)s->rhat, (long long)geo.half);
-    append_format(&b, "#define PAD %lld\n#define NBLK %lld\n#define COMP %d\n#define DECOMP %d\n",
-                  (long long)geo.padded, (long long)geo.blocks, (int)mora_op_comp_family(s->op),
+    append_format(&b, "#define PAD %lld\n#define NBLK %lld\n#define NBLK_READ %lld\n#define COMP %d\n#define DECOMP %d\n",
+                  (long long)geo.padded, (long long)geo.blocks, (long long)geo.blocks_read, (int)mora_op_comp_family(s->op),
                   (int)mora_op_decomp_family(s->op));
     append_format(&b, "// tuning parameters of kind %s\n", kind->name);
     for (int i = 0; i < kind->param_count; ++i)

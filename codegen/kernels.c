@@ -264,12 +264,12 @@ void mora_spec_groups(const mora_kernel_spec *spec, int entry, int64_t n, size_t
     groups[0] = groups[1] = groups[2] = 1;
     switch (spec->kind) {
     case MORA_KIND_FWD:
-        groups[0] = ceil_div(n * geo.blocks, p[MORA_GEMM_TM]);
+        groups[0] = ceil_div(n * geo.blocks_read, p[MORA_GEMM_TM]);
         groups[1] = ceil_div(s->rhat, p[MORA_GEMM_TN]);
         break;
     case MORA_KIND_BWD_DX:
         if (entry == 0) {
-            groups[0] = ceil_div(n * geo.blocks, p[MORA_GEMM_TM]);
+            groups[0] = ceil_div(n * geo.blocks_read, p[MORA_GEMM_TM]);
             groups[1] = ceil_div(s->rhat, p[MORA_GEMM_TN]);
         } else {
             groups[0] = ceil_div(n * s->d_in, p[5]);
@@ -298,7 +298,7 @@ void mora_spec_groups(const mora_kernel_spec *spec, int entry, int64_t n, size_t
 size_t mora_spec_scratch_floats(const mora_kernel_spec *spec, int64_t n) {
     const mora_geometry geo = mora_shape_geometry(&spec->shape);
     switch (spec->kind) {
-    case MORA_KIND_BWD_DX: return (size_t)(n * geo.blocks * spec->shape.rhat);
+    case MORA_KIND_BWD_DX: return (size_t)(n * geo.blocks_read * spec->shape.rhat);
     case MORA_KIND_BWD_DM:
         return spec->params[5] > 1 ? (size_t)spec->params[5] * (size_t)(spec->shape.rhat * spec->shape.rhat) : 0;
     default: return 0;

@@ -167,6 +167,8 @@ mora_geometry mora_shape_geometry(const mora_shape *s) {
     g.padded = g.wrap_blocks * s->rhat;
     g.blocks = (s->op == MORA_OP_RESHAPE || s->op == MORA_OP_ROPE) ? g.wrap_blocks : 1;
     g.half = s->rhat / 2;
+    const int64_t read = (s->d_out + s->rhat - 1) / s->rhat;
+    g.blocks_read = g.blocks > 1 && read < g.blocks ? read : g.blocks;
     return g;
 }
 

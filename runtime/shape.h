@@ -38,6 +38,8 @@ typedef struct mora_geometry {
     int64_t wrap_blocks; /* B = ceil(d_in / r̂): blocks of the wrapped (padded) input */
     int64_t padded;      /* B·r̂: length of the wrapped input x_pad */
     int64_t blocks;      /* blocks of h per token: B for reshape/rope, else 1 */
+    int64_t blocks_read; /* the blocks decomp reads: where d_out < B·r̂ (reshape/rope) the blocks from
+                          * ceil(d_out / r̂) on are never read, so the kernels skip them */
     int64_t half;        /* r̂ / 2 (rope's rotation pairs j and j + half) */
 } mora_geometry;
 

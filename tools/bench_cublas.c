@@ -20,6 +20,7 @@
 #include "bench.h"
 #include "context.h"
 #include "error.h"
+#include "shape.h"
 
 /* ABI values from cuBLAS's and CUDA's headers (library_types.h, cublas_api.h), stable across releases. */
 enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 };
@@ -111,7 +112,7 @@ mora_status bench_cublas_measure(mora_context *ctx, const mora_shape *s, mora_dt
                                  bench_time_fn time_fn, double budget_ms, int min_reps, bench_measure *m) {
     const char *why;
     if (!bench_cublas_available(ctx, &why)) return mora_fail(MORA_E_UNSUPPORTED, "%s", why);
-    const int64_t rows = n * mora_shape_blocks(s);
+    const int64_t rows = n * mora_shape_geometry(s).blocks_read; /* the useful multiply-adds, as libmora's */
     if (rows > 2147483647 || s->rhat > 2147483647) return mora_fail(MORA_E_SIZE, "cuBLAS: %lld rows exceed int", (long long)rows);
     const size_t es = mora_dtype_size(dtype);
     const size_t a_bytes = (size_t)rows * (size_t)s->rhat * es, m_bytes = (size_t)(s->rhat * s->rhat) * es;
