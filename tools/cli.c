@@ -77,3 +77,14 @@ void cli_shape_resolve(const char *prog, const cli_shape_options *o, mora_shape 
     }
     if (st != MORA_OK) cli_usage_error(prog, "%s", mora_last_error());
 }
+
+void cli_format_params(const mora_kernel_spec *spec, char *out, size_t size) {
+    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
+    out[0] = '\0';
+    for (int i = 0; d && i < d->param_count; ++i) {
+        char one[48];
+        const char *name = strchr(d->params[i].name, '_') ? strchr(d->params[i].name, '_') + 1 : d->params[i].name;
+        snprintf(one, sizeof one, "%s%s=%d", i ? " " : "", name, spec->params[i]);
+        strncat(out, one, size - strlen(out) - 1);
+    }
+}

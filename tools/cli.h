@@ -5,6 +5,9 @@
 
 #include <stdint.h>
 
+#include <stddef.h>
+
+#include "kernels.h"
 #include "mora.h"
 
 /* --dims N [--dims-out N] (--rank R | --rhat R) [--op NAME] [--dtype NAME] */
@@ -28,6 +31,8 @@ int cli_shape_option(const char *prog, cli_shape_options *o, const char *option,
  * (rope needs it even). The default op is rope for r <= 32 (the authors' advice for small ranks),
  * share above. */
 void cli_shape_resolve(const char *prog, const cli_shape_options *o, mora_shape *shape, mora_dtype *dtype);
+/* A spec's parameters as "TM=32 TN=32 ..." (the kind prefix dropped: FWD_TM=32 → TM=32). */
+void cli_format_params(const mora_kernel_spec *spec, char *out, size_t size);
 /* The help text lines of the shape options. */
 extern const char cli_shape_help[];
 

@@ -614,17 +614,6 @@ static mora_status verify(shape_state *st, bench_variant v, mora_kind kind, doub
     return status;
 }
 
-static void format_params(const mora_kernel_spec *spec, char *out, size_t size) {
-    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
-    out[0] = '\0';
-    for (int i = 0; i < d->param_count; ++i) {
-        char one[48];
-        const char *name = strchr(d->params[i].name, '_') ? strchr(d->params[i].name, '_') + 1 : d->params[i].name;
-        snprintf(one, sizeof one, "%s%s=%d", i ? " " : "", name, spec->params[i]);
-        strncat(out, one, size - strlen(out) - 1);
-    }
-}
-
 static void set_note(bench_measure *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_note(bench_measure *m, const char *fmt, ...) {
     va_list ap;
@@ -855,7 +844,7 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
         if (!kr->requested) continue;
         if (st.layer) {
             snprintf(kr->param_source, sizeof kr->param_source, "%s", st.compiles ? mora_layer_param_source(st.layer, (mora_kind)k) : "-");
-            if (st.compiles) format_params(&st.tuned[k], kr->params, sizeof kr->params);
+            if (st.compiles) cli_format_params(&st.tuned[k], kr->params, sizeof kr->params);
             else snprintf(kr->params, sizeof kr->params, "libmora's float32 cpu kernels (no tuning parameters)");
         }
         for (int v = 0; v < BENCH_VARIANT_COUNT; ++v) {

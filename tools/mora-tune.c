@@ -58,24 +58,12 @@ static double now_seconds(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void format_params(const mora_kernel_spec *spec, char *out, size_t size) {
-    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
-    out[0] = '\0';
-    for (int i = 0; i < d->param_count; ++i) {
-        char one[48];
-        /* drop the kind prefix: FWD_TM=32 → TM=32 */
-        const char *name = strchr(d->params[i].name, '_') ? strchr(d->params[i].name, '_') + 1 : d->params[i].name;
-        snprintf(one, sizeof one, "%s%s=%d", i ? " " : "", name, spec->params[i]);
-        strncat(out, one, size - strlen(out) - 1);
-    }
-}
-
 static void on_progress(const mora_tune_progress *p, void *user) {
     progress_state *st = user;
     if (st->quiet) return;
     const char *kind = mora_kind_name(p->kind);
     char params[160] = "";
-    if (p->spec) format_params(p->spec, params, sizeof params);
+    if (p->spec) cli_format_params(p->spec, params, sizeof params);
     const double t = now_seconds() - st->start;
     switch (p->event) {
     case MORA_TUNE_CACHED:
@@ -139,7 +127,7 @@ static void print_table(const mora_context *ctx, const mora_shape *s, mora_dtype
         const mora_tune_result *r = &results[k];
         if (!r->requested) continue;
         char params[200], def[24] = "-", speed[16] = "-";
-        format_params(&r->best, params, sizeof params);
+        cli_format_params(&r->best, params, sizeof params);
         if (r->default_ms >= 0) snprintf(def, sizeof def, "%.4g", r->default_ms);
         if (r->default_ms > 0 && r->best_ms > 0) snprintf(speed, sizeof speed, "%.2fx", r->default_ms / r->best_ms);
         printf("%-7s %12s %12.4g %8s %6d %9d %7d  %-6s  %s\n", mora_kind_name((mora_kind)k), def, r->best_ms, speed,
