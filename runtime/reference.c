@@ -37,7 +37,7 @@ static void tables_free(op_tables *tb) {
     free(tb->source);
 }
 
-/* Builds the taps of the compression and the sources of the decompression (MORA.md's definitions). */
+/* Builds the taps of the compression and the sources of the decompression (docs/operators.md). */
 static mora_status tables_build(const mora_shape *s, op_tables *tb) {
     const mora_geometry geo = mora_shape_geometry(s);
     const int64_t rhat = s->rhat, d_in = s->d_in, d_out = s->d_out;

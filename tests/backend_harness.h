@@ -14,7 +14,7 @@
 
 #define HARNESS_GUARD_ELEMS 64
 
-/* Tolerances of MORA.md: relative error for f32 1e-5, bf16 1e-2, f16 3e-3. */
+/* The project's tolerances (docs/tuning.md): relative error for f32 1e-5, bf16 1e-2, f16 3e-3. */
 static inline double harness_tolerance(mora_dtype dtype) {
     return dtype == MORA_F32 ? 1e-5 : dtype == MORA_F16 ? 3e-3 : 1e-2;
 }

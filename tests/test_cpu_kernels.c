@@ -88,7 +88,7 @@ static void check_true(const case_info *ci, const char *what, int ok) {
                     (long long)ci->s.d_out, (long long)ci->s.rhat, (long long)ci->n, mora_dtype_name(ci->dt), what);
 }
 
-/* Does ΔW structurally have entry (j, p)? Written from MORA.md's definitions, not from the kernel. */
+/* Does ΔW structurally have entry (j, p)? Written from the operators' definitions (docs/operators.md), not from the kernel. */
 static int delta_has(const mora_shape *s, int64_t j, int64_t p) {
     const mora_geometry geo = mora_shape_geometry(s);
     switch (s->op) {
