@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "backend.h" /* mora_dialect: the language each backend compiles */
 #include "mora.h"
 
 typedef enum mora_kind {
@@ -18,8 +19,6 @@ typedef enum mora_kind {
 } mora_kind;
 #define MORA_KIND_COUNT 4
 
-typedef enum mora_dialect { MORA_DIALECT_OPENCL = 0, MORA_DIALECT_CUDA = 1, MORA_DIALECT_HIP = 2 } mora_dialect;
-#define MORA_DIALECT_COUNT 3
 
 #define MORA_MAX_PARAMS 8
 #define MORA_MAX_PARAM_VALUES 8

@@ -11,7 +11,10 @@
  * - Matrices are row-major. Activations: x is n x d_in, y is n x d_out (n = tokens). M is r̂ x r̂ with
  *   row a = output a (like torch.nn.Linear(r̂, r̂).weight). A weight W is d_out x d_in.
  * - Device memory belongs to the caller: a `void *` buffer is a cl_mem on OpenCL, a CUdeviceptr on
- *   CUDA, a hipDeviceptr_t on HIP, and a plain host pointer on the cpu backend.
+ *   CUDA, a hipDeviceptr_t on HIP, and a plain host pointer on the cpu backend. The library frees
+ *   only what it allocated itself (a plan's own workspace, a context's own stream).
+ * - Strides (ld*) count elements between the starts of consecutive rows.
+ * - mora_last_error() is empty after a call that succeeded.
  */
 #ifndef MORA_H
 #define MORA_H
@@ -30,9 +33,9 @@ extern "C" {
 #endif
 
 #define MORA_VERSION_MAJOR 0
-#define MORA_VERSION_MINOR 1
+#define MORA_VERSION_MINOR 2
 #define MORA_VERSION_PATCH 0
-#define MORA_VERSION_STRING "0.1.0"
+#define MORA_VERSION_STRING "0.2.0"
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes. One list builds the enum, the names and the messages. Codes are only ever
@@ -146,53 +149,122 @@ MORA_API mora_status mora_ref_backward(const mora_shape *s, const double *M, con
 MORA_API mora_status mora_ref_delta_weight(const mora_shape *s, const double *M, double *dW);
 
 /* ---------------------------------------------------------------------------------------------
- * Runtime: contexts, buffers, layers.
+ * Contexts and buffers.
+ *
+ * Streams: every call that touches the device is enqueued on the context's current stream/queue —
+ * its own, or the caller's after mora_context_set_stream — in the order calls are made; only
+ * mora_buffer_read/write, mora_synchronize and the creation / tuning calls wait for it.
  * ------------------------------------------------------------------------------------------- */
 typedef struct mora_context mora_context;
-typedef struct mora_layer mora_layer;
 
 /* backend: "auto" (cuda, then hip, then opencl, then cpu), "cpu", "opencl", "cuda" or "hip".
  * device: index among that backend's devices (0 = first). */
 MORA_API mora_status mora_context_create(const char *backend, int device, mora_context **ctx);
+/* A context around the application's own OpenCL objects (cl_context, a cl_device_id of it, and a
+ * cl_command_queue of it, or NULL for one of libmora's). Buffers of that cl_context work directly.
+ * The queue must be in-order. The caller keeps the objects alive while the context lives (the
+ * context retains the cl_context and the queue). */
+MORA_API mora_status mora_context_create_opencl(void *cl_context, void *cl_device_id, void *cl_command_queue,
+                                                mora_context **ctx);
+/* A context on CUDA device `device`'s primary context (the one the CUDA runtime and PyTorch use),
+ * or on the application's CUcontext (cu_context != NULL; its device is used, `device` ignored);
+ * cu_stream (a CUstream, may be NULL) is adopted at once. */
+MORA_API mora_status mora_context_create_cuda(void *cu_context, int device, void *cu_stream, mora_context **ctx);
+/* A context on HIP device `device` (HIP's device is its context), adopting hip_stream (may be NULL). */
+MORA_API mora_status mora_context_create_hip(int device, void *hip_stream, mora_context **ctx);
+/* Destroys the context; its plans must be destroyed first. */
 MORA_API void mora_context_destroy(mora_context *ctx);
 /* "cpu", "opencl", "cuda" or "hip". */
 MORA_API const char *mora_context_backend(const mora_context *ctx);
 MORA_API const char *mora_context_device_name(const mora_context *ctx);
 /* Adopts the caller's queue/stream (cl_command_queue, CUstream, hipStream_t); NULL returns to the
- * context's own. The caller keeps ownership and must keep it alive while the context uses it. */
+ * context's own (the only value the cpu backend takes). An OpenCL queue must belong to the
+ * context's cl_context and be in-order (an out-of-order queue is rejected: libmora's two-kernel
+ * calls rely on the order). The caller keeps the stream alive while the context uses it. Not to be
+ * called while another thread launches on the context. A pointer that is not a stream of this
+ * runtime cannot always be told apart: passing one is undefined behaviour, as in the runtime itself. */
 MORA_API mora_status mora_context_set_stream(mora_context *ctx, void *native_stream);
 
+/* Device buffers of the context (see "Conventions" for what a buffer is on each backend). read and
+ * write wait for the stream; offsets and sizes are checked against the buffer where the backend can
+ * tell its size (OpenCL, CUDA, HIP). */
 MORA_API mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf);
 MORA_API mora_status mora_buffer_free(mora_context *ctx, void *buf);
 MORA_API mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src,
                                        size_t bytes);
 MORA_API mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, void *dst,
                                       size_t bytes);
+/* Waits until everything enqueued on the context's stream has finished. */
 MORA_API mora_status mora_synchronize(mora_context *ctx);
 
-/* A layer owns M (float32, starts at zero) and its gradient dM (float32, accumulates) on the device,
- * and the compiled kernels of its shape. Activations are of `dtype`. */
-MORA_API mora_status mora_layer_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype,
-                                       mora_layer **l);
-MORA_API void mora_layer_destroy(mora_layer *l);
-MORA_API mora_status mora_layer_set_weight(mora_layer *l, const float *M); /* host, r̂ x r̂ */
-MORA_API mora_status mora_layer_get_weight(const mora_layer *l, float *M);
-MORA_API mora_status mora_layer_get_grad(const mora_layer *l, float *dM); /* host copy of dM */
-MORA_API mora_status mora_layer_zero_grad(mora_layer *l);
-/* Tunes every kernel of the layer's shape on its device (tokens: the token count to time with, 0 for
- * the device's default; budget_seconds for all kernels together, 0 for 60), stores the winners in the
- * kernels cache and uses them from now on. Layers otherwise take their parameters from the cache,
- * then the database shipped with libmora, then the defaults; with the environment variable
- * MORA_AUTOTUNE=1, mora_layer_create tunes what the cache does not have. A no-op on the cpu backend. */
-MORA_API mora_status mora_layer_autotune(mora_layer *l, int64_t tokens, double budget_seconds);
+/* ---------------------------------------------------------------------------------------------
+ * Plans: the compiled kernels of one shape, activation dtype and device, run on the caller's
+ * buffers. A plan owns no trainable state: M (r̂ x r̂ float32, row a = output a) and its gradient
+ * dM are the caller's device buffers, like the activations, so an optimizer updates M in place and
+ * a data-parallel trainer all-reduces dM where it lies.
+ *
+ * Preparation happens at creation: the parameters are chosen (kernels cache record for the
+ * max_tokens bucket, else the nearest bucket → the database shipped with libmora → defaults; tuning
+ * only when asked), every kernel the plan will run is compiled (or loaded from the cache's
+ * binaries), and the workspace is allocated. After that, mora_forward, mora_backward and mora_merge
+ * never compile, allocate, free or synchronise: they validate their arguments and enqueue kernels
+ * on the context's stream. On CUDA and HIP they can therefore be captured into a graph (on the
+ * cpu backend they run synchronously on the calling thread, with worker threads of their own).
+ *
+ * Threading: a context and its plans may be used from several threads at once — plan creation,
+ * the three calls, buffer calls. Calls on one plan are serialised by the plan (they share its
+ * workspace and kernel objects); calls on different plans run concurrently and never share a kernel
+ * object. Not concurrent with anything else on the same object: mora_plan_destroy,
+ * mora_plan_set_workspace, mora_plan_autotune, mora_context_set_stream, mora_context_destroy.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mora_plan mora_plan;
 
-/* y[n][d_out] += scale * decomp(M comp(x)); x, y device buffers of the layer's dtype. */
-MORA_API mora_status mora_forward(mora_layer *l, const void *x, void *y, int64_t n, float scale);
-/* dM += Σ g ⊗ c; dx += comp^T(M^T g) when dx is not NULL. */
-MORA_API mora_status mora_backward(mora_layer *l, const void *x, const void *dy, void *dx /* may be NULL */,
-                                   int64_t n);
-/* W[d_out][d_in] += s * ΔW, touching only the entries ΔW has; W of w_dtype on the device. */
-MORA_API mora_status mora_merge(mora_layer *l, void *W, mora_dtype w_dtype, float s);
+/* The calls a plan prepares (mora_plan_options.calls). */
+#define MORA_PLAN_FORWARD 1u  /* mora_forward */
+#define MORA_PLAN_BACKWARD 2u /* mora_backward (dx and dM) */
+#define MORA_PLAN_MERGE 4u    /* mora_merge */
+
+typedef struct mora_plan_options {
+    unsigned calls;             /* MORA_PLAN_* bits; 0: all three */
+    unsigned merge_dtypes;      /* bit (1u << dtype) per W dtype mora_merge will take; 0: the activation dtype */
+    int external_workspace;     /* 1: allocate no workspace; the caller gives one (mora_plan_set_workspace) */
+    int autotune;               /* 1: tune, at creation, every kind the kernels cache has no record for
+                                   (MORA_AUTOTUNE=1 in the environment does the same) */
+    double tune_budget_seconds; /* for autotune, all kinds together; 0: 60 */
+} mora_plan_options;
+
+/* Creates a plan for `max_tokens` (the largest n a backward will take with the plan's own
+ * workspace; forward and merge take any n). options may be NULL (all calls, W of the activation
+ * dtype, the plan's own workspace, no tuning). */
+MORA_API mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
+                                      const mora_plan_options *options, mora_plan **plan);
+MORA_API void mora_plan_destroy(mora_plan *plan);
+/* Bytes of workspace a backward of n tokens needs with the plan's parameters (0 is possible). */
+MORA_API mora_status mora_plan_workspace_size(const mora_plan *plan, int64_t n, size_t *bytes);
+/* Gives the plan the caller's workspace (a device buffer of the context, at least `bytes` bytes,
+ * which bounds the n of a backward), or NULL to go back to a workspace of the plan's own for
+ * max_tokens (allocated now). The caller keeps its workspace alive and does not use it while the
+ * plan's calls may be running on the stream. */
+MORA_API mora_status mora_plan_set_workspace(mora_plan *plan, void *workspace, size_t bytes);
+/* Tunes every kind the plan prepared on its device (tokens to time with, 0: max_tokens; the budget
+ * for all kinds together, 0: 60 s), stores the winners (records and binaries) in the kernels
+ * cache, and uses them from now on. A no-op on the cpu backend. */
+MORA_API mora_status mora_plan_autotune(mora_plan *plan, int64_t tokens, double budget_seconds);
+
+/* y[i][:] += scale · decomp(M · comp(x[i][:])) for n tokens; x rows are ldx elements apart
+ * (ldx >= d_in), y rows ldy apart (ldy >= d_out), both of the plan's dtype. */
+MORA_API mora_status mora_forward(mora_plan *plan, const void *M, const void *x, int64_t ldx, void *y, int64_t ldy,
+                                  int64_t n, float scale);
+/* With g = decomp^T(dy) per token (and block):
+ *   dM += scale · Σ_tokens Σ_blocks g ⊗ c          (dM: r̂ x r̂ float32; may be NULL: not computed)
+ *   dx += scale · comp^T(M^T g)                     (dx rows lddx apart; may be NULL: not computed)
+ * A forward y += s·f(x) has the backward of dy with scale = s. Everything is validated before
+ * anything is launched: on error neither output changed. */
+MORA_API mora_status mora_backward(mora_plan *plan, const void *M, const void *x, int64_t ldx, const void *dy,
+                                   int64_t lddy, void *dx, int64_t lddx, void *dM, int64_t n, float scale);
+/* W[j][:] (rows ldw >= d_in apart, of w_dtype, one the plan prepared) += s · ΔW, touching only the
+ * entries ΔW has; s = -1 unmerges. */
+MORA_API mora_status mora_merge(mora_plan *plan, const void *M, void *W, int64_t ldw, mora_dtype w_dtype, float s);
 
 #ifdef __cplusplus
 }

@@ -32,7 +32,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "context.h" /* mora_hash64 */
+#include "hash.h"
 #include "error.h"
 #include "mora_db.h"
 

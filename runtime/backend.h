@@ -3,7 +3,8 @@
  * backend_cpu.c, backend_opencl.c (and backend_cuda.c, backend_hip.c).
  *
  * Members marked (optional) may be NULL. A backend without program_build runs no generated code:
- * the layer then calls the cpu kernels (runtime/cpu_kernels.h) on host pointers. */
+ * plans then call the cpu kernels (runtime/cpu_kernels.h) on host pointers. Backends know nothing
+ * of code generation: they compile and launch whatever source they are given. */
 #ifndef MORA_RUNTIME_BACKEND_H
 #define MORA_RUNTIME_BACKEND_H
 
@@ -12,7 +13,11 @@
 
 #include "mora.h"
 
-#define MORA_BACKEND_INTERFACE_VERSION 1
+#define MORA_BACKEND_INTERFACE_VERSION 2
+
+/* The source language a backend compiles: codegen emits one dialect per backend. */
+typedef enum mora_dialect { MORA_DIALECT_OPENCL = 0, MORA_DIALECT_CUDA = 1, MORA_DIALECT_HIP = 2 } mora_dialect;
+#define MORA_DIALECT_COUNT 3
 
 typedef struct mora_device_info {
     char name[256];             /* "NVIDIA H200", "pthread-skylake-avx512" */
@@ -73,14 +78,23 @@ typedef struct mora_backend_i {
     mora_status (*program_binary)(void *ctx, void *program, void **data, size_t *size);
     /* (optional) a program from a binary that program_binary gave on the same device and driver */
     mora_status (*program_from_binary)(void *ctx, const void *data, size_t size, void **program);
-    /* (optional) enqueue entry point `entry` of a program on the context's stream/queue:
-     * groups[d] work-groups of local[d] work-items in each dimension d */
-    mora_status (*launch)(void *ctx, void *program, const char *entry, const size_t groups[3], const size_t local[3],
+    /* (optional, with program_build) a launchable handle of entry point `entry` of a program. Every
+     * caller gets its own handle: an OpenCL kernel object carries its arguments, so two owners
+     * launching one handle at once would race between setting arguments and enqueueing. The
+     * program must outlive the handle. */
+    mora_status (*kernel_create)(void *ctx, void *program, const char *entry, void **kernel);
+    /* (optional, with kernel_create) release a handle */
+    void (*kernel_free)(void *ctx, void *kernel);
+    /* (optional, with kernel_create) enqueue a kernel on the context's stream/queue: groups[d]
+     * work-groups of local[d] work-items in each dimension d. Never allocates device memory, compiles
+     * or synchronises. One handle must not be launched from two threads at once. */
+    mora_status (*launch)(void *ctx, void *kernel, const size_t groups[3], const size_t local[3],
                           const mora_kernel_arg *args, int arg_count);
 
     /* wait until everything enqueued has finished */
     mora_status (*synchronize)(void *ctx);
-    /* (optional) adopt the caller's native stream/queue (NULL: back to the context's own) */
+    /* adopt the caller's native stream/queue (NULL: back to the context's own; a backend without
+     * streams accepts only NULL) */
     mora_status (*set_stream)(void *ctx, void *native_stream);
 
     /* (optional) timing: record an event on the stream now; milliseconds between two recorded events
@@ -95,13 +109,25 @@ typedef struct mora_backend_i {
                                size_t bytes);
 } mora_backend_i;
 
-/* Opens device `device` of a backend. On failure (no driver, no device) returns MORA_E_NO_BACKEND
- * with the reason in mora_last_error(); nothing is left open. */
-typedef mora_status (*mora_backend_open_fn)(int device, const mora_backend_i **iface, void **ctx);
+/* The application's own device objects a context is made around (NULL members: the backend's own). */
+typedef struct mora_native_objects {
+    void *context; /* cl_context / CUcontext (NULL: the device's primary context) */
+    void *device;  /* cl_device_id (OpenCL; must belong to context) */
+    void *queue;   /* cl_command_queue / CUstream / hipStream_t adopted at once (NULL: the context's own) */
+} mora_native_objects;
 
-mora_status mora_backend_cpu_open(int device, const mora_backend_i **iface, void **ctx);
-mora_status mora_backend_opencl_open(int device, const mora_backend_i **iface, void **ctx);
-mora_status mora_backend_cuda_open(int device, const mora_backend_i **iface, void **ctx);
-mora_status mora_backend_hip_open(int device, const mora_backend_i **iface, void **ctx);
+/* Opens device `device` of a backend, or (native != NULL) wraps the application's objects, which
+ * the caller keeps alive for the context's lifetime. On failure (no driver, no device) returns
+ * MORA_E_NO_BACKEND with the reason in mora_last_error(); nothing is left open. */
+typedef mora_status (*mora_backend_open_fn)(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                            void **ctx);
+
+mora_status mora_backend_cpu_open(int device, const mora_native_objects *native, const mora_backend_i **iface, void **ctx);
+mora_status mora_backend_opencl_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                     void **ctx);
+mora_status mora_backend_cuda_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                   void **ctx);
+mora_status mora_backend_hip_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                  void **ctx);
 
 #endif

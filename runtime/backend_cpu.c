@@ -68,6 +68,14 @@ static mora_status cpu_synchronize(void *ctx) {
     return MORA_OK;
 }
 
+/* The cpu backend runs on the caller's thread: it has no stream, and NULL (its own) is all it takes. */
+static mora_status cpu_set_stream(void *ctx, void *native_stream) {
+    (void)ctx;
+    if (native_stream)
+        return mora_fail(MORA_E_UNSUPPORTED, "native_stream=%p: the cpu backend has no streams (only NULL)", native_stream);
+    return MORA_OK;
+}
+
 static const mora_backend_i cpu_backend = {
     .version = MORA_BACKEND_INTERFACE_VERSION,
     .name = "cpu",
@@ -80,10 +88,13 @@ static const mora_backend_i cpu_backend = {
     .buffer_read = cpu_buffer_read,
     .buffer_zero = cpu_buffer_zero,
     .synchronize = cpu_synchronize,
+    .set_stream = cpu_set_stream,
     .buffer_copy = cpu_buffer_copy,
 };
 
-mora_status mora_backend_cpu_open(int device, const mora_backend_i **iface, void **ctx) {
+mora_status mora_backend_cpu_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                  void **ctx) {
+    if (native) return mora_fail(MORA_E_UNSUPPORTED, "the cpu backend has no native objects to adopt");
     if (device != 0) return mora_fail(MORA_E_NO_BACKEND, "device=%d: the cpu backend has one device, 0", device);
     *iface = &cpu_backend;
     *ctx = NULL;

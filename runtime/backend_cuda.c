@@ -2,8 +2,9 @@
  * backend runs on machines without an NVIDIA driver: opening then fails with MORA_E_NO_BACKEND and
  * the reason. The driver is loaded and initialised once per process and stays loaded.
  *
- * A context uses the device's primary context (the one the CUDA runtime, and so PyTorch, uses too)
- * and pushes it around every call, so the caller's current context is left as it was. Buffers are
+ * A context uses the device's primary context (the one the CUDA runtime, and so PyTorch, uses too),
+ * or a CUcontext the application gives, and pushes it around every call, so the caller's current
+ * context is left as it was. Buffers are
  * CUdeviceptr stored in a void *. Programs are compiled by NVRTC for the device's own target (its
  * compute capability, capped at the newest NVRTC knows: a CUBIN when NVRTC has the device's major
  * architecture, else PTX that the driver compiles) and loaded with cuModuleLoadData. */
@@ -18,7 +19,6 @@
 
 #include "backend.h"
 #include "error.h"
-#include "kernels.h"
 #include "rtc.h"
 
 /* The symbol a name resolves to after cuda.h's #defines (cuMemAlloc -> cuMemAlloc_v2). */
@@ -33,7 +33,7 @@
     X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemcpyDtoDAsync) X(cuMemsetD8Async) X(cuMemGetAddressRange) X(cuModuleLoadData)  \
     X(cuModuleUnload) X(cuModuleGetFunction) X(cuLaunchKernel) X(cuStreamCreate) X(cuStreamDestroy)           \
     X(cuStreamSynchronize) X(cuStreamGetCtx) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)          \
-    X(cuEventElapsedTime) X(cuEventDestroy)
+    X(cuEventElapsedTime) X(cuEventDestroy) X(cuCtxGetDevice)
 
 typedef struct cu_api {
     void *library; /* NULL: the driver is unusable, see why */
@@ -102,7 +102,8 @@ static void cu_load(void) {
 typedef struct cuda_ctx {
     CUdevice device;
     int ordinal;
-    CUcontext context;   /* the device's primary context, retained */
+    CUcontext context;   /* the device's primary context, retained, or the application's own */
+    int primary;         /* 1: context is the retained primary context (released at destroy) */
     CUstream own_stream;
     CUstream stream;     /* own_stream, or the caller's adopted stream */
     int cc;              /* compute capability x 10 */
@@ -110,13 +111,19 @@ typedef struct cuda_ctx {
     char compiler[64];   /* "NVRTC 13.0" */
 } cuda_ctx;
 
-/* A loaded module and the functions looked up in it so far. */
+/* A loaded module and the image it was loaded from (CUBIN, or PTX with its NUL), kept for the
+ * kernels cache. */
 typedef struct cuda_program {
     CUmodule module;
-    CUfunction functions[MORA_MAX_ENTRIES];
-    char names[MORA_MAX_ENTRIES][64];
-    int function_count;
+    void *image;
+    size_t image_size;
 } cuda_program;
+
+/* A function of a module and its entry name for error messages. */
+typedef struct cuda_kernel {
+    CUfunction function;
+    char name[64];
+} cuda_kernel;
 
 static mora_status cu_error(CUresult r, const char *what) {
     return mora_fail(r == CUDA_ERROR_OUT_OF_MEMORY ? MORA_E_NO_MEMORY : MORA_E_DEVICE, "cuda: %s failed: %s (%s)", what,
@@ -145,7 +152,7 @@ static void cuda_destroy(void *vctx) {
             cu.cuStreamDestroy(c->own_stream);
             leave();
         }
-        cu.cuDevicePrimaryCtxRelease(c->device);
+        if (c->primary) cu.cuDevicePrimaryCtxRelease(c->device);
     }
     free(c);
 }
@@ -267,12 +274,18 @@ static mora_status cuda_program_build(void *vctx, const char *source, void **pro
     if (st == MORA_OK) {
         /* The CUBIN first; PTX (compiled by the driver) when there is none or the driver refuses it. */
         CUresult r = CUDA_ERROR_INVALID_IMAGE, r_ptx = CUDA_SUCCESS;
-        if (out.binary) r = cu.cuModuleLoadData(&p->module, out.binary);
+        const void *image = NULL;
+        size_t image_size = 0;
+        if (out.binary) r = cu.cuModuleLoadData(&p->module, out.binary), image = out.binary, image_size = out.binary_bytes;
         if (r != CUDA_SUCCESS && out.ptx) {
             r_ptx = cu.cuModuleLoadData(&p->module, out.ptx);
-            if (r_ptx == CUDA_SUCCESS) r = CUDA_SUCCESS;
+            if (r_ptx == CUDA_SUCCESS) r = CUDA_SUCCESS, image = out.ptx, image_size = strlen(out.ptx) + 1;
         }
         leave();
+        if (r == CUDA_SUCCESS && (p->image = malloc(image_size)) != NULL) {
+            memcpy(p->image, image, image_size);
+            p->image_size = image_size;
+        }
         if (r != CUDA_SUCCESS) {
             st = mora_fail(MORA_E_COMPILE,
                            "cuda: the driver (CUDA %d.%d) could not load the code %s compiled for %s: CUBIN: %s (%s); "
@@ -302,46 +315,90 @@ static void cuda_program_free(void *vctx, void *program) {
         cu.cuModuleUnload(p->module);
         leave();
     }
+    free(p->image);
     free(p);
 }
 
-static mora_status function_for(cuda_ctx *c, cuda_program *p, const char *entry, CUfunction *function) {
-    for (int i = 0; i < p->function_count; ++i)
-        if (strcmp(p->names[i], entry) == 0) {
-            *function = p->functions[i];
-            return MORA_OK;
-        }
-    if (p->function_count == MORA_MAX_ENTRIES || strlen(entry) >= sizeof p->names[0])
-        return mora_fail(MORA_E_ARG, "cuda: entry \"%s\": too many or too long entry names", entry);
-    MORA_TRY(enter(c));
-    CUfunction f = NULL;
-    const CUresult r = cu.cuModuleGetFunction(&f, p->module, entry);
-    leave();
-    if (r != CUDA_SUCCESS) {
-        const mora_status st = cu_error(r, "cuModuleGetFunction");
-        mora_error_append(" for entry ");
-        mora_error_append(entry);
+static mora_status cuda_program_binary(void *vctx, void *program, void **data, size_t *size) {
+    (void)vctx;
+    const cuda_program *p = program;
+    if (!p->image) return mora_fail(MORA_E_UNSUPPORTED, "cuda: the program kept no image");
+    if (!(*data = malloc(p->image_size))) return mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory");
+    memcpy(*data, p->image, p->image_size);
+    *size = p->image_size;
+    return MORA_OK;
+}
+
+/* A module from an image cuda_program_binary gave (CUBIN, or PTX the driver compiles). */
+static mora_status cuda_program_from_binary(void *vctx, const void *data, size_t size, void **program) {
+    cuda_ctx *c = vctx;
+    if (size == 0) return mora_fail(MORA_E_COMPILE, "cuda: empty binary");
+    cuda_program *p = calloc(1, sizeof *p);
+    if (!p || !(p->image = malloc(size))) {
+        free(p);
+        return mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory");
+    }
+    memcpy(p->image, data, size);
+    p->image_size = size;
+    mora_status st = enter(c);
+    if (st == MORA_OK) {
+        const CUresult r = cu.cuModuleLoadData(&p->module, p->image);
+        leave();
+        if (r != CUDA_SUCCESS) st = mora_fail(MORA_E_COMPILE, "cuda: cuModuleLoadData of a cached binary: %s", cu_error_name(r));
+    }
+    if (st != MORA_OK) {
+        free(p->image), free(p);
         return st;
     }
-    strcpy(p->names[p->function_count], entry);
-    p->functions[p->function_count++] = f;
-    *function = f;
+    *program = p;
     return MORA_OK;
+}
+
+static mora_status cuda_kernel_create(void *vctx, void *program, const char *entry, void **kernel) {
+    cuda_ctx *c = vctx;
+    const cuda_program *p = program;
+    if (strlen(entry) >= sizeof((cuda_kernel *)0)->name)
+        return mora_fail(MORA_E_ARG, "cuda: entry \"%s\": name too long", entry);
+    cuda_kernel *k = calloc(1, sizeof *k);
+    if (!k) return mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory");
+    mora_status st = enter(c);
+    if (st == MORA_OK) {
+        const CUresult r = cu.cuModuleGetFunction(&k->function, p->module, entry);
+        leave();
+        if (r != CUDA_SUCCESS) {
+            st = cu_error(r, "cuModuleGetFunction");
+            mora_error_append(" for entry ");
+            mora_error_append(entry);
+        }
+    }
+    if (st != MORA_OK) {
+        free(k);
+        return st;
+    }
+    strcpy(k->name, entry);
+    *kernel = k;
+    return MORA_OK;
+}
+
+static void cuda_kernel_free(void *vctx, void *kernel) {
+    (void)vctx;
+    free(kernel);
 }
 
 #define CUDA_MAX_ARGS 16
 
-static mora_status cuda_launch(void *vctx, void *program, const char *entry, const size_t groups[3],
-                               const size_t local[3], const mora_kernel_arg *args, int arg_count) {
+static mora_status cuda_launch(void *vctx, void *kernel, const size_t groups[3], const size_t local[3],
+                               const mora_kernel_arg *args, int arg_count) {
     cuda_ctx *c = vctx;
+    const cuda_kernel *k = kernel;
+    const char *entry = k->name;
     if (arg_count < 0 || arg_count > CUDA_MAX_ARGS)
         return mora_fail(MORA_E_ARG, "arg_count=%d: must be 0..%d", arg_count, CUDA_MAX_ARGS);
     for (int d = 0; d < 3; ++d)
         if (groups[d] == 0 || local[d] == 0 || groups[d] > UINT_MAX || local[d] > UINT_MAX)
             return mora_fail(MORA_E_LAUNCH, "cuda: %s: grid %zux%zux%zu of blocks %zux%zux%zu: dimension %d out of range",
                              entry, groups[0], groups[1], groups[2], local[0], local[1], local[2], d);
-    CUfunction function = NULL;
-    MORA_TRY(function_for(c, program, entry, &function));
+    const CUfunction function = k->function;
     /* cuLaunchKernel reads each argument through a pointer to a value of the parameter's type. */
     union {
         CUdeviceptr ptr;
@@ -398,8 +455,8 @@ static mora_status cuda_set_stream(void *vctx, void *native) {
             return mora_fail(MORA_E_ARG, "native_stream=%p: not a CUstream (cuStreamGetCtx: %s)", native, cu_error_name(r));
         if (owner != c->context)
             return mora_fail(MORA_E_ARG,
-                             "native_stream=%p: belongs to another CUDA context than device %d's primary context", native,
-                             c->ordinal);
+                             "native_stream=%p: belongs to another CUDA context than this mora_context's (device %d)",
+                             native, c->ordinal);
     }
     c->stream = stream;
     return MORA_OK;
@@ -456,6 +513,10 @@ static const mora_backend_i cuda_backend = {
     .buffer_copy = cuda_buffer_copy,
     .program_build = cuda_program_build,
     .program_free = cuda_program_free,
+    .program_binary = cuda_program_binary,
+    .program_from_binary = cuda_program_from_binary,
+    .kernel_create = cuda_kernel_create,
+    .kernel_free = cuda_kernel_free,
     .launch = cuda_launch,
     .synchronize = cuda_synchronize,
     .set_stream = cuda_set_stream,
@@ -486,10 +547,23 @@ static mora_status choose_target(cuda_ctx *c) {
     return MORA_OK;
 }
 
-mora_status mora_backend_cuda_open(int device, const mora_backend_i **iface, void **ctx) {
+mora_status mora_backend_cuda_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                   void **ctx) {
     if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
     pthread_once(&cu_once, cu_load);
     if (!cu.library) return mora_fail(MORA_E_NO_BACKEND, "%s", cu.why);
+    if (native && native->context) { /* the application's CUcontext: its device is the one to use */
+        CUresult r = cu.cuCtxPushCurrent((CUcontext)native->context);
+        CUdevice owner = 0;
+        if (r == CUDA_SUCCESS) {
+            r = cu.cuCtxGetDevice(&owner);
+            CUcontext popped = NULL;
+            cu.cuCtxPopCurrent(&popped);
+        }
+        if (r != CUDA_SUCCESS)
+            return mora_fail(MORA_E_ARG, "CUcontext=%p: not usable (%s)", native->context, cu_error_name(r));
+        device = (int)owner; /* CUdevice handles are the ordinals */
+    }
     int count = 0;
     CUresult r = cu.cuDeviceGetCount(&count);
     if (r != CUDA_SUCCESS) return mora_fail(MORA_E_NO_BACKEND, "cuda: cuDeviceGetCount failed: %s", cu_error_name(r));
@@ -507,7 +581,11 @@ mora_status mora_backend_cuda_open(int device, const mora_backend_i **iface, voi
                        cu_error_text(r));
     c->cc = major * 10 + minor;
     if (st == MORA_OK) st = choose_target(c); /* NVRTC missing: no backend, so "auto" moves on */
-    if (st == MORA_OK && (r = cu.cuDevicePrimaryCtxRetain(&c->context, c->device)) != CUDA_SUCCESS) {
+    if (st == MORA_OK && native && native->context) {
+        c->context = (CUcontext)native->context;
+    } else if (st == MORA_OK && (r = cu.cuDevicePrimaryCtxRetain(&c->context, c->device)) == CUDA_SUCCESS) {
+        c->primary = 1;
+    } else if (st == MORA_OK) {
         c->context = NULL;
         st = mora_fail(MORA_E_NO_BACKEND, "cuda: device %d: cuDevicePrimaryCtxRetain failed: %s (%s)", device,
                        cu_error_name(r), cu_error_text(r));
@@ -526,6 +604,10 @@ mora_status mora_backend_cuda_open(int device, const mora_backend_i **iface, voi
         return st;
     }
     c->stream = c->own_stream;
+    if (native && native->queue && (st = cuda_set_stream(c, native->queue)) != MORA_OK) {
+        cuda_destroy(c);
+        return st;
+    }
     *iface = &cuda_backend;
     *ctx = c;
     return MORA_OK;

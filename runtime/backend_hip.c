@@ -22,7 +22,6 @@
 
 #include "backend.h"
 #include "error.h"
-#include "kernels.h"
 #include "rtc.h"
 
 /* The symbol a name resolves to after the HIP headers' #defines (ROCm 6 renames some). */
@@ -120,12 +119,18 @@ typedef struct hip_ctx {
     uint64_t global_bytes;
 } hip_ctx;
 
+/* A loaded module and its code object, kept for the kernels cache. */
 typedef struct hip_program {
     hipModule_t module;
-    hipFunction_t functions[MORA_MAX_ENTRIES];
-    char names[MORA_MAX_ENTRIES][64];
-    int function_count;
+    void *image;
+    size_t image_size;
 } hip_program;
+
+/* A function of a module and its entry name for error messages. */
+typedef struct hip_kernel {
+    hipFunction_t function;
+    char name[64];
+} hip_kernel;
 
 static mora_status hip_error(hipError_t e, const char *what) {
     return mora_fail(e == hipErrorOutOfMemory ? MORA_E_NO_MEMORY : MORA_E_DEVICE, "hip: %s failed: %s (%s)", what,
@@ -262,27 +267,53 @@ static mora_status hip_buffer_copy(void *vctx, const void *src, size_t src_offse
     return e == hipSuccess ? MORA_OK : hip_error(e, "hipMemcpyDtoDAsync");
 }
 
-static mora_status hip_program_build(void *vctx, const char *source, void **program) {
-    hip_ctx *c = vctx;
-    mora_rtc_output out;
-    MORA_TRY(mora_hiprtc_compile(source, c->target, NULL, 0, &out));
+/* Loads a code object into a new program that keeps a copy of it. */
+static mora_status load_code_object(hip_ctx *c, const void *image, size_t size, void **program) {
     hip_program *p = calloc(1, sizeof *p);
-    mora_status st = p ? MORA_OK : mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory");
+    if (!p || !(p->image = malloc(size ? size : 1))) {
+        free(p);
+        return mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory");
+    }
+    memcpy(p->image, image, size);
+    p->image_size = size;
     int previous;
-    if (st == MORA_OK && (st = enter(c, &previous)) == MORA_OK) {
-        const hipError_t e = hip.hipModuleLoadData(&p->module, out.binary);
+    mora_status st = enter(c, &previous);
+    if (st == MORA_OK) {
+        const hipError_t e = hip.hipModuleLoadData(&p->module, p->image);
         leave(c, previous);
         if (e != hipSuccess)
             st = mora_fail(MORA_E_COMPILE, "hip: hipModuleLoadData failed for the code %s compiled for %s: %s (%s)",
                            c->compiler, c->target, hip_error_name(e), hip_error_text(e));
     }
-    mora_rtc_output_free(&out);
     if (st != MORA_OK) {
-        free(p);
+        free(p->image), free(p);
         return st;
     }
     *program = p;
     return MORA_OK;
+}
+
+static mora_status hip_program_build(void *vctx, const char *source, void **program) {
+    hip_ctx *c = vctx;
+    mora_rtc_output out;
+    MORA_TRY(mora_hiprtc_compile(source, c->target, NULL, 0, &out));
+    const mora_status st = load_code_object(c, out.binary, out.binary_bytes, program);
+    mora_rtc_output_free(&out);
+    return st;
+}
+
+static mora_status hip_program_binary(void *vctx, void *program, void **data, size_t *size) {
+    (void)vctx;
+    const hip_program *p = program;
+    if (!(*data = malloc(p->image_size ? p->image_size : 1))) return mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory");
+    memcpy(*data, p->image, p->image_size);
+    *size = p->image_size;
+    return MORA_OK;
+}
+
+static mora_status hip_program_from_binary(void *vctx, const void *data, size_t size, void **program) {
+    if (size == 0) return mora_fail(MORA_E_COMPILE, "hip: empty binary");
+    return load_code_object(vctx, data, size, program);
 }
 
 static void hip_program_free(void *vctx, void *program) {
@@ -294,47 +325,56 @@ static void hip_program_free(void *vctx, void *program) {
         hip.hipModuleUnload(p->module);
         leave(c, previous);
     }
+    free(p->image);
     free(p);
 }
 
-static mora_status function_for(hip_ctx *c, hip_program *p, const char *entry, hipFunction_t *function) {
-    for (int i = 0; i < p->function_count; ++i)
-        if (strcmp(p->names[i], entry) == 0) {
-            *function = p->functions[i];
-            return MORA_OK;
-        }
-    if (p->function_count == MORA_MAX_ENTRIES || strlen(entry) >= sizeof p->names[0])
-        return mora_fail(MORA_E_ARG, "hip: entry \"%s\": too many or too long entry names", entry);
+static mora_status hip_kernel_create(void *vctx, void *program, const char *entry, void **kernel) {
+    hip_ctx *c = vctx;
+    const hip_program *p = program;
+    if (strlen(entry) >= sizeof((hip_kernel *)0)->name)
+        return mora_fail(MORA_E_ARG, "hip: entry \"%s\": name too long", entry);
+    hip_kernel *k = calloc(1, sizeof *k);
+    if (!k) return mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory");
     int previous;
-    MORA_TRY(enter(c, &previous));
-    hipFunction_t f = NULL;
-    const hipError_t e = hip.hipModuleGetFunction(&f, p->module, entry);
-    leave(c, previous);
-    if (e != hipSuccess) {
-        const mora_status st = hip_error(e, "hipModuleGetFunction");
-        mora_error_append(" for entry ");
-        mora_error_append(entry);
+    mora_status st = enter(c, &previous);
+    if (st == MORA_OK) {
+        const hipError_t e = hip.hipModuleGetFunction(&k->function, p->module, entry);
+        leave(c, previous);
+        if (e != hipSuccess) {
+            st = hip_error(e, "hipModuleGetFunction");
+            mora_error_append(" for entry ");
+            mora_error_append(entry);
+        }
+    }
+    if (st != MORA_OK) {
+        free(k);
         return st;
     }
-    strcpy(p->names[p->function_count], entry);
-    p->functions[p->function_count++] = f;
-    *function = f;
+    strcpy(k->name, entry);
+    *kernel = k;
     return MORA_OK;
+}
+
+static void hip_kernel_free(void *vctx, void *kernel) {
+    (void)vctx;
+    free(kernel);
 }
 
 #define HIP_MAX_ARGS 16
 
-static mora_status hip_launch(void *vctx, void *program, const char *entry, const size_t groups[3],
-                              const size_t local[3], const mora_kernel_arg *args, int arg_count) {
+static mora_status hip_launch(void *vctx, void *kernel, const size_t groups[3], const size_t local[3],
+                              const mora_kernel_arg *args, int arg_count) {
     hip_ctx *c = vctx;
+    const hip_kernel *k = kernel;
+    const char *entry = k->name;
     if (arg_count < 0 || arg_count > HIP_MAX_ARGS)
         return mora_fail(MORA_E_ARG, "arg_count=%d: must be 0..%d", arg_count, HIP_MAX_ARGS);
     for (int d = 0; d < 3; ++d)
         if (groups[d] == 0 || local[d] == 0 || groups[d] > UINT_MAX || local[d] > UINT_MAX)
             return mora_fail(MORA_E_LAUNCH, "hip: %s: grid %zux%zux%zu of blocks %zux%zux%zu: dimension %d out of range",
                              entry, groups[0], groups[1], groups[2], local[0], local[1], local[2], d);
-    hipFunction_t function = NULL;
-    MORA_TRY(function_for(c, program, entry, &function));
+    const hipFunction_t function = k->function;
     /* hipModuleLaunchKernel reads each argument through a pointer to a value of the parameter's type. */
     union {
         void *ptr;
@@ -454,6 +494,10 @@ static const mora_backend_i hip_backend = {
     .buffer_copy = hip_buffer_copy,
     .program_build = hip_program_build,
     .program_free = hip_program_free,
+    .program_binary = hip_program_binary,
+    .program_from_binary = hip_program_from_binary,
+    .kernel_create = hip_kernel_create,
+    .kernel_free = hip_kernel_free,
     .launch = hip_launch,
     .synchronize = hip_synchronize,
     .set_stream = hip_set_stream,
@@ -487,7 +531,10 @@ static mora_status read_properties(hip_ctx *c) {
     return MORA_OK;
 }
 
-mora_status mora_backend_hip_open(int device, const mora_backend_i **iface, void **ctx) {
+/* native: HIP has no context objects to adopt (a device is its context); native->queue is a
+ * hipStream_t adopted at once. */
+mora_status mora_backend_hip_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                  void **ctx) {
     if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
     pthread_once(&hip_once, hip_load);
     if (!hip.library) return mora_fail(MORA_E_NO_BACKEND, "%s", hip.why);
@@ -514,6 +561,10 @@ mora_status mora_backend_hip_open(int device, const mora_backend_i **iface, void
         return st;
     }
     c->stream = c->own_stream;
+    if (native && native->queue && (st = hip_set_stream(c, native->queue)) != MORA_OK) {
+        hip_destroy(c);
+        return st;
+    }
     *iface = &hip_backend;
     *ctx = c;
     return MORA_OK;

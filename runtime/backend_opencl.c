@@ -1,16 +1,19 @@
-/* The OpenCL backend. The ICD loader (libOpenCL.so.1) is dlopen()ed, so a build with this backend
- * runs on machines without OpenCL: opening then fails with MORA_E_NO_BACKEND and the reason.
- * Buffers are cl_mem; programs are built from generated OpenCL C 1.2 source; the queue has
- * profiling enabled so events can time kernels. */
+/* The OpenCL backend. The ICD loader (libOpenCL.so.1) is dlopen()ed once per process and stays
+ * loaded (unloading it strands the platforms' own allocations), so a build with this backend runs
+ * on machines without OpenCL: opening then fails with MORA_E_NO_BACKEND and the reason.
+ * Buffers are cl_mem; programs are built from generated OpenCL C 1.2 source; the context's own
+ * queue has profiling enabled so events can time kernels. A context may instead wrap the
+ * application's cl_context, device and queue. Queues must be in-order: the two-kernel kinds
+ * (gemm → gather, partial sums → reduce) rely on it. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
-#include "kernels.h"
 #include "error.h"
 
 /* Every entry point we use, resolved from the loader. */
@@ -22,7 +25,7 @@
     X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) \
     X(clFinish) X(clEnqueueMarkerWithWaitList) X(clWaitForEvents) X(clGetEventProfilingInfo)           \
     X(clReleaseEvent) X(clRetainCommandQueue) X(clGetCommandQueueInfo) X(clGetProgramInfo)           \
-    X(clEnqueueCopyBuffer) X(clCreateProgramWithBinary)
+    X(clEnqueueCopyBuffer) X(clCreateProgramWithBinary) X(clRetainContext) X(clGetContextInfo)
 
 typedef struct cl_api {
     void *library;
@@ -31,21 +34,29 @@ typedef struct cl_api {
 #undef CL_API_MEMBER
 } cl_api;
 
+/* The loader, resolved once per process (cl_once); cl_why says why when it could not be. */
+static cl_api cl_loaded;
+static pthread_once_t cl_once = PTHREAD_ONCE_INIT;
+static char cl_why[512];
+
 typedef struct opencl_ctx {
-    cl_api cl;
+    cl_api cl; /* a copy of cl_loaded */
     cl_device_id device;
     cl_context context;
     cl_command_queue own_queue;
     cl_command_queue queue; /* own_queue, or the caller's adopted queue */
 } opencl_ctx;
 
-/* A built program and the kernels created from it so far (one per entry point). */
+/* A built program. */
 typedef struct opencl_program {
     cl_program program;
-    cl_kernel kernels[MORA_MAX_ENTRIES];
-    char names[MORA_MAX_ENTRIES][64];
-    int kernel_count;
 } opencl_program;
+
+/* A kernel object of one owner, and its entry name for error messages. */
+typedef struct opencl_kernel {
+    cl_kernel kernel;
+    char name[64];
+} opencl_kernel;
 
 static mora_status cl_error(cl_int err, const char *what) {
     return mora_fail(err == CL_OUT_OF_HOST_MEMORY || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
@@ -55,7 +66,7 @@ static mora_status cl_error(cl_int err, const char *what) {
                      "opencl: %s failed with error %d", what, (int)err);
 }
 
-static mora_status api_load(cl_api *api) {
+static mora_status api_load_now(cl_api *api) {
     const char *override = getenv("MORA_OPENCL_LIBRARY");
     const char *candidates[] = {override, "libOpenCL.so.1", "libOpenCL.so"};
     const char *last = "";
@@ -81,13 +92,23 @@ static mora_status api_load(cl_api *api) {
     return MORA_OK;
 }
 
+static void api_load_once(void) {
+    if (api_load_now(&cl_loaded) != MORA_OK) snprintf(cl_why, sizeof cl_why, "%s", mora_last_error());
+}
+
+static mora_status api_load(cl_api *api) {
+    pthread_once(&cl_once, api_load_once);
+    if (!cl_loaded.library) return mora_fail(MORA_E_NO_BACKEND, "%s", cl_why);
+    *api = cl_loaded;
+    return MORA_OK;
+}
+
 static void opencl_destroy(void *vctx) {
     opencl_ctx *c = vctx;
     if (!c) return;
     if (c->own_queue) c->cl.clReleaseCommandQueue(c->own_queue);
     if (c->queue && c->queue != c->own_queue) c->cl.clReleaseCommandQueue(c->queue);
-    if (c->context) c->cl.clReleaseContext(c->context);
-    if (c->cl.library) dlclose(c->cl.library);
+    if (c->context) c->cl.clReleaseContext(c->context); /* ours, or our retain of the caller's */
     free(c);
 }
 
@@ -268,38 +289,45 @@ static void opencl_program_free(void *vctx, void *program) {
     opencl_ctx *c = vctx;
     opencl_program *p = program;
     if (!p) return;
-    for (int i = 0; i < p->kernel_count; ++i) c->cl.clReleaseKernel(p->kernels[i]);
     c->cl.clReleaseProgram(p->program);
     free(p);
 }
 
-static mora_status kernel_for(opencl_ctx *c, opencl_program *p, const char *entry, cl_kernel *kernel) {
-    for (int i = 0; i < p->kernel_count; ++i)
-        if (strcmp(p->names[i], entry) == 0) {
-            *kernel = p->kernels[i];
-            return MORA_OK;
-        }
-    if (p->kernel_count == MORA_MAX_ENTRIES || strlen(entry) >= sizeof p->names[0])
-        return mora_fail(MORA_E_ARG, "opencl: entry \"%s\": too many or too long entry names", entry);
+static mora_status opencl_kernel_create(void *vctx, void *program, const char *entry, void **kernel) {
+    opencl_ctx *c = vctx;
+    const opencl_program *p = program;
+    if (strlen(entry) >= sizeof((opencl_kernel *)0)->name)
+        return mora_fail(MORA_E_ARG, "opencl: entry \"%s\": name too long", entry);
+    opencl_kernel *k = calloc(1, sizeof *k);
+    if (!k) return mora_fail(MORA_E_NO_MEMORY, "opencl: out of host memory");
     cl_int err = CL_SUCCESS;
-    cl_kernel k = c->cl.clCreateKernel(p->program, entry, &err);
+    k->kernel = c->cl.clCreateKernel(p->program, entry, &err);
     if (err != CL_SUCCESS) {
+        free(k);
         mora_status st = cl_error(err, "clCreateKernel");
         mora_error_append(" for entry ");
         mora_error_append(entry);
         return st;
     }
-    strcpy(p->names[p->kernel_count], entry);
-    p->kernels[p->kernel_count++] = k;
+    strcpy(k->name, entry);
     *kernel = k;
     return MORA_OK;
 }
 
-static mora_status opencl_launch(void *vctx, void *program, const char *entry, const size_t groups[3],
-                                 const size_t local[3], const mora_kernel_arg *args, int arg_count) {
+static void opencl_kernel_free(void *vctx, void *kernel) {
     opencl_ctx *c = vctx;
-    cl_kernel kernel = NULL;
-    MORA_TRY(kernel_for(c, program, entry, &kernel));
+    opencl_kernel *k = kernel;
+    if (!k) return;
+    c->cl.clReleaseKernel(k->kernel);
+    free(k);
+}
+
+static mora_status opencl_launch(void *vctx, void *handle, const size_t groups[3], const size_t local[3],
+                                 const mora_kernel_arg *args, int arg_count) {
+    opencl_ctx *c = vctx;
+    const opencl_kernel *k = handle;
+    const cl_kernel kernel = k->kernel;
+    const char *entry = k->name;
     for (int i = 0; i < arg_count; ++i) {
         cl_int err = CL_SUCCESS;
         switch (args[i].kind) {
@@ -347,6 +375,13 @@ static mora_status opencl_set_stream(void *vctx, void *native) {
         if (err != CL_SUCCESS) return mora_fail(MORA_E_ARG, "native_stream=%p: not a cl_command_queue", native);
         if (queue_context != c->context)
             return mora_fail(MORA_E_ARG, "native_stream=%p: belongs to another cl_context than this mora_context's",
+                             native);
+        cl_command_queue_properties properties = 0;
+        c->cl.clGetCommandQueueInfo(adopted, CL_QUEUE_PROPERTIES, sizeof properties, &properties, NULL);
+        if (properties & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)
+            return mora_fail(MORA_E_ARG,
+                             "native_stream=%p: an out-of-order cl_command_queue; libmora's two-kernel calls need an "
+                             "in-order queue",
                              native);
         c->cl.clRetainCommandQueue(adopted);
     }
@@ -398,6 +433,8 @@ static const mora_backend_i opencl_backend = {
     .program_free = opencl_program_free,
     .program_binary = opencl_program_binary,
     .program_from_binary = opencl_program_from_binary,
+    .kernel_create = opencl_kernel_create,
+    .kernel_free = opencl_kernel_free,
     .launch = opencl_launch,
     .synchronize = opencl_synchronize,
     .set_stream = opencl_set_stream,
@@ -435,16 +472,39 @@ static mora_status pick_device(opencl_ctx *c, int device) {
     return mora_fail(MORA_E_NO_BACKEND, "device=%d: the OpenCL platforms have %d device(s)", device, seen);
 }
 
-mora_status mora_backend_opencl_open(int device, const mora_backend_i **iface, void **ctx) {
+/* Wraps the application's cl_context and device (retained, released at destroy). */
+static mora_status adopt_native(opencl_ctx *c, const mora_native_objects *native) {
+    if (!native->context) return mora_fail(MORA_E_NULL, "cl_context=NULL: must not be NULL");
+    if (!native->device) return mora_fail(MORA_E_NULL, "cl_device_id=NULL: must not be NULL");
+    cl_device_id devices[64];
+    size_t bytes = 0;
+    const cl_int err = c->cl.clGetContextInfo((cl_context)native->context, CL_CONTEXT_DEVICES, sizeof devices, devices, &bytes);
+    if (err != CL_SUCCESS)
+        return mora_fail(MORA_E_ARG, "cl_context=%p: not a cl_context (clGetContextInfo: error %d)", native->context, (int)err);
+    int found = 0;
+    for (size_t i = 0; i < bytes / sizeof *devices; ++i) found |= devices[i] == (cl_device_id)native->device;
+    if (!found) return mora_fail(MORA_E_ARG, "cl_device_id=%p: not a device of cl_context %p", native->device, native->context);
+    c->device = (cl_device_id)native->device;
+    c->context = (cl_context)native->context;
+    c->cl.clRetainContext(c->context);
+    return MORA_OK;
+}
+
+mora_status mora_backend_opencl_open(int device, const mora_native_objects *native, const mora_backend_i **iface,
+                                     void **ctx) {
     if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
     opencl_ctx *c = calloc(1, sizeof *c);
     if (!c) return mora_fail(MORA_E_NO_MEMORY, "opencl: out of host memory");
     mora_status st = api_load(&c->cl);
-    if (st == MORA_OK) st = pick_device(c, device);
     cl_int err = CL_SUCCESS;
-    if (st == MORA_OK) {
-        c->context = c->cl.clCreateContext(NULL, 1, &c->device, NULL, NULL, &err);
-        if (err != CL_SUCCESS) st = mora_fail(MORA_E_NO_BACKEND, "opencl: clCreateContext failed with error %d", (int)err);
+    if (st == MORA_OK && native) {
+        st = adopt_native(c, native);
+    } else if (st == MORA_OK) {
+        st = pick_device(c, device);
+        if (st == MORA_OK) {
+            c->context = c->cl.clCreateContext(NULL, 1, &c->device, NULL, NULL, &err);
+            if (err != CL_SUCCESS) st = mora_fail(MORA_E_NO_BACKEND, "opencl: clCreateContext failed with error %d", (int)err);
+        }
     }
     if (st == MORA_OK) {
         c->own_queue = c->cl.clCreateCommandQueue(c->context, c->device, CL_QUEUE_PROFILING_ENABLE, &err);
@@ -452,6 +512,7 @@ mora_status mora_backend_opencl_open(int device, const mora_backend_i **iface, v
             st = mora_fail(MORA_E_NO_BACKEND, "opencl: clCreateCommandQueue failed with error %d", (int)err);
         c->queue = c->own_queue;
     }
+    if (st == MORA_OK && native && native->queue) st = opencl_set_stream(c, native->queue);
     if (st != MORA_OK) {
         opencl_destroy(c);
         return st;

@@ -1,5 +1,5 @@
-/* Contexts: opening a backend ("auto" tries cuda, hip, opencl, cpu in that order), buffers, the
- * per-context cache of compiled programs. */
+/* Contexts: opening a backend ("auto" tries cuda, hip, opencl, cpu in that order) or wrapping the
+ * application's own device objects, buffers, streams, and the registry of compiled programs. */
 #include "context.h"
 
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "hash.h"
 
 typedef struct backend_entry {
     const char *name;
@@ -34,11 +35,12 @@ static const backend_entry backends[] = {
 };
 #define BACKEND_COUNT (sizeof backends / sizeof *backends)
 
-static mora_status open_backend(const backend_entry *b, int device, mora_context *ctx) {
+static mora_status open_backend(const backend_entry *b, int device, const mora_native_objects *native,
+                                mora_context *ctx) {
     if (!b->open)
         return mora_fail(MORA_E_NO_BACKEND, "backend=\"%s\": libmora was built without it (configure with -D%s=ON)",
                          b->name, b->build_option);
-    MORA_TRY(b->open(device, &ctx->be, &ctx->be_ctx));
+    MORA_TRY(b->open(device, native, &ctx->be, &ctx->be_ctx));
     const mora_status st = ctx->be->device_info(ctx->be_ctx, &ctx->info);
     if (st != MORA_OK) {
         ctx->be->destroy(ctx->be_ctx);
@@ -47,7 +49,9 @@ static mora_status open_backend(const backend_entry *b, int device, mora_context
     return MORA_OK;
 }
 
-mora_status mora_context_create(const char *backend, int device, mora_context **ctx) {
+static mora_status context_create(const char *backend, int device, const mora_native_objects *native,
+                                  mora_context **ctx) {
+    mora_error_clear();
     MORA_CHECK_PTR(backend);
     MORA_CHECK_PTR(ctx);
     if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
@@ -59,7 +63,7 @@ mora_status mora_context_create(const char *backend, int device, mora_context **
         /* First backend that opens wins; the reasons the others gave are kept for the error. */
         char reasons[1024] = "";
         for (size_t i = 0; i < BACKEND_COUNT && st != MORA_OK; ++i) {
-            st = open_backend(&backends[i], device, c);
+            st = open_backend(&backends[i], device, NULL, c);
             if (st != MORA_OK) {
                 strncat(reasons, "; ", sizeof reasons - strlen(reasons) - 1);
                 strncat(reasons, mora_last_error(), sizeof reasons - strlen(reasons) - 1);
@@ -73,37 +77,59 @@ mora_status mora_context_create(const char *backend, int device, mora_context **
         if (!found)
             st = mora_fail(MORA_E_ARG, "backend=\"%s\": unknown; expected auto, cpu, opencl, cuda or hip", backend);
         else
-            st = open_backend(found, device, c);
+            st = open_backend(found, device, native, c);
     }
     if (st != MORA_OK) {
         free(c);
         return st;
     }
-    pthread_mutex_init(&c->programs_lock, NULL);
+    pthread_mutex_init(&c->lock, NULL);
     *ctx = c;
     return MORA_OK;
+}
+
+mora_status mora_context_create(const char *backend, int device, mora_context **ctx) {
+    return context_create(backend, device, NULL, ctx);
+}
+
+mora_status mora_context_create_opencl(void *cl_context, void *cl_device, void *cl_queue, mora_context **ctx) {
+    const mora_native_objects native = {cl_context, cl_device, cl_queue};
+    return context_create("opencl", 0, &native, ctx);
+}
+
+mora_status mora_context_create_cuda(void *cu_context, int device, void *cu_stream, mora_context **ctx) {
+    const mora_native_objects native = {cu_context, NULL, cu_stream};
+    return context_create("cuda", device, &native, ctx);
+}
+
+mora_status mora_context_create_hip(int device, void *hip_stream, mora_context **ctx) {
+    const mora_native_objects native = {NULL, NULL, hip_stream};
+    return context_create("hip", device, &native, ctx);
 }
 
 void mora_context_destroy(mora_context *ctx) {
     if (!ctx) return;
     for (mora_program_entry *e = ctx->programs, *next; e; e = next) {
         next = e->next;
-        if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, e->program);
+        mora_context_release_program(ctx, e->program);
         free(e->source);
         free(e);
     }
-    if (ctx->cache) mora_cache_close(ctx->cache);
+    if (ctx->attachment && ctx->attachment_free) ctx->attachment_free(ctx->attachment);
     ctx->be->destroy(ctx->be_ctx);
-    pthread_mutex_destroy(&ctx->programs_lock);
+    pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
 
-mora_cache *mora_context_cache(mora_context *ctx) {
-    if (!ctx->cache_opened) {
-        ctx->cache_opened = 1;
-        if (mora_cache_open(NULL, &ctx->cache) != MORA_OK) ctx->cache = NULL;
+void *mora_context_attachment(mora_context *ctx, void *(*make)(void *user), void *user, void (*free_fn)(void *)) {
+    pthread_mutex_lock(&ctx->lock);
+    if (!ctx->attachment && !ctx->attachment_free) {
+        ctx->attachment = make(user);
+        ctx->attachment_free = free_fn; /* set even when make failed: it is not tried again */
     }
-    return ctx->cache;
+    void *attachment = ctx->attachment;
+    pthread_mutex_unlock(&ctx->lock);
+    return attachment;
 }
 
 const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be->name : "none"; }
@@ -111,19 +137,20 @@ const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be
 const char *mora_context_device_name(const mora_context *ctx) { return ctx ? ctx->info.name : "none"; }
 
 mora_status mora_context_set_stream(mora_context *ctx, void *native_stream) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
-    if (!ctx->be->set_stream)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": has no streams to adopt", ctx->be->name);
     return ctx->be->set_stream(ctx->be_ctx, native_stream);
 }
 
 mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
     MORA_CHECK_PTR(buf);
     return ctx->be->buffer_alloc(ctx->be_ctx, bytes, buf);
 }
 
 mora_status mora_buffer_free(mora_context *ctx, void *buf) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
     if (!buf) return MORA_OK;
     return ctx->be->buffer_free(ctx->be_ctx, buf);
@@ -142,6 +169,7 @@ static mora_status check_range(mora_context *ctx, const void *buf, size_t offset
 }
 
 mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src, size_t bytes) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
     MORA_CHECK_PTR(buf);
     MORA_CHECK_PTR(src);
@@ -150,6 +178,7 @@ mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const
 }
 
 mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, void *dst, size_t bytes) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
     MORA_CHECK_PTR(buf);
     MORA_CHECK_PTR(dst);
@@ -158,18 +187,35 @@ mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, 
 }
 
 mora_status mora_synchronize(mora_context *ctx) {
+    mora_error_clear();
     MORA_CHECK_PTR(ctx);
     return ctx->be->synchronize(ctx->be_ctx);
 }
 
-uint64_t mora_hash64(const void *data, size_t length, uint64_t seed) {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull ^ seed;
-    for (size_t i = 0; i < length; ++i) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
+/* ---- programs ---- */
+
+mora_status mora_context_build(mora_context *ctx, const char *source, void **program) {
+    if (!ctx->be->program_build)
+        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
+    MORA_TRY(ctx->be->program_build(ctx->be_ctx, source, program));
+    atomic_fetch_add(&ctx->compiles, 1);
+    atomic_fetch_add(&ctx->live_programs, 1);
+    return MORA_OK;
+}
+
+mora_status mora_context_load_binary(mora_context *ctx, const void *data, size_t size, void **program) {
+    if (!ctx->be->program_from_binary)
+        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": loads no binaries", ctx->be->name);
+    MORA_TRY(ctx->be->program_from_binary(ctx->be_ctx, data, size, program));
+    atomic_fetch_add(&ctx->binary_loads, 1);
+    atomic_fetch_add(&ctx->live_programs, 1);
+    return MORA_OK;
+}
+
+void mora_context_release_program(mora_context *ctx, void *program) {
+    if (!program) return;
+    if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, program);
+    atomic_fetch_sub(&ctx->live_programs, 1);
 }
 
 static mora_program_entry *find_program(mora_context *ctx, uint64_t hash, const char *source) {
@@ -178,88 +224,45 @@ static mora_program_entry *find_program(mora_context *ctx, uint64_t hash, const 
     return NULL;
 }
 
-/* The kernels cache's key of a program's binary: everything that changes the binary — the source
- * (two independent 64-bit hashes and its length), the backend, device, driver and compiler, and the
- * library version (which fixes the build options). */
-static void binary_key(const mora_context *ctx, const char *source, size_t length, char *key, size_t size) {
-    snprintf(key, size, "binary|v%d|library=%s|backend=%s|device=%s|arch=%s|driver=%s|compiler=%s|source=%016llx%016llx:%zu",
-             MORA_CACHE_FORMAT_VERSION, MORA_VERSION_STRING, ctx->be->name, ctx->info.name, ctx->info.arch,
-             ctx->info.driver_version, ctx->info.compiler_version, (unsigned long long)mora_hash64(source, length, 0),
-             (unsigned long long)mora_hash64(source, length, 0x9E3779B97F4A7C15ull), length);
+void *mora_context_find_program(mora_context *ctx, const char *source) {
+    const uint64_t hash = mora_hash64(source, strlen(source), 0);
+    pthread_mutex_lock(&ctx->lock);
+    const mora_program_entry *e = find_program(ctx, hash, source);
+    void *program = e ? e->program : NULL;
+    pthread_mutex_unlock(&ctx->lock);
+    return program;
 }
 
-/* Builds a program, through the kernels cache's binaries where the backend can (use_cache). */
-static mora_status build_program(mora_context *ctx, const char *source, size_t length, int use_cache, void **program) {
-    mora_cache *cache = use_cache && ctx->be->program_binary && ctx->be->program_from_binary ? mora_context_cache(ctx) : NULL;
-    char key[1024];
-    if (cache && mora_cache_enabled(cache)) {
-        binary_key(ctx, source, length, key, sizeof key);
-        void *data = NULL;
-        size_t size = 0;
-        if (mora_cache_binary_load(cache, key, &data, &size) == MORA_OK) {
-            const mora_status st = ctx->be->program_from_binary(ctx->be_ctx, data, size, program);
-            free(data);
-            if (st == MORA_OK) return MORA_OK;
-            mora_warn_once("cache-binary-rejected", "kernels cache: the device rejected a cached binary (%s); rebuilding from source",
-                           mora_last_error());
-        }
-    }
-    MORA_TRY(ctx->be->program_build(ctx->be_ctx, source, program));
-    if (cache && mora_cache_enabled(cache)) {
-        void *data = NULL;
-        size_t size = 0;
-        if (ctx->be->program_binary(ctx->be_ctx, *program, &data, &size) == MORA_OK) {
-            (void)mora_cache_binary_store(cache, key, data, size); /* a cache that cannot be written is no error */
-            free(data);
-        }
-        mora_error_clear();
-    }
-    return MORA_OK;
-}
-
-mora_status mora_context_program(mora_context *ctx, const char *source, void **program) {
-    return mora_context_program_ex(ctx, source, 1, program);
-}
-
-mora_status mora_context_program_ex(mora_context *ctx, const char *source, int use_cache, void **program) {
-    if (!ctx->be->program_build)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
+mora_status mora_context_register_program(mora_context *ctx, const char *source, void **program) {
     const size_t length = strlen(source);
-    const uint64_t hash = mora_hash64(source, length, 0);
-    pthread_mutex_lock(&ctx->programs_lock);
-    mora_program_entry *found = find_program(ctx, hash, source);
-    pthread_mutex_unlock(&ctx->programs_lock);
-    if (found) {
-        *program = found->program;
-        return MORA_OK;
-    }
-    /* build outside the lock so several threads compile at once */
     mora_program_entry *e = calloc(1, sizeof *e);
     char *copy = malloc(length + 1);
     if (!e || !copy) {
         free(e), free(copy);
-        return mora_fail(MORA_E_NO_MEMORY, "program cache: out of host memory");
+        return mora_fail(MORA_E_NO_MEMORY, "program registry: out of host memory");
     }
     memcpy(copy, source, length + 1);
-    const mora_status st = build_program(ctx, source, length, use_cache, &e->program);
-    if (st != MORA_OK) {
-        free(e), free(copy);
-        return st;
-    }
-    e->hash = hash;
+    e->hash = mora_hash64(source, length, 0);
     e->source = copy;
-    pthread_mutex_lock(&ctx->programs_lock);
-    found = find_program(ctx, hash, source); /* another thread may have built the same source meanwhile */
+    e->program = *program;
+    pthread_mutex_lock(&ctx->lock);
+    const mora_program_entry *found = find_program(ctx, e->hash, source); /* built meanwhile by another thread */
     if (!found) {
         e->next = ctx->programs;
         ctx->programs = e;
     }
-    pthread_mutex_unlock(&ctx->programs_lock);
+    void *registered = found ? found->program : e->program;
+    pthread_mutex_unlock(&ctx->lock);
     if (found) {
-        if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, e->program);
+        mora_context_release_program(ctx, *program);
         free(e->source), free(e);
-        e = found;
     }
-    *program = e->program;
+    *program = registered;
     return MORA_OK;
+}
+
+mora_context_stats mora_context_get_stats(mora_context *ctx) {
+    const mora_context_stats stats = {atomic_load(&ctx->compiles), atomic_load(&ctx->binary_loads),
+                                      atomic_load(&ctx->live_programs)};
+    return stats;
 }

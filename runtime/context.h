@@ -1,13 +1,19 @@
-/* Internal: what a mora_context holds, for the layer and the tuner. */
+/* Internal: what a mora_context holds — the backend, its device, and the programs compiled in it —
+ * for the layers above (codegen's launcher, the kernels cache, the tuner, plans).
+ *
+ * Programs come two ways. The tuner builds candidates with mora_context_build and releases every one
+ * it does not keep (mora_context_release_program). Plans share programs through the registry: one
+ * program per source text per context, kept until the context is destroyed. Counters of compiles,
+ * binary loads and live programs let tests prove what a call compiled. */
 #ifndef MORA_RUNTIME_CONTEXT_H
 #define MORA_RUNTIME_CONTEXT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "backend.h"
-#include "cache.h"
 
-/* A built program, found again by the hash and text of its source (compiled once per context). */
+/* A registered program, found again by the hash and text of its source. */
 typedef struct mora_program_entry {
     uint64_t hash;
     char *source;
@@ -19,25 +25,36 @@ struct mora_context {
     const mora_backend_i *be;
     void *be_ctx;
     mora_device_info info;
-    mora_program_entry *programs;
-    pthread_mutex_t programs_lock; /* programs may be built from several threads (the tuner's compile pool) */
-    mora_cache *cache;             /* the kernels cache at its default location, opened on first use */
-    int cache_opened;
+    pthread_mutex_t lock;         /* programs, attachment */
+    mora_program_entry *programs; /* the registry */
+    void *attachment;             /* owned by the layer above (the kernels cache), made once */
+    void (*attachment_free)(void *attachment);
+    atomic_long compiles;         /* program_build calls that succeeded */
+    atomic_long binary_loads;     /* program_from_binary calls that succeeded */
+    atomic_long live_programs;    /* built or loaded, not yet released */
 };
 
-/* The context's kernels cache (default location, see cache.h); NULL only if it could not be
- * allocated. A disabled cache is still returned: its loads miss and its stores do nothing. */
-mora_cache *mora_context_cache(mora_context *ctx);
+/* Compiles `source` (not registered): the caller releases it with mora_context_release_program. */
+mora_status mora_context_build(mora_context *ctx, const char *source, void **program);
+/* A program from a binary the backend gave before (not registered). */
+mora_status mora_context_load_binary(mora_context *ctx, const void *data, size_t size, void **program);
+void mora_context_release_program(mora_context *ctx, void *program);
 
-/* The compiled program of `source` in this context: built on first request — from the kernels
- * cache's binary when the backend can load one, else from source (then the binary is stored) — and
- * reused after.
- * Thread-safe: the tuner builds candidates on several threads at once. */
-mora_status mora_context_program(mora_context *ctx, const char *source, void **program);
-/* The same; use_cache = 0 keeps the binary out of the kernels cache (the tuner's candidates). */
-mora_status mora_context_program_ex(mora_context *ctx, const char *source, int use_cache, void **program);
+/* The registered program of `source`, or NULL. */
+void *mora_context_find_program(mora_context *ctx, const char *source);
+/* Registers `*program` for `source`. If another thread registered the same source first, releases
+ * `*program` and hands back the registered one instead. MORA_E_NO_MEMORY leaves *program unowned
+ * (the caller releases it). */
+mora_status mora_context_register_program(mora_context *ctx, const char *source, void **program);
 
-/* FNV-1a 64-bit hash of a byte string (program cache keys). */
-uint64_t mora_hash64(const void *data, size_t length, uint64_t seed);
+/* The context's attachment, made by `make` on the first call (under the context's lock, so it is
+ * made exactly once even when threads race), freed by `free_fn` when the context is destroyed. */
+void *mora_context_attachment(mora_context *ctx, void *(*make)(void *user), void *user, void (*free_fn)(void *));
+
+/* What a context has done so far (tests; the stats of mora-tune). */
+typedef struct mora_context_stats {
+    long compiles, binary_loads, live_programs;
+} mora_context_stats;
+mora_context_stats mora_context_get_stats(mora_context *ctx);
 
 #endif

@@ -304,7 +304,7 @@ static mora_status check_call(const mora_shape *s, int64_t n) {
 /* ---------------------------------------------------------------------------------------------
  * Forward
  * ------------------------------------------------------------------------------------------- */
-mora_status mora_cpu_forward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x, void *y,
+static mora_status legacy_forward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x, void *y,
                              int64_t n, float scale) {
     MORA_TRY(check_call(s, n));
     if (n == 0) return MORA_OK;
@@ -342,7 +342,7 @@ mora_status mora_cpu_forward(const mora_shape *s, mora_dtype dtype, const float 
 /* ---------------------------------------------------------------------------------------------
  * Backward
  * ------------------------------------------------------------------------------------------- */
-mora_status mora_cpu_backward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x,
+static mora_status legacy_backward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x,
                               const void *dy, void *dx, float *dM, int64_t n) {
     MORA_TRY(check_call(s, n));
     if (n == 0 || (dx == NULL && dM == NULL)) return MORA_OK;
@@ -402,7 +402,7 @@ static inline void w_add(mora_dtype w_dtype, void *W, int64_t i, float v) {
     mora_store_act(w_dtype, W, i, mora_load_act(w_dtype, W, i) + v);
 }
 
-mora_status mora_cpu_merge(const mora_shape *s, const float *M, void *W, mora_dtype w_dtype, float sign) {
+static mora_status legacy_merge(const mora_shape *s, const float *M, void *W, mora_dtype w_dtype, float sign) {
     MORA_TRY(check_call(s, 0));
     MORA_CHECK_PTR(M);
     MORA_CHECK_PTR(W);
@@ -473,4 +473,74 @@ mora_status mora_cpu_merge(const mora_shape *s, const float *M, void *W, mora_dt
     }
     free(e), free(tiled), plan_free(&pl);
     return MORA_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The plan interface (cpu_kernels.h) over the row-contiguous kernels above, a row at a time.
+ * ------------------------------------------------------------------------------------------- */
+struct mora_cpu_plan {
+    mora_shape shape;
+    mora_dtype dtype;
+};
+
+mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params, mora_cpu_plan **out) {
+    (void)params;
+    mora_cpu_plan *p = calloc(1, sizeof *p);
+    if (!p) return no_memory("plan", s);
+    p->shape = *s;
+    p->dtype = dtype;
+    *out = p;
+    return MORA_OK;
+}
+
+void mora_cpu_plan_destroy(mora_cpu_plan *p) { free(p); }
+
+size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n) {
+    (void)n;
+    return (size_t)(p->shape.rhat * p->shape.rhat + p->shape.d_in) * sizeof(float);
+}
+
+mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy,
+                             int64_t n, float scale, void *workspace) {
+    (void)workspace;
+    const size_t es = mora_dtype_size(p->dtype);
+    for (int64_t i = 0; i < n; ++i)
+        MORA_TRY(legacy_forward(&p->shape, p->dtype, M, (const char *)x + (size_t)(i * ldx) * es,
+                                (char *)y + (size_t)(i * ldy) * es, 1, scale));
+    return MORA_OK;
+}
+
+mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, const void *dy,
+                              int64_t lddy, void *dx, int64_t lddx, float *dM, int64_t n, float scale, void *workspace) {
+    const mora_shape *s = &p->shape;
+    const size_t es = mora_dtype_size(p->dtype);
+    float *dm_sum = workspace;                   /* r̂ x r̂: Σ g ⊗ c, unscaled */
+    void *dx_row = dm_sum + s->rhat * s->rhat;   /* one dx row of the dtype, unscaled */
+    if (dM) memset(dm_sum, 0, (size_t)(s->rhat * s->rhat) * sizeof(float));
+    for (int64_t i = 0; i < n; ++i) {
+        if (dx) memset(dx_row, 0, (size_t)s->d_in * es);
+        MORA_TRY(legacy_backward(s, p->dtype, M, (const char *)x + (size_t)(i * ldx) * es,
+                                 (const char *)dy + (size_t)(i * lddy) * es, dx ? dx_row : NULL, dM ? dm_sum : NULL, 1));
+        if (!dx) continue;
+        char *row = (char *)dx + (size_t)(i * lddx) * es;
+        for (int64_t q = 0; q < s->d_in; ++q)
+            mora_store_act(p->dtype, row, q, mora_load_act(p->dtype, row, q) + scale * mora_load_act(p->dtype, dx_row, q));
+    }
+    if (dM)
+        for (int64_t e = 0; e < s->rhat * s->rhat; ++e) dM[e] += scale * dm_sum[e];
+    return MORA_OK;
+}
+
+mora_status mora_cpu_merge(const mora_cpu_plan *p, const float *M, void *W, int64_t ldw, mora_dtype w_dtype, float s) {
+    const mora_shape *sh = &p->shape;
+    if (ldw == sh->d_in) return legacy_merge(sh, M, W, w_dtype, s);
+    const size_t es = mora_dtype_size(w_dtype);
+    char *packed = malloc((size_t)(sh->d_out * sh->d_in) * es);
+    if (!packed) return no_memory("merge", sh);
+    for (int64_t j = 0; j < sh->d_out; ++j) memcpy(packed + (size_t)(j * sh->d_in) * es, (char *)W + (size_t)(j * ldw) * es, (size_t)sh->d_in * es);
+    const mora_status st = legacy_merge(sh, M, packed, w_dtype, s);
+    for (int64_t j = 0; st == MORA_OK && j < sh->d_out; ++j)
+        memcpy((char *)W + (size_t)(j * ldw) * es, packed + (size_t)(j * sh->d_in) * es, (size_t)sh->d_in * es);
+    free(packed);
+    return st;
 }

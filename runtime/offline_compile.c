@@ -35,7 +35,7 @@ static int entry_index(mora_compile_report *report, const char *name, size_t len
     if (length == 0 || length >= sizeof report->entries[0].name) return -1;
     for (int i = 0; i < report->entry_count; ++i)
         if (strlen(report->entries[i].name) == length && strncmp(report->entries[i].name, name, length) == 0) return i;
-    if (!add || report->entry_count == MORA_MAX_ENTRIES) return -1;
+    if (!add || report->entry_count == MORA_OFFLINE_MAX_ENTRIES) return -1;
     const int i = report->entry_count++;
     memcpy(report->entries[i].name, name, length);
     report->entries[i].name[length] = '\0';
@@ -408,7 +408,7 @@ static void log_append(mora_compile_report *report, const char *text) {
 }
 
 static void read_code_object(const unsigned char *code, size_t size, mora_compile_report *report) {
-    amd_kernel kernels[MORA_MAX_ENTRIES];
+    amd_kernel kernels[MORA_OFFLINE_MAX_ENTRIES];
     size_t elf_size = 0, note_size = 0;
     const unsigned char *elf = find_elf(code, size, &elf_size);
     const unsigned char *note = elf ? find_metadata(elf, elf_size, &note_size) : NULL;

@@ -6,7 +6,10 @@
 
 #include <stddef.h>
 
-#include "kernels.h"
+#include "backend.h" /* mora_dialect */
+
+/* Kernels a report records (a generated source has at most two entry points). */
+#define MORA_OFFLINE_MAX_ENTRIES 4
 
 typedef struct mora_compile_report {
     char target[32];      /* "sm_90", "gfx942" */
@@ -19,7 +22,7 @@ typedef struct mora_compile_report {
         int spill_load_bytes;
         int shared_bytes;    /* static shared / LDS per block */
         int stack_bytes;     /* per-thread stack frame (-1: not reported) */
-    } entries[MORA_MAX_ENTRIES];
+    } entries[MORA_OFFLINE_MAX_ENTRIES];
     size_t binary_bytes;  /* size of the CUBIN / code object */
     int matrix_instructions; /* tensor-/matrix-core instructions: CUDA, mma.sync in the PTX; HIP, MFMA
                                 (VOP3P-MAI v_mfma_*) words in the code object's text; -1: not examined */

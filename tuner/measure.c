@@ -67,7 +67,7 @@ mora_status mora_time_calls(mora_context *ctx, int events, mora_timed_fn fn, voi
 
 /* A kind's launch on buffer set rep % sets (the warm-up uses the last set). */
 typedef struct kind_call {
-    mora_layer *layer;
+    mora_runner *runner;
     mora_kind kind;
     const mora_kind_buffers *sets;
     int set_count;
@@ -77,11 +77,11 @@ typedef struct kind_call {
 static mora_status run_kind_call(void *user, int rep) {
     const kind_call *c = user;
     const int set = rep < 0 ? c->set_count - 1 : rep % c->set_count;
-    return mora_layer_run_kind(c->layer, c->kind, &c->sets[set], c->n);
+    return mora_runner_run(c->runner, c->kind, &c->sets[set], c->n);
 }
 
-mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
+mora_status mora_measure_kind(mora_runner *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
                               double budget_ms, int min_reps, mora_timing *timing) {
     kind_call call = {l, kind, b, sets < 1 ? 1 : sets, n};
-    return mora_time_calls(mora_layer_context(l), 1, run_kind_call, &call, budget_ms, min_reps, timing);
+    return mora_time_calls(mora_runner_context(l), 1, run_kind_call, &call, budget_ms, min_reps, timing);
 }

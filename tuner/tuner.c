@@ -14,6 +14,7 @@
 #include "context.h"
 #include "error.h"
 #include "halfconv.h"
+#include "programs.h"
 #include "shape.h"
 #include "tuner.h"
 
@@ -72,7 +73,8 @@ static void *compile_worker(void *arg) {
         if (i >= pool->count) return NULL;
         compile_job *job = &pool->jobs[i];
         if (job->status != MORA_OK) continue; /* code generation already failed */
-        job->status = mora_context_program_ex(pool->ctx, job->source, 0, &job->program); /* candidates: no binaries kept */
+        /* candidates are not registered and keep no binary: the tuner releases all but the winner */
+        job->status = mora_context_build(pool->ctx, job->source, &job->program);
         if (job->status != MORA_OK) snprintf(job->error, sizeof job->error, "%s", mora_last_error());
     }
 }
@@ -92,10 +94,6 @@ static void compile_all(mora_context *ctx, compile_job *jobs, int count, int thr
         if (pthread_create(&workers[t], NULL, compile_worker, &pool) == 0) ++started;
     if (started == 0) compile_worker(&pool); /* no threads available: compile here */
     for (int t = 0; t < started; ++t) pthread_join(workers[t], NULL);
-    for (int i = 0; i < count; ++i) {
-        free(jobs[i].source);
-        jobs[i].source = NULL;
-    }
 }
 
 /* ---- one kind ---- */
@@ -114,7 +112,7 @@ typedef struct evaluation {
 
 typedef struct kind_run {
     mora_context *ctx;
-    mora_layer *layer;
+    mora_runner *runner;
     mora_kind kind;
     const mora_tune_options *o;
     const timing_buffers *timing;
@@ -123,12 +121,15 @@ typedef struct kind_run {
     const mora_kernel_spec *space;
     int space_size;
     char *evaluated; /* per declared position: tried already */
+    void **programs; /* per declared position: the built program, while it may still win */
+    char **sources;  /* per declared position: its source, while its program is kept */
     evaluation *results;
     int result_count;
     int planned;
     double deadline;
     double per_candidate_ms;
     int threads;
+    int out_of_memory; /* a host allocation failed: the search stopped */
     mora_tune_result *out;
 } kind_run;
 
@@ -146,10 +147,31 @@ static double best_so_far(const kind_run *r) {
     return best;
 }
 
+static int winner(kind_run *r);
+
+/* Releases the programs of every evaluated candidate but the current winner: memory stays bounded
+ * however many candidates run. (A later batch can still make an earlier candidate win; its program
+ * is then built again at the end.) */
+static void release_losers(kind_run *r) {
+    const int w = winner(r);
+    const int keep = w >= 0 ? r->results[w].declared : -1;
+    mora_runner_drop(r->runner, r->kind); /* its handles may point into a program released here */
+    for (int i = 0; i < r->space_size; ++i)
+        if (i != keep && r->programs[i]) {
+            mora_context_release_program(r->ctx, r->programs[i]);
+            r->programs[i] = NULL;
+            free(r->sources[i]);
+            r->sources[i] = NULL;
+        }
+}
+
 /* Compiles, verifies and times the candidates at the given declared positions. */
 static void evaluate(kind_run *r, const int *positions, int count) {
     compile_job *jobs = calloc((size_t)count, sizeof *jobs);
-    if (!jobs) return;
+    if (!jobs) {
+        r->out_of_memory = 1;
+        return;
+    }
     for (int i = 0; i < count; ++i) {
         jobs[i].spec = r->space[positions[i]];
         jobs[i].declared = positions[i];
@@ -167,7 +189,10 @@ static void evaluate(kind_run *r, const int *positions, int count) {
             report(r, MORA_TUNE_FAILED, index, &job->spec, -1, best_so_far(r), job->error);
             continue;
         }
-        mora_status st = mora_layer_use_program(r->layer, &job->spec, job->program);
+        r->programs[job->declared] = job->program;
+        r->sources[job->declared] = job->source;
+        job->source = NULL;
+        mora_status st = mora_runner_use_program(r->runner, &job->spec, job->program);
         double error = NAN;
         if (st == MORA_OK) st = mora_verifier_check(r->verifier, &error);
         if (st != MORA_OK) {
@@ -181,7 +206,7 @@ static void evaluate(kind_run *r, const int *positions, int count) {
         }
         mora_timing t = {0};
         if (r->o->measure) st = r->o->measure(&job->spec, job->declared, &t, r->o->measure_user);
-        else st = mora_measure_kind(r->layer, r->kind, &r->timing->b, 1, r->tokens, r->per_candidate_ms, MIN_REPETITIONS, &t);
+        else st = mora_measure_kind(r->runner, r->kind, &r->timing->b, 1, r->tokens, r->per_candidate_ms, MIN_REPETITIONS, &t);
         if (st != MORA_OK) {
             ++r->out->failed;
             snprintf(r->out->last_failure, sizeof r->out->last_failure, "launch: %.200s", mora_last_error());
@@ -192,7 +217,9 @@ static void evaluate(kind_run *r, const int *positions, int count) {
         e->spread = t.spread;
         report(r, MORA_TUNE_TIMED, index, &job->spec, t.median_ms, best_so_far(r), NULL);
     }
+    for (int i = 0; i < count; ++i) free(jobs[i].source); /* failed jobs' (kept ones moved to r->sources) */
     free(jobs);
+    release_losers(r);
 }
 
 static int compare_declared(const void *a, const void *b) {
@@ -229,7 +256,10 @@ static uint64_t next_random(uint64_t *state) {
 static void search(kind_run *r, int max_candidates, uint64_t seed) {
     const int batch = r->threads * 2 < 2 ? 2 : r->threads * 2;
     int *positions = malloc((size_t)(max_candidates + 64) * sizeof *positions);
-    if (!positions) return;
+    if (!positions) {
+        r->out_of_memory = 1;
+        return;
+    }
     int planned = 0;
     if (r->space_size <= max_candidates) { /* small space: all of it, in declared order */
         r->out->strategy_exhaustive = 1;
@@ -305,12 +335,13 @@ mora_status mora_spec_apply_record(mora_kernel_spec *spec, const mora_tuning_rec
     return MORA_OK;
 }
 
+/* x, y, dy, dx for `tokens` tokens, W (only when merge is tuned: d_out x d_in can be large), dM. */
 static mora_status timing_buffers_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens,
-                                         timing_buffers *tb) {
+                                         int with_w, timing_buffers *tb) {
     memset(tb, 0, sizeof *tb);
     const size_t es = mora_dtype_size(dtype);
     const size_t sizes[5] = {(size_t)(tokens * s->d_in), (size_t)(tokens * s->d_out), (size_t)(tokens * s->d_out),
-                             (size_t)(tokens * s->d_in), (size_t)(s->d_out * s->d_in)};
+                             (size_t)(tokens * s->d_in), with_w ? (size_t)(s->d_out * s->d_in) : 1};
     size_t largest = (size_t)(s->rhat * s->rhat) * 4;
     for (int i = 0; i < 5; ++i) largest = sizes[i] * es > largest ? sizes[i] * es : largest;
     unsigned char *host = malloc(largest);
@@ -325,7 +356,7 @@ static mora_status timing_buffers_create(mora_context *ctx, const mora_shape *s,
         if (st == MORA_OK) st = mora_buffer_write(ctx, tb->owned[i], 0, host, count * mora_dtype_size(type));
         if (st != MORA_OK) {
             free(host);
-            return st;
+            return st; /* the caller frees what was allocated */
         }
     }
     free(host);
@@ -337,6 +368,20 @@ static mora_status timing_buffers_create(mora_context *ctx, const mora_shape *s,
 static void timing_buffers_free(mora_context *ctx, timing_buffers *tb) {
     for (int i = 0; i < 6; ++i)
         if (tb->owned[i]) mora_buffer_free(ctx, tb->owned[i]);
+}
+
+/* The winner's program goes to the kernels cache (so the next process loads it instead of
+ * compiling) and to the context's registry (so plans of this process use it at once); the other
+ * candidates' programs are released by the caller. A winner whose program was released (a later
+ * batch made it win again) is left to be compiled when a plan needs it. */
+static void keep_winner(kind_run *r, int declared, mora_cache *cache) {
+    void *program = r->programs[declared];
+    if (!program) return;
+    mora_runner_drop(r->runner, r->kind);
+    r->programs[declared] = NULL;
+    mora_program_store_binary(r->ctx, cache, r->sources[declared], program);
+    if (mora_context_register_program(r->ctx, r->sources[declared], &program) != MORA_OK)
+        mora_context_release_program(r->ctx, program);
 }
 
 mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
@@ -361,18 +406,19 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     const int threads = o->compile_threads > 0 ? o->compile_threads : cores > 0 ? (int)cores : 1;
 
     memset(results, 0, MORA_KIND_COUNT * sizeof *results);
-    mora_layer *layer = NULL;
-    MORA_TRY(mora_layer_create_plain(ctx, s, dtype, &layer));
+    mora_runner *runner = NULL;
+    MORA_TRY(mora_runner_create(ctx, s, dtype, &runner));
     /* M: seeded values of the size training produces, so timing sees realistic numbers */
     float *M = malloc((size_t)(s->rhat * s->rhat) * sizeof *M);
     uint64_t state = 777;
     for (int64_t i = 0; M && i < s->rhat * s->rhat; ++i) M[i] = (float)(((double)(next_random(&state) >> 11) * 0x1p-53 - 0.5) / sqrt((double)s->rhat));
-    mora_status st = M ? mora_layer_set_weight(layer, M) : mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory");
+    mora_status st = M ? mora_runner_set_weight(runner, M) : mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory");
     free(M);
-    timing_buffers timing;
-    if (st == MORA_OK) st = timing_buffers_create(ctx, s, dtype, tokens, &timing);
+    timing_buffers timing = {0};
+    if (st == MORA_OK) st = timing_buffers_create(ctx, s, dtype, tokens, (kinds >> MORA_KIND_MERGE) & 1, &timing);
     if (st != MORA_OK) {
-        mora_layer_destroy(layer);
+        timing_buffers_free(ctx, &timing);
+        mora_runner_destroy(runner);
         return st;
     }
 
@@ -384,7 +430,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         mora_tune_result *res = &results[k];
         const double kind_start = now_seconds();
         res->requested = 1;
-        res->best = mora_spec_default(s, dtype, (mora_kind)k, mora_layer_spec(layer, (mora_kind)k).dialect);
+        res->best = mora_spec_default(s, dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
         res->best_ms = res->default_ms = -1;
         char key[1024];
         mora_tuning_key(ctx, (mora_kind)k, s, dtype, tokens, key, sizeof key);
@@ -402,10 +448,11 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
             continue;
         }
 
-        kind_run r = {ctx, layer, (mora_kind)k, o, &timing, NULL, tokens, NULL, 0, NULL, NULL, 0, 0, 0, 0, threads, res};
+        kind_run r = {.ctx = ctx, .runner = runner, .kind = (mora_kind)k, .o = o, .timing = &timing, .tokens = tokens,
+                      .threads = threads, .out = res};
         mora_kernel_spec *space = NULL;
         st = mora_space_enumerate(&res->best, &ctx->info, &space, &r.space_size);
-        if (st == MORA_OK) st = mora_verifier_create(layer, (mora_kind)k, tokens < VERIFY_TOKENS ? tokens : VERIFY_TOKENS,
+        if (st == MORA_OK) st = mora_verifier_create(runner, (mora_kind)k, tokens < VERIFY_TOKENS ? tokens : VERIFY_TOKENS,
                                                      0xC0FFEEu + (uint64_t)k, &r.verifier);
         if (st != MORA_OK) {
             free(space);
@@ -414,16 +461,25 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         r.space = space;
         res->space_size = r.space_size;
         r.evaluated = calloc((size_t)r.space_size, 1);
+        r.programs = calloc((size_t)r.space_size, sizeof *r.programs);
+        r.sources = calloc((size_t)r.space_size, sizeof *r.sources);
         r.results = malloc((size_t)(max_candidates + 2 * MORA_MAX_PARAMS + 64) * sizeof *r.results);
+        if (!r.evaluated || !r.programs || !r.sources || !r.results) {
+            st = mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory for a space of %d candidates", r.space_size);
+            mora_verifier_destroy(r.verifier);
+            free(r.evaluated), free(r.programs), free(r.sources), free(r.results), free(space);
+            break;
+        }
         const double kind_budget = (budget - (now_seconds() - start)) / remaining;
         r.deadline = now_seconds() + (kind_budget > 0 ? kind_budget : 0);
         const int expected = r.space_size < max_candidates ? r.space_size : max_candidates;
         r.per_candidate_ms = 1e3 * kind_budget / (expected + 1) / 3; /* a third of the budget for timing */
         if (r.per_candidate_ms < 20) r.per_candidate_ms = 20;
         if (r.per_candidate_ms > 500) r.per_candidate_ms = 500;
-        if (r.evaluated && r.results) search(&r, max_candidates, o->seed ? o->seed : 1);
+        search(&r, max_candidates, o->seed ? o->seed : 1);
 
-        const int w = r.results ? winner(&r) : -1;
+        const int w = winner(&r);
+        if (r.out_of_memory) st = mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory while evaluating candidates");
         if (w >= 0) {
             res->best = r.space[r.results[w].declared];
             res->best_ms = r.results[w].median;
@@ -440,15 +496,22 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         if (w >= 0) {
             record_from_result(res, tokens, &rec);
             (void)mora_cache_record_store(cache, key, &rec); /* a cache that cannot be written is not an error */
-        } else {
+            keep_winner(&r, r.results[w].declared, cache);
+        } else if (st == MORA_OK) {
             st = mora_fail(MORA_E_VERIFY, "%s: no candidate passed verification and timing (%d rejected, %d failed; last: %s)",
                            mora_kind_name((mora_kind)k), res->rejected, res->failed, res->last_failure);
         }
+        mora_runner_drop(runner, (mora_kind)k);
+        for (int i = 0; i < r.space_size; ++i) {
+            if (r.programs[i]) mora_context_release_program(ctx, r.programs[i]);
+            free(r.sources[i]);
+        }
         mora_verifier_destroy(r.verifier);
-        free(r.evaluated), free(r.results), free(space);
+        free(r.evaluated), free(r.programs), free(r.sources), free(r.results), free(space);
         --remaining;
     }
     timing_buffers_free(ctx, &timing);
-    mora_layer_destroy(layer);
+    mora_runner_destroy(runner);
+    if (st == MORA_OK) mora_error_clear();
     return st;
 }

@@ -19,7 +19,8 @@
 #include "backend.h"
 #include "cache.h"
 #include "kernels.h"
-#include "layer.h"
+#include "runner.h"
+#include "context.h"
 
 /* ---- search space ---- */
 
@@ -46,10 +47,10 @@ int mora_pick_winner(const double *medians, const double *spreads, int count, do
 /* ---- verification ---- */
 
 typedef struct mora_verifier mora_verifier;
-/* Prepares seeded inputs for `kind` on the tuning layer `l` with n tokens (merge: n ignored) and
+/* Prepares seeded inputs for `kind` on the tuning runner `r` with n tokens (merge: n ignored) and
  * computes the float64 reference once. */
-mora_status mora_verifier_create(mora_layer *l, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **v);
-/* Runs the layer's current parameters for the kind on the verifier's buffers and compares with the
+mora_status mora_verifier_create(mora_runner *r, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **v);
+/* Runs the runner's current parameters for the kind on the verifier's buffers and compares with the
  * reference: MORA_OK, or MORA_E_VERIFY with the error in mora_last_error(). *rel_error gets the
  * relative error (NaN when the output had NaN). */
 mora_status mora_verifier_check(mora_verifier *v, double *rel_error);
@@ -71,11 +72,11 @@ typedef mora_status (*mora_timed_fn)(void *user, int rep);
  * context's stream and device events bracket it; 0: wall clock between two synchronizations. */
 mora_status mora_time_calls(mora_context *ctx, int events, mora_timed_fn fn, void *user, double budget_ms, int min_reps,
                             mora_timing *timing);
-/* Times the layer's current parameters for `kind` with n tokens: one warm-up, then repetitions
+/* Times the runner's current parameters for `kind` with n tokens: one warm-up, then repetitions
  * until at least min_reps and budget_ms of device time (at most 100). Repetition i uses buffer set
  * b[i % sets], so with enough sets the inputs are not still in the device's L2 cache from the last
  * repetition. Device events where the backend has them, else wall clock around a synchronize. */
-mora_status mora_measure_kind(mora_layer *l, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
+mora_status mora_measure_kind(mora_runner *r, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
                               double budget_ms, int min_reps, mora_timing *timing);
 
 /* ---- the tuner ---- */
@@ -144,9 +145,6 @@ void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *
                      char *key, size_t size);
 /* Applies a cache record's parameters to spec (same kind; every name must be a parameter of it). */
 mora_status mora_spec_apply_record(mora_kernel_spec *spec, const mora_tuning_record *record);
-/* Fills spec's parameters from the cache, else the shipped database, else leaves the defaults;
- * returns "cache", "database" or "default". */
-const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec);
 /* Default token count for timing on ctx's device. */
 int64_t mora_default_tune_tokens(const mora_context *ctx);
 

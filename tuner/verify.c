@@ -3,7 +3,7 @@
  * reference at the dtype's tolerance before it may be timed.
  *
  * The kernels accumulate (y += …), so outputs cannot start as NaN: they start as small known values
- * v0 and the result must equal v0 + reference, element-wise nothing left unwritten. The layer's
+ * v0 and the result must equal v0 + reference, element-wise nothing left unwritten. The runner's
  * float32 scratch (bwd_dx's U, bwd_dm's partial sums), which kernels must fully write before they
  * read it, is poisoned with NaN before every check. */
 #include <math.h>
@@ -16,7 +16,7 @@
 #include "tuner.h"
 
 struct mora_verifier {
-    mora_layer *layer;
+    mora_runner *runner;
     mora_context *ctx;
     mora_kind kind;
     mora_dtype dtype;   /* of the output: activations, W (same as activations here), or f32 for dM */
@@ -61,13 +61,13 @@ static mora_status upload(mora_context *ctx, void **buf, const void *host, size_
     return bytes ? mora_buffer_write(ctx, *buf, 0, host, bytes) : MORA_OK;
 }
 
-mora_status mora_verifier_create(mora_layer *l, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **out) {
-    const mora_kernel_spec spec = mora_layer_spec(l, kind);
+mora_status mora_verifier_create(mora_runner *l, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **out) {
+    const mora_kernel_spec spec = mora_runner_spec(l, kind);
     const mora_shape *s = &spec.shape;
     mora_verifier *v = calloc(1, sizeof *v);
     if (!v) return mora_fail(MORA_E_NO_MEMORY, "verifier: out of host memory");
-    v->layer = l;
-    v->ctx = mora_layer_context(l);
+    v->runner = l;
+    v->ctx = mora_runner_context(l);
     v->kind = kind;
     v->n = n;
     const mora_dtype act = spec.dtype;
@@ -91,19 +91,19 @@ mora_status mora_verifier_create(mora_layer *l, mora_kind kind, int64_t n, uint6
         fill(&state, act, x_host, x, nx, 1.0);
         fill(&state, act, dy_host, dy, ny, 1.0);
         fill(&state, v->dtype, v->out0_host, v0, v->out_count, 0.01);
-        st = mora_layer_get_weight(l, M_host);
+        st = mora_runner_get_weight(l, M_host);
         for (int64_t i = 0; st == MORA_OK && i < nm; ++i) M[i] = M_host[i];
     }
-    /* the reference change of the output; merge's s and fwd's scale are fixed, non-trivial values */
+    /* the reference change of the output; merge's s and the scale of fwd and bwd are fixed,
+     * non-trivial values (the reference's backward has no scale: its change is scaled here) */
     if (st == MORA_OK) switch (kind) {
         case MORA_KIND_FWD: st = mora_ref_forward(s, M, x, v->delta, n, 0.75); break;
         case MORA_KIND_BWD_DX: st = mora_ref_backward(s, M, x, dy, v->delta, NULL, n); break;
         case MORA_KIND_BWD_DM: st = mora_ref_backward(s, M, x, dy, NULL, v->delta, n); break;
-        case MORA_KIND_MERGE:
-            st = mora_ref_delta_weight(s, M, v->delta);
-            for (int64_t i = 0; i < v->out_count; ++i) v->delta[i] *= -0.5;
-            break;
+        case MORA_KIND_MERGE: st = mora_ref_delta_weight(s, M, v->delta); break;
         }
+    const double factor = kind == MORA_KIND_MERGE ? -0.5 : kind == MORA_KIND_FWD ? 1.0 : 0.75;
+    for (int64_t i = 0; st == MORA_OK && i < v->out_count; ++i) v->delta[i] *= factor;
     for (int64_t i = 0; st == MORA_OK && i < v->out_count; ++i) v->expected[i] = v0[i] + v->delta[i];
     if (st == MORA_OK) st = upload(v->ctx, &v->x, x_host, (size_t)nx * act_size);
     if (st == MORA_OK) st = upload(v->ctx, &v->dy, dy_host, (size_t)ny * act_size);
@@ -117,10 +117,10 @@ mora_status mora_verifier_create(mora_layer *l, mora_kind kind, int64_t n, uint6
     return MORA_OK;
 }
 
-/* Fills the layer's scratch with NaN, so a kernel that reads scratch it never wrote fails. */
+/* Fills the runner's scratch with NaN, so a kernel that reads scratch it never wrote fails. */
 static mora_status poison_scratch(mora_verifier *v) {
     size_t bytes = 0;
-    void *scratch = mora_layer_scratch(v->layer, &bytes);
+    void *scratch = mora_runner_scratch(v->runner, &bytes);
     if (!scratch || bytes == 0) return MORA_OK;
     float *nan_fill = malloc(bytes);
     if (!nan_fill) return mora_fail(MORA_E_NO_MEMORY, "verifier: out of host memory for %zu bytes", bytes);
@@ -133,7 +133,7 @@ static mora_status poison_scratch(mora_verifier *v) {
 mora_status mora_verifier_check(mora_verifier *v, double *rel_error) {
     *rel_error = NAN;
     const size_t out_bytes = (size_t)v->out_count * mora_dtype_size(v->dtype);
-    MORA_TRY(mora_layer_prepare(v->layer, v->kind, v->dtype, v->n));
+    MORA_TRY(mora_runner_prepare(v->runner, v->kind, v->dtype, v->n));
     MORA_TRY(poison_scratch(v));
     MORA_TRY(mora_buffer_write(v->ctx, v->out, 0, v->out0_host, out_bytes));
     mora_kind_buffers b = {.x = v->x, .dy = v->dy, .w_dtype = v->dtype, .scale = 0.75f};
@@ -143,7 +143,7 @@ mora_status mora_verifier_check(mora_verifier *v, double *rel_error) {
     case MORA_KIND_BWD_DM: b.dm = v->out; break;
     case MORA_KIND_MERGE: b.w = v->out, b.scale = -0.5f; break;
     }
-    MORA_TRY(mora_layer_run_kind(v->layer, v->kind, &b, v->n));
+    MORA_TRY(mora_runner_run(v->runner, v->kind, &b, v->n));
     void *got = malloc(out_bytes ? out_bytes : 1);
     if (!got) return mora_fail(MORA_E_NO_MEMORY, "verifier: out of host memory");
     mora_status st = mora_buffer_read(v->ctx, v->out, 0, got, out_bytes);

@@ -1,0 +1,395 @@
+/* Plans (mora.h): everything chosen, compiled and allocated at creation; the hot calls validate and
+ * enqueue. On a backend that compiles nothing (cpu) the cpu kernels run instead, on host pointers.
+ *
+ * A plan's lock serialises its own calls: they share its workspace (bwd_dx's U, bwd_dm's partial
+ * sums) and, on OpenCL, its kernel objects, whose arguments are set and enqueued as one step.
+ * Plans never share kernel objects (each makes its own handles from the context's shared programs),
+ * so calls on different plans do not contend. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "error.h"
+#include "launch.h"
+#include "plan_internal.h"
+#include "programs.h"
+#include "shape.h"
+#include "tuner.h"
+
+/* Generated kernels index rows, M and the token count with int: every such extent must fit. */
+#define KERNEL_INDEX_LIMIT ((int64_t)1 << 31)
+#define ALL_CALLS (MORA_PLAN_FORWARD | MORA_PLAN_BACKWARD | MORA_PLAN_MERGE)
+
+struct mora_plan {
+    mora_context *ctx;
+    mora_shape shape;
+    mora_dtype dtype;
+    int64_t max_tokens;
+    unsigned calls;        /* MORA_PLAN_* prepared */
+    unsigned merge_dtypes; /* bit per W dtype merge was prepared for */
+    pthread_mutex_t lock;  /* one call at a time on this plan (workspace, kernel objects) */
+    /* generated kernels (backends that compile) */
+    mora_kind_kernels kernels[MORA_KIND_COUNT];        /* fwd, bwd_dx, bwd_dm (merge: merge_kernels) */
+    mora_kind_kernels merge_kernels[MORA_DTYPE_COUNT]; /* one per W dtype */
+    const char *param_source[MORA_KIND_COUNT];
+    void *rope_table;
+    /* the cpu kernels (backends that compile nothing) */
+    mora_cpu_plan *cpu;
+    /* workspace: the plan's own (own = 1) or the caller's */
+    void *workspace;
+    size_t workspace_bytes;
+    int own_workspace;
+};
+
+static int compiles(const mora_context *ctx) { return ctx->be->program_build != NULL; }
+
+static unsigned kinds_of_calls(unsigned calls) {
+    unsigned kinds = 0;
+    if (calls & MORA_PLAN_FORWARD) kinds |= 1u << MORA_KIND_FWD;
+    if (calls & MORA_PLAN_BACKWARD) kinds |= 1u << MORA_KIND_BWD_DX | 1u << MORA_KIND_BWD_DM;
+    if (calls & MORA_PLAN_MERGE) kinds |= 1u << MORA_KIND_MERGE;
+    return kinds;
+}
+
+mora_context *mora_plan_context(const mora_plan *plan) { return plan->ctx; }
+
+mora_kernel_spec mora_plan_spec(const mora_plan *plan, mora_kind kind) {
+    if (kind == MORA_KIND_MERGE && plan->merge_kernels[plan->dtype].program) return plan->merge_kernels[plan->dtype].spec;
+    if (kind != MORA_KIND_MERGE && plan->kernels[kind].program) return plan->kernels[kind].spec;
+    const int dialect = plan->ctx->be->dialect;
+    return mora_spec_default(&plan->shape, plan->dtype, kind, dialect < 0 ? MORA_DIALECT_OPENCL : (mora_dialect)dialect);
+}
+
+const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind) {
+    return plan->param_source[kind] ? plan->param_source[kind] : "-";
+}
+
+/* ---- workspace ---- */
+
+/* Bytes of workspace a backward of n tokens needs. */
+static size_t workspace_need(const mora_plan *p, int64_t n) {
+    if (!(p->calls & MORA_PLAN_BACKWARD)) return 0;
+    if (p->cpu) return mora_cpu_workspace_bytes(p->cpu, n);
+    const size_t dx = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DX].spec, n);
+    const size_t dm = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DM].spec, n);
+    return (dx > dm ? dx : dm) * sizeof(float); /* the two kinds run one after the other: one space */
+}
+
+static void release_own_workspace(mora_plan *p) {
+    if (p->own_workspace && p->workspace) p->ctx->be->buffer_free(p->ctx->be_ctx, p->workspace);
+    p->workspace = NULL;
+    p->workspace_bytes = 0;
+    p->own_workspace = 0;
+}
+
+static mora_status allocate_own_workspace(mora_plan *p) {
+    const size_t bytes = workspace_need(p, p->max_tokens);
+    void *buffer = NULL;
+    if (bytes) MORA_TRY(p->ctx->be->buffer_alloc(p->ctx->be_ctx, bytes, &buffer));
+    release_own_workspace(p);
+    p->workspace = buffer;
+    p->workspace_bytes = bytes;
+    p->own_workspace = 1;
+    return MORA_OK;
+}
+
+/* ---- creation ---- */
+
+static mora_status check_shape_for_kernels(const mora_shape *s) {
+    const struct {
+        const char *name;
+        int64_t value;
+    } extents[] = {{"d_in", s->d_in}, {"d_out", s->d_out}, {"d_in + rhat", s->d_in + s->rhat},
+                   {"d_out + rhat", s->d_out + s->rhat}, {"rhat * rhat", s->rhat * s->rhat}};
+    for (size_t i = 0; i < sizeof extents / sizeof *extents; ++i)
+        if (extents[i].value >= KERNEL_INDEX_LIMIT)
+            return mora_fail(MORA_E_SIZE, "%s=%lld: the kernels need it below 2^31", extents[i].name,
+                             (long long)extents[i].value);
+    return MORA_OK;
+}
+
+/* Compiles (or loads) the program of `spec` and makes the plan's launch handles for it. */
+static mora_status prepare_kind(mora_plan *p, const mora_kernel_spec *spec, mora_kind_kernels *k) {
+    MORA_TRY(mora_spec_check(spec, p->ctx->info.max_work_group, p->ctx->info.local_mem_bytes));
+    char *source = NULL;
+    MORA_TRY(mora_codegen(spec, &source));
+    void *program = NULL;
+    const mora_status st = mora_program_obtain(p->ctx, source, &program);
+    free(source);
+    MORA_TRY(st);
+    mora_kind_kernels fresh;
+    MORA_TRY(mora_kind_kernels_init(p->ctx, spec, program, &fresh));
+    mora_kind_kernels_release(p->ctx, k);
+    *k = fresh;
+    return MORA_OK;
+}
+
+/* Prepares every kind the plan needs with the given specs (kind order; merge's dtype is replaced
+ * per prepared W dtype). */
+static mora_status prepare_kinds(mora_plan *p, const mora_kernel_spec specs[MORA_KIND_COUNT], unsigned kinds) {
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        if (!((kinds >> k) & 1)) continue;
+        if (k != MORA_KIND_MERGE) {
+            MORA_TRY(prepare_kind(p, &specs[k], &p->kernels[k]));
+            continue;
+        }
+        for (int d = 0; d < MORA_DTYPE_COUNT; ++d) {
+            if (!((p->merge_dtypes >> d) & 1)) continue;
+            mora_kernel_spec spec = specs[k];
+            spec.dtype = (mora_dtype)d;
+            MORA_TRY(prepare_kind(p, &spec, &p->merge_kernels[d]));
+        }
+    }
+    return MORA_OK;
+}
+
+/* Tunes `kinds` of the plan's shape and puts the winners into specs (and where they came from). */
+static mora_status tune_kinds(mora_plan *p, unsigned kinds, int64_t tokens, double budget, int force,
+                              mora_kernel_spec specs[MORA_KIND_COUNT]) {
+    mora_tune_options options = {0};
+    options.kinds = kinds;
+    options.tokens = tokens;
+    options.budget_seconds = budget;
+    options.force = force;
+    mora_tune_result results[MORA_KIND_COUNT];
+    MORA_TRY(mora_tune(p->ctx, &p->shape, p->dtype, &options, results));
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        if (results[k].requested) {
+            memcpy(specs[k].params, results[k].best.params, sizeof specs[k].params);
+            p->param_source[k] = results[k].from_cache ? "cache" : "tuned";
+        }
+    return MORA_OK;
+}
+
+static mora_status prepare_generated(mora_plan *p, const mora_plan_options *o) {
+    MORA_TRY(mora_rope_table_create(p->ctx, &p->shape, &p->rope_table));
+    const unsigned kinds = kinds_of_calls(p->calls);
+    mora_kernel_spec specs[MORA_KIND_COUNT];
+    unsigned untuned = 0;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        specs[k] = mora_spec_default(&p->shape, p->dtype, (mora_kind)k, (mora_dialect)p->ctx->be->dialect);
+        if (!((kinds >> k) & 1)) continue;
+        p->param_source[k] = mora_select_params(p->ctx, &specs[k], p->max_tokens);
+        if (strcmp(p->param_source[k], "cache") != 0) untuned |= 1u << k;
+    }
+    const char *env = getenv("MORA_AUTOTUNE");
+    const int autotune = (o && o->autotune) || (env && strcmp(env, "1") == 0);
+    if (untuned && autotune) MORA_TRY(tune_kinds(p, untuned, p->max_tokens, o ? o->tune_budget_seconds : 0, 0, specs));
+    return prepare_kinds(p, specs, kinds);
+}
+
+mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
+                             const mora_plan_options *options, mora_plan **out) {
+    mora_error_clear();
+    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_PTR(s);
+    MORA_CHECK_PTR(out);
+    MORA_TRY(mora_shape_check(s));
+    if (mora_dtype_size(dtype) == 0)
+        return mora_fail(MORA_E_UNKNOWN_DTYPE, "dtype=%d: unknown; expected 0 (f32), 1 (f16) or 2 (bf16)", (int)dtype);
+    if (max_tokens < 1 || max_tokens >= KERNEL_INDEX_LIMIT)
+        return mora_fail(MORA_E_SIZE, "max_tokens=%lld: must be in [1, 2^31)", (long long)max_tokens);
+    const unsigned calls = options && options->calls ? options->calls : ALL_CALLS;
+    if (calls & ~ALL_CALLS)
+        return mora_fail(MORA_E_ARG, "options->calls=0x%x: only MORA_PLAN_FORWARD | BACKWARD | MERGE (0x%x) are defined",
+                         calls, ALL_CALLS);
+    const unsigned merge_dtypes = options && options->merge_dtypes ? options->merge_dtypes : 1u << dtype;
+    if (merge_dtypes >> MORA_DTYPE_COUNT)
+        return mora_fail(MORA_E_UNKNOWN_DTYPE, "options->merge_dtypes=0x%x: bits above (1 << %d) name no dtype",
+                         merge_dtypes, MORA_DTYPE_COUNT - 1);
+    if (options && !(options->tune_budget_seconds >= 0))
+        return mora_fail(MORA_E_ARG, "options->tune_budget_seconds=%g: must be >= 0 (0: 60 s)", options->tune_budget_seconds);
+    if (compiles(ctx)) MORA_TRY(check_shape_for_kernels(s));
+
+    mora_plan *p = calloc(1, sizeof *p);
+    if (!p) return mora_fail(MORA_E_NO_MEMORY, "plan: out of host memory");
+    p->ctx = ctx;
+    p->shape = *s;
+    p->dtype = dtype;
+    p->max_tokens = max_tokens;
+    p->calls = calls;
+    p->merge_dtypes = merge_dtypes;
+    pthread_mutex_init(&p->lock, NULL);
+    mora_status st = compiles(ctx) ? prepare_generated(p, options) : mora_cpu_plan_create(s, dtype, NULL, &p->cpu);
+    if (st == MORA_OK && !(options && options->external_workspace)) st = allocate_own_workspace(p);
+    if (st == MORA_OK) st = ctx->be->synchronize(ctx->be_ctx); /* the rope table's upload, before any hot call */
+    if (st != MORA_OK) {
+        mora_plan_destroy(p);
+        return st;
+    }
+    mora_error_clear();
+    *out = p;
+    return MORA_OK;
+}
+
+void mora_plan_destroy(mora_plan *p) {
+    if (!p) return;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) mora_kind_kernels_release(p->ctx, &p->kernels[k]);
+    for (int d = 0; d < MORA_DTYPE_COUNT; ++d) mora_kind_kernels_release(p->ctx, &p->merge_kernels[d]);
+    if (p->rope_table) p->ctx->be->buffer_free(p->ctx->be_ctx, p->rope_table);
+    release_own_workspace(p);
+    mora_cpu_plan_destroy(p->cpu);
+    pthread_mutex_destroy(&p->lock);
+    free(p); /* programs belong to the context's registry */
+}
+
+mora_status mora_plan_workspace_size(const mora_plan *p, int64_t n, size_t *bytes) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    MORA_CHECK_PTR(bytes);
+    if (n < 0 || n >= KERNEL_INDEX_LIMIT) return mora_fail(MORA_E_SIZE, "n=%lld: must be in [0, 2^31)", (long long)n);
+    *bytes = workspace_need(p, n);
+    return MORA_OK;
+}
+
+/* Checks a caller's buffer: not NULL and, where the backend can tell, at least `need` bytes. */
+static mora_status check_buffer(const mora_context *ctx, const char *name, const void *buf, size_t need) {
+    if (!buf) return mora_fail(MORA_E_NULL, "%s=NULL: must not be NULL", name);
+    if (!ctx->be->buffer_size) return MORA_OK;
+    size_t have = 0;
+    MORA_TRY(ctx->be->buffer_size(ctx->be_ctx, buf, &have));
+    if (have < need)
+        return mora_fail(MORA_E_ARG, "%s: buffer of %zu bytes is smaller than the %zu this call needs", name, have, need);
+    return MORA_OK;
+}
+
+mora_status mora_plan_set_workspace(mora_plan *p, void *workspace, size_t bytes) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    if (!workspace) return allocate_own_workspace(p);
+    MORA_TRY(check_buffer(p->ctx, "workspace", workspace, bytes));
+    release_own_workspace(p);
+    p->workspace = workspace;
+    p->workspace_bytes = bytes;
+    return MORA_OK;
+}
+
+mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_seconds) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    if (tokens < 0 || tokens >= KERNEL_INDEX_LIMIT)
+        return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [0, 2^31) (0: max_tokens)", (long long)tokens);
+    if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
+    if (p->cpu) return MORA_OK; /* the cpu backend has nothing to tune */
+    const unsigned kinds = kinds_of_calls(p->calls);
+    mora_kernel_spec specs[MORA_KIND_COUNT];
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) specs[k] = mora_plan_spec(p, (mora_kind)k);
+    MORA_TRY(tune_kinds(p, kinds, tokens ? tokens : p->max_tokens, budget_seconds, 0, specs));
+    MORA_TRY(prepare_kinds(p, specs, kinds));
+    if (p->own_workspace) MORA_TRY(allocate_own_workspace(p)); /* new parameters may need more */
+    mora_error_clear();
+    return MORA_OK;
+}
+
+/* ---- the hot calls ---- */
+
+static mora_status check_n(int64_t n) {
+    if (n < 0 || n >= KERNEL_INDEX_LIMIT) return mora_fail(MORA_E_SIZE, "n=%lld: must be in [0, 2^31)", (long long)n);
+    return MORA_OK;
+}
+
+/* Checks n rows of `width` elements, `ld` apart, in buffer `buf` of dtype: ld >= width, the extent
+ * fits 64 bits, and the buffer holds it where the backend can tell. */
+static mora_status check_rows(const mora_plan *p, const char *name, const char *ld_name, const void *buf, int64_t ld,
+                              int64_t rows, int64_t width, mora_dtype dtype) {
+    if (ld < width)
+        return mora_fail(MORA_E_ARG, "%s=%lld: must be >= %lld (the row width of %s)", ld_name, (long long)ld,
+                         (long long)width, name);
+    int64_t elements, bytes;
+    if (__builtin_mul_overflow(rows - 1, ld, &elements) || __builtin_add_overflow(elements, width, &elements) ||
+        __builtin_mul_overflow(elements, (int64_t)mora_dtype_size(dtype), &bytes))
+        return mora_fail(MORA_E_OVERFLOW, "%s: %lld rows %lld apart overflow 64-bit sizes", name, (long long)rows,
+                         (long long)ld);
+    return check_buffer(p->ctx, name, buf, (size_t)bytes);
+}
+
+static mora_status check_prepared(const mora_plan *p, unsigned call, const char *name) {
+    if (!(p->calls & call))
+        return mora_fail(MORA_E_ARG, "plan: created without %s (mora_plan_options.calls=0x%x)", name, p->calls);
+    return MORA_OK;
+}
+
+static mora_status check_m(const mora_plan *p, const char *name, const void *m) {
+    return check_buffer(p->ctx, name, m, (size_t)(p->shape.rhat * p->shape.rhat) * sizeof(float));
+}
+
+mora_status mora_forward(mora_plan *p, const void *M, const void *x, int64_t ldx, void *y, int64_t ldy, int64_t n,
+                         float scale) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    MORA_TRY(check_prepared(p, MORA_PLAN_FORWARD, "MORA_PLAN_FORWARD"));
+    MORA_TRY(check_n(n));
+    if (n == 0) return MORA_OK;
+    MORA_TRY(check_m(p, "M", M));
+    MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
+    MORA_TRY(check_rows(p, "y", "ldy", y, ldy, n, p->shape.d_out, p->dtype));
+    pthread_mutex_lock(&p->lock);
+    mora_status st;
+    if (p->cpu) {
+        st = mora_cpu_forward(p->cpu, M, x, ldx, y, ldy, n, scale, p->workspace);
+    } else {
+        const mora_kind_args a = {.x = x, .ldx = ldx, .y = y, .ldy = ldy, .M = M, .rope_table = p->rope_table,
+                                  .scale = scale};
+        st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_FWD], &a, n);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+mora_status mora_backward(mora_plan *p, const void *M, const void *x, int64_t ldx, const void *dy, int64_t lddy,
+                          void *dx, int64_t lddx, void *dM, int64_t n, float scale) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    MORA_TRY(check_prepared(p, MORA_PLAN_BACKWARD, "MORA_PLAN_BACKWARD"));
+    MORA_TRY(check_n(n));
+    if (n == 0 || (!dx && !dM)) return MORA_OK;
+    MORA_TRY(check_m(p, "M", M));
+    MORA_TRY(check_rows(p, "dy", "lddy", dy, lddy, n, p->shape.d_out, p->dtype));
+    if (dM) MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
+    if (dM) MORA_TRY(check_m(p, "dM", dM));
+    if (dx) MORA_TRY(check_rows(p, "dx", "lddx", dx, lddx, n, p->shape.d_in, p->dtype));
+    const size_t need = workspace_need(p, n);
+    if (need > p->workspace_bytes)
+        return mora_fail(MORA_E_SIZE,
+                         "n=%lld: needs %zu bytes of workspace, the plan has %zu (%s; a plan with a larger max_tokens "
+                         "or mora_plan_set_workspace)",
+                         (long long)n, need, p->workspace_bytes,
+                         p->workspace ? (p->own_workspace ? "its own, for max_tokens" : "the caller's")
+                                      : "none was given");
+    pthread_mutex_lock(&p->lock);
+    mora_status st = MORA_OK;
+    if (p->cpu) {
+        st = mora_cpu_backward(p->cpu, M, x, ldx, dy, lddy, dx, lddx, dM, n, scale, p->workspace);
+    } else {
+        const mora_kind_args a = {.x = x, .ldx = ldx, .dy = dy, .lddy = lddy, .dx = dx, .lddx = lddx, .M = M, .dM = dM,
+                                  .rope_table = p->rope_table, .scratch = p->workspace, .scale = scale};
+        if (dM) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DM], &a, n);
+        if (st == MORA_OK && dx) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DX], &a, n);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+mora_status mora_merge(mora_plan *p, const void *M, void *W, int64_t ldw, mora_dtype w_dtype, float s) {
+    mora_error_clear();
+    MORA_CHECK_PTR(p);
+    MORA_TRY(check_prepared(p, MORA_PLAN_MERGE, "MORA_PLAN_MERGE"));
+    if (mora_dtype_size(w_dtype) == 0)
+        return mora_fail(MORA_E_UNKNOWN_DTYPE, "w_dtype=%d: unknown; expected 0 (f32), 1 (f16) or 2 (bf16)", (int)w_dtype);
+    if (!((p->merge_dtypes >> w_dtype) & 1))
+        return mora_fail(MORA_E_ARG, "w_dtype=%s: the plan prepared merge for W dtypes 0x%x (mora_plan_options.merge_dtypes)",
+                         mora_dtype_name(w_dtype), p->merge_dtypes);
+    MORA_TRY(check_m(p, "M", M));
+    MORA_TRY(check_rows(p, "W", "ldw", W, ldw, p->shape.d_out, p->shape.d_in, w_dtype));
+    pthread_mutex_lock(&p->lock);
+    mora_status st;
+    if (p->cpu) {
+        st = mora_cpu_merge(p->cpu, M, W, ldw, w_dtype, s);
+    } else {
+        const mora_kind_args a = {.W = W, .ldw = ldw, .M = M, .rope_table = p->rope_table, .scale = s};
+        st = mora_kind_launch(p->ctx, &p->merge_kernels[w_dtype], &a, 1);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}

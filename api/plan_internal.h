@@ -1,0 +1,22 @@
+/* Internal: what the plans layer tells the tools and tests beyond mora.h, and the parameter policy
+ * it applies (api/select.c). */
+#ifndef MORA_API_PLAN_INTERNAL_H
+#define MORA_API_PLAN_INTERNAL_H
+
+#include "context.h"
+#include "kernels.h"
+
+/* Fills spec's parameters from the kernels cache's record for `tokens`' bucket (else the nearest
+ * bucket that has one), else the shipped database, else leaves the defaults; returns "cache",
+ * "database" or "default". */
+const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_t tokens);
+
+/* The spec a plan launches for `kind` (merge: for W of the plan's activation dtype), and where its
+ * parameters came from: "cache", "database", "default", "tuned", or "-" (cpu backend, or a kind
+ * the plan did not prepare). */
+mora_kernel_spec mora_plan_spec(const mora_plan *plan, mora_kind kind);
+const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind);
+/* The plan's context. */
+mora_context *mora_plan_context(const mora_plan *plan);
+
+#endif

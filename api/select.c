@@ -1,0 +1,51 @@
+/* Which parameters a plan uses for each kernel kind, without tuning: the kernels cache's record
+ * for this device, shape and token-count bucket (the nearest bucket when that one is absent), then
+ * the database shipped with the library (device → arch → vendor), then the declared defaults.
+ * Tuning happens only when asked (mora_plan_autotune, the plan option, or MORA_AUTOTUNE=1). */
+#include <string.h>
+
+#include "error.h"
+#include "plan_internal.h"
+#include "programs.h"
+#include "tuner.h"
+
+/* Token buckets are powers of two from 1 to 2^20 (mora_tuning_key). */
+#define BUCKET_LOG_MAX 20
+
+static int bucket_log(int64_t tokens) {
+    int log = 0;
+    while (log < BUCKET_LOG_MAX && ((int64_t)1 << log) < tokens) ++log;
+    return log;
+}
+
+const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_t tokens) {
+    mora_cache *cache = mora_context_cache(ctx);
+    if (cache && mora_cache_enabled(cache)) {
+        /* tokens' own bucket, then the others by distance (the larger first at equal distance) */
+        const int own = bucket_log(tokens > 0 ? tokens : 1);
+        for (int distance = 0; distance <= BUCKET_LOG_MAX; ++distance)
+            for (int side = 0; side < (distance ? 2 : 1); ++side) {
+                const int log = side == 0 ? own + distance : own - distance;
+                if (log < 0 || log > BUCKET_LOG_MAX) continue;
+                char key[1024];
+                mora_tuning_key(ctx, spec->kind, &spec->shape, spec->dtype, (int64_t)1 << log, key, sizeof key);
+                mora_tuning_record rec;
+                if (mora_cache_record_load(cache, key, &rec) != MORA_OK) continue;
+                mora_kernel_spec candidate = *spec;
+                if (mora_spec_apply_record(&candidate, &rec) == MORA_OK && mora_space_valid(&candidate, &ctx->info)) {
+                    *spec = candidate;
+                    mora_error_clear();
+                    return "cache";
+                }
+            }
+    }
+    mora_kernel_spec candidate = *spec;
+    const char *matched = NULL;
+    if (mora_db_lookup(ctx->be->name, ctx->info.name, ctx->info.arch, ctx->info.vendor, &candidate, &matched) == MORA_OK &&
+        mora_space_valid(&candidate, &ctx->info)) {
+        *spec = candidate;
+        return "database";
+    }
+    mora_error_clear();
+    return "default";
+}
