@@ -282,6 +282,21 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
     return MORA_OK;
 }
 
+mora_status mora_plan_use_spec(mora_plan *p, const mora_kernel_spec *spec) {
+    if (p->cpu) return mora_fail(MORA_E_UNSUPPORTED, "backend \"cpu\": runs no generated kernels");
+    if (memcmp(&spec->shape, &p->shape, sizeof p->shape) != 0)
+        return mora_fail(MORA_E_ARG, "spec: its shape differs from the plan's");
+    if (spec->kind != MORA_KIND_MERGE && spec->dtype != p->dtype)
+        return mora_fail(MORA_E_ARG, "spec: dtype %s differs from the plan's %s", mora_dtype_name(spec->dtype),
+                         mora_dtype_name(p->dtype));
+    mora_kernel_spec specs[MORA_KIND_COUNT];
+    specs[spec->kind] = *spec;
+    MORA_TRY(prepare_kinds(p, specs, (1u << spec->kind) & kinds_of_calls(p->calls)));
+    p->param_source[spec->kind] = "given";
+    if (p->own_workspace) MORA_TRY(allocate_own_workspace(p));
+    return MORA_OK;
+}
+
 /* ---- the hot calls ---- */
 
 static mora_status check_n(int64_t n) {
@@ -349,6 +364,11 @@ mora_status mora_backward(mora_plan *p, const void *M, const void *x, int64_t ld
     if (dM) MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
     if (dM) MORA_TRY(check_m(p, "dM", dM));
     if (dx) MORA_TRY(check_rows(p, "dx", "lddx", dx, lddx, n, p->shape.d_in, p->dtype));
+    if (p->own_workspace && n > p->max_tokens)
+        return mora_fail(MORA_E_SIZE,
+                         "n=%lld: above the plan's max_tokens=%lld, for which its own workspace was sized (a plan with a "
+                         "larger max_tokens, or mora_plan_set_workspace)",
+                         (long long)n, (long long)p->max_tokens);
     const size_t need = workspace_need(p, n);
     if (need > p->workspace_bytes)
         return mora_fail(MORA_E_SIZE,

@@ -16,6 +16,9 @@ const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_
  * the plan did not prepare). */
 mora_kernel_spec mora_plan_spec(const mora_plan *plan, mora_kind kind);
 const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind);
+/* Tests: prepares `spec`'s parameters for its kind instead of the chosen ones (shape and dtype must
+ * be the plan's; merge: for every prepared W dtype). MORA_E_UNSUPPORTED on the cpu backend. */
+mora_status mora_plan_use_spec(mora_plan *plan, const mora_kernel_spec *spec);
 /* The plan's context. */
 mora_context *mora_plan_context(const mora_plan *plan);
 

@@ -1,5 +1,6 @@
 /* test_backend_ops — every operator × kernel kind × dtype of one backend against the float64
- * reference, through the public runtime API (layers on device buffers).
+ * reference, through the public API (plans on device buffers, M and dM the test's own, rows with
+ * and without stride gaps).
  *
  *   test_backend_ops BACKEND [OP]     e.g.  test_backend_ops opencl rope
  *
@@ -12,7 +13,7 @@
 #include <time.h>
 
 #include "backend_harness.h"
-#include "layer.h"
+#include "plan_internal.h"
 #include "shape.h"
 
 typedef struct test_case {
@@ -21,18 +22,19 @@ typedef struct test_case {
     mora_dtype dtype;
     uint64_t seed;
     int custom_params;
+    int64_t pad; /* row stride = width + pad for x, y, dy, dx and W (gaps must stay untouched) */
 } test_case;
 
 static void describe(const test_case *tc, char *out, size_t size) {
-    snprintf(out, size, "seed=%llu op=%s d_in=%lld d_out=%lld rhat=%lld n=%lld dtype=%s%s",
+    snprintf(out, size, "seed=%llu op=%s d_in=%lld d_out=%lld rhat=%lld n=%lld dtype=%s pad=%lld%s",
              (unsigned long long)tc->seed, mora_op_name(tc->shape.op), (long long)tc->shape.d_in,
              (long long)tc->shape.d_out, (long long)tc->shape.rhat, (long long)tc->n, mora_dtype_name(tc->dtype),
-             tc->custom_params ? " params=custom" : "");
+             (long long)tc->pad, tc->custom_params ? " params=custom" : "");
 }
 
 /* Odd tile sizes, a 3-way split of the dM reduction and small work-groups: exercises every
  * boundary guard and the ordered slice reduction. */
-static void use_custom_params(mora_layer *l) {
+static void use_custom_params(mora_plan *p) {
     static const struct {
         mora_kind kind;
         const char *name;
@@ -47,11 +49,36 @@ static void use_custom_params(mora_layer *l) {
         {MORA_KIND_MERGE, "MERGE_LS", 32},
     };
     for (int kind = 0; kind < MORA_KIND_COUNT; ++kind) {
-        mora_kernel_spec spec = mora_layer_spec(l, (mora_kind)kind);
+        mora_kernel_spec spec = mora_plan_spec(p, (mora_kind)kind);
         for (size_t i = 0; i < sizeof custom / sizeof *custom; ++i)
             if (custom[i].kind == (mora_kind)kind) REQUIRE_OK(mora_spec_set_param(&spec, custom[i].name, custom[i].value));
-        REQUIRE_OK(mora_layer_set_spec(l, &spec));
+        REQUIRE_OK(mora_plan_use_spec(p, &spec));
     }
+}
+
+#define GAP_VALUE 7.0f /* what the gaps between strided rows hold; kernels must leave it */
+
+/* `rows` rows of `width` from a contiguous host array into a new one whose rows are `ld` apart. */
+static void *spread_rows(mora_dtype dt, const void *src, int64_t rows, int64_t width, int64_t ld) {
+    const size_t es = mora_dtype_size(dt);
+    unsigned char *out = malloc((size_t)(rows * ld) * es + 1);
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < ld; ++j) {
+            const float v = j < width ? mora_load_act(dt, src, i * width + j) : GAP_VALUE;
+            mora_store_act(dt, out, i * ld + j, v);
+        }
+    return out;
+}
+
+/* The rows back out of a strided download (in place, to contiguous), checking the gaps. */
+static void gather_rows(double *values, int64_t rows, int64_t width, int64_t ld, const char *what, const char *context) {
+    int64_t changed = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = width; j < ld; ++j) changed += values[i * ld + j] != GAP_VALUE;
+        memmove(values + i * width, values + i * ld, (size_t)width * sizeof *values);
+    }
+    ++check_count_;
+    if (changed) CHECK_FAIL_("%s: %lld element(s) between strided rows changed (%s)", what, (long long)changed, context);
 }
 
 static void run_case(mora_context *ctx, const test_case *tc) {
@@ -61,6 +88,7 @@ static void run_case(mora_context *ctx, const test_case *tc) {
     const mora_dtype dt = tc->dtype;
     const size_t es = mora_dtype_size(dt);
     const int64_t n = tc->n, nx = n * s->d_in, ny = n * s->d_out, nm = s->rhat * s->rhat, nw = s->d_out * s->d_in;
+    const int64_t ldx = s->d_in + tc->pad, ldy = s->d_out + tc->pad, ldw = s->d_in + tc->pad;
     const double tol = harness_tolerance(dt);
     check_rng rng = {tc->seed};
 
@@ -69,7 +97,8 @@ static void run_case(mora_context *ctx, const test_case *tc) {
          *hdx = malloc((size_t)nx * es), *hw = malloc((size_t)nw * es);
     double *x = malloc((size_t)nx * 8), *y0 = malloc((size_t)ny * 8), *dy = malloc((size_t)ny * 8),
            *dx0 = malloc((size_t)nx * 8), *w0 = malloc((size_t)nw * 8), *Md = malloc((size_t)nm * 8);
-    float *Mf = malloc((size_t)nm * 4), *dMf = malloc((size_t)nm * 4), *dMf2 = malloc((size_t)nm * 4);
+    float *Mf = malloc((size_t)nm * 4), *zero_f = calloc((size_t)nm, 4), *dMf = malloc((size_t)nm * 4),
+          *dMf2 = malloc((size_t)nm * 4);
     harness_random(&rng, dt, hx, x, nx, 1.0);
     harness_random(&rng, dt, hdy, dy, ny, 1.0);
     harness_random(&rng, dt, hy, y0, ny, 0.01); /* small start values: see backend_harness.h */
@@ -80,52 +109,64 @@ static void run_case(mora_context *ctx, const test_case *tc) {
         Md[i] = Mf[i];
     }
 
-    /* float64 reference */
+    /* float64 reference; the backward's scale multiplies both of its outputs */
     double *ref_y = calloc((size_t)ny, 8), *ref_dx = calloc((size_t)nx, 8), *ref_dM = calloc((size_t)nm, 8),
            *ref_w = malloc((size_t)nw * 8), *zero_m = calloc((size_t)nm, 8);
-    const float scale = 0.75f, merge_sign = -0.5f;
+    const float scale = 0.75f, bwd_scale = -1.25f, merge_sign = -0.5f;
     REQUIRE_OK(mora_ref_forward(s, Md, x, ref_y, n, scale));
     REQUIRE_OK(mora_ref_backward(s, Md, x, dy, ref_dx, ref_dM, n));
+    for (int64_t i = 0; i < nx; ++i) ref_dx[i] *= bwd_scale;
+    for (int64_t i = 0; i < nm; ++i) ref_dM[i] *= bwd_scale;
     REQUIRE_OK(mora_ref_delta_weight(s, Md, ref_w));
     for (int64_t i = 0; i < nw; ++i) ref_w[i] *= merge_sign;
 
-    mora_layer *l = NULL;
-    REQUIRE_OK(mora_layer_create(ctx, s, dt, &l));
-    if (tc->custom_params) use_custom_params(l);
-    REQUIRE_OK(mora_layer_set_weight(l, Mf));
+    mora_plan *p = NULL;
+    REQUIRE_OK(mora_plan_create(ctx, s, dt, n, NULL, &p));
+    if (tc->custom_params && ctx->be->program_build) use_custom_params(p);
 
-    harness_buffer bx, by, bdy, bdx, bw;
-    harness_upload(ctx, &bx, dt, hx, nx);
-    harness_upload(ctx, &by, dt, hy, ny);
-    harness_upload(ctx, &bdy, dt, hdy, ny);
-    harness_upload(ctx, &bdx, dt, hdx, nx);
-    harness_upload(ctx, &bw, dt, hw, nw);
-    double *got = malloc((size_t)(nw > nx ? (nw > ny ? nw : ny) : (nx > ny ? nx : ny)) * 8);
-    double *got_m = malloc((size_t)nm * 8);
+    harness_buffer bx, by, bdy, bdx, bw, bM, bdM;
+    void *sx = spread_rows(dt, hx, n, s->d_in, ldx), *sy = spread_rows(dt, hy, n, s->d_out, ldy),
+         *sdy = spread_rows(dt, hdy, n, s->d_out, ldy), *sdx = spread_rows(dt, hdx, n, s->d_in, ldx),
+         *sw = spread_rows(dt, hw, s->d_out, s->d_in, ldw);
+    harness_upload(ctx, &bx, dt, sx, n * ldx);
+    harness_upload(ctx, &by, dt, sy, n * ldy);
+    harness_upload(ctx, &bdy, dt, sdy, n * ldy);
+    harness_upload(ctx, &bdx, dt, sdx, n * ldx);
+    harness_upload(ctx, &bw, dt, sw, s->d_out * ldw);
+    harness_upload(ctx, &bM, MORA_F32, Mf, nm);
+    harness_upload(ctx, &bdM, MORA_F32, zero_f, nm);
+    const int64_t largest = s->d_out * ldw > n * (ldx > ldy ? ldx : ldy) ? s->d_out * ldw : n * (ldx > ldy ? ldx : ldy);
+    double *got = malloc((size_t)(largest > nm ? largest : nm) * 8);
     char label[320];
 
     /* fwd */
-    REQUIRE_OK(mora_forward(l, bx.device, by.device, n, scale));
+    REQUIRE_OK(mora_forward(p, bM.device, bx.device, ldx, by.device, ldy, n, scale));
     snprintf(label, sizeof label, "fwd y");
-    if (harness_download(ctx, &by, got, label)) harness_compare(got, y0, ref_y, ny, tol, label, what);
+    if (harness_download(ctx, &by, got, label)) {
+        gather_rows(got, n, s->d_out, ldy, label, what);
+        harness_compare(got, y0, ref_y, ny, tol, label, what);
+    }
 
     /* bwd: dM and dx; dM is float32 whatever the dtype, and its inputs are exact, so 1e-5 */
-    REQUIRE_OK(mora_backward(l, bx.device, bdy.device, bdx.device, n));
-    REQUIRE_OK(mora_layer_get_grad(l, dMf));
-    for (int64_t i = 0; i < nm; ++i) got_m[i] = dMf[i];
-    harness_compare(got_m, zero_m, ref_dM, nm, 1e-5, "bwd dM", what);
-    if (harness_download(ctx, &bdx, got, "bwd dx")) harness_compare(got, dx0, ref_dx, nx, tol, "bwd dx", what);
+    REQUIRE_OK(mora_backward(p, bM.device, bx.device, ldx, bdy.device, ldy, bdx.device, ldx, bdM.device, n, bwd_scale));
+    if (harness_download(ctx, &bdM, got, "bwd dM")) harness_compare(got, zero_m, ref_dM, nm, 1e-5, "bwd dM", what);
+    for (int64_t i = 0; i < nm; ++i) dMf[i] = (float)got[i];
+    if (harness_download(ctx, &bdx, got, "bwd dx")) {
+        gather_rows(got, n, s->d_in, ldx, "bwd dx", what);
+        harness_compare(got, dx0, ref_dx, nx, tol, "bwd dx", what);
+    }
 
-    /* bwd without dx: dM accumulates a second, identical contribution — and bit-exactly the same one */
-    REQUIRE_OK(mora_layer_zero_grad(l));
-    REQUIRE_OK(mora_backward(l, bx.device, bdy.device, NULL, n));
-    REQUIRE_OK(mora_layer_get_grad(l, dMf2));
+    /* bwd without dx into a zeroed dM: bit-exactly the same contribution */
+    REQUIRE_OK(mora_buffer_write(ctx, bdM.device, 0, zero_f, (size_t)nm * 4));
+    REQUIRE_OK(mora_backward(p, bM.device, bx.device, ldx, bdy.device, ldy, NULL, 0, bdM.device, n, bwd_scale));
+    REQUIRE_OK(mora_buffer_read(ctx, bdM.device, 0, dMf2, (size_t)nm * 4));
     ++check_count_;
     if (memcmp(dMf, dMf2, (size_t)nm * 4) != 0) CHECK_FAIL_("bwd dM: two runs differ in their bits (%s)", what);
 
     /* merge: W += s·ΔW; entries ΔW does not have stay bit-identical */
-    REQUIRE_OK(mora_merge(l, bw.device, dt, merge_sign));
+    REQUIRE_OK(mora_merge(p, bM.device, bw.device, ldw, dt, merge_sign));
     if (harness_download(ctx, &bw, got, "merge W")) {
+        gather_rows(got, s->d_out, s->d_in, ldw, "merge W", what);
         harness_compare(got, w0, ref_w, nw, tol, "merge W", what);
         int64_t touched = 0;
         for (int64_t i = 0; i < nw; ++i)
@@ -134,12 +175,13 @@ static void run_case(mora_context *ctx, const test_case *tc) {
         if (touched) CHECK_FAIL_("merge W: %lld entries outside ΔW changed (%s)", (long long)touched, what);
     }
 
-    harness_free(ctx, &bx), harness_free(ctx, &by), harness_free(ctx, &bdy), harness_free(ctx, &bdx),
-        harness_free(ctx, &bw);
-    mora_layer_destroy(l);
+    harness_buffer *buffers[] = {&bx, &by, &bdy, &bdx, &bw, &bM, &bdM};
+    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i) harness_free(ctx, buffers[i]);
+    mora_plan_destroy(p);
+    free(sx), free(sy), free(sdy), free(sdx), free(sw);
     free(hx), free(hy), free(hdy), free(hdx), free(hw), free(x), free(y0), free(dy), free(dx0), free(w0), free(Md);
-    free(Mf), free(dMf), free(dMf2), free(ref_y), free(ref_dx), free(ref_dM), free(ref_w), free(zero_m), free(got),
-        free(got_m);
+    free(Mf), free(zero_f), free(dMf), free(dMf2), free(ref_y), free(ref_dx), free(ref_dM), free(ref_w), free(zero_m),
+        free(got);
 }
 
 /* The fixed edge shapes (d_in, d_out, r̂); those an operator cannot take are skipped for it. */
@@ -192,7 +234,7 @@ int main(int argc, char **argv) {
             if (mora_shape_check(&s) != MORA_OK) continue;
             for (int d = 0; d < MORA_DTYPE_COUNT; ++d) {
                 test_case tc = {s, token_counts[rotation++ % 3], (mora_dtype)d,
-                                (uint64_t)(op * 100000 + k * 10 + d), 0};
+                                (uint64_t)(op * 100000 + k * 10 + d), 0, (k + d) % 2 ? 3 : 0};
                 /* once per operator: custom parameters on a shape where they matter */
                 if (!custom_done && k == 0 && d == MORA_F32) {
                     tc.custom_params = 1;

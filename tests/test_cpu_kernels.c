@@ -17,6 +17,12 @@
 #include <time.h>
 
 #include "check.h"
+
+#define MORA_TRY_TEST(e)                  \
+    do {                                  \
+        mora_status s_ = (e);             \
+        if (s_ != MORA_OK) return s_;     \
+    } while (0)
 #include "cpu_kernels.h"
 #include "halfconv.h"
 #include "shape.h"
@@ -29,6 +35,47 @@ static double tolerance(mora_dtype dt) {
     case MORA_BF16: return 1e-2;
     default: return 1e-5;
     }
+}
+
+/* The row-contiguous calls of 0.1 over the plan interface (the checks a plan makes, then one cpu
+ * plan and workspace per call). */
+static mora_status cpu_call_check(const mora_shape *s, int64_t n) {
+    MORA_TRY_TEST(mora_shape_check(s));
+    if (n < 0) return MORA_E_SIZE;
+    return MORA_OK;
+}
+
+static mora_status cpu_forward(const mora_shape *s, mora_dtype dt, const float *M, const void *x, void *y, int64_t n,
+                               float scale) {
+    MORA_TRY_TEST(cpu_call_check(s, n));
+    mora_cpu_plan *p = NULL;
+    MORA_TRY_TEST(mora_cpu_plan_create(s, dt, NULL, &p));
+    void *ws = malloc(mora_cpu_workspace_bytes(p, n) + 1);
+    const mora_status st = mora_cpu_forward(p, M, x, s->d_in, y, s->d_out, n, scale, ws);
+    free(ws);
+    mora_cpu_plan_destroy(p);
+    return st;
+}
+
+static mora_status cpu_backward(const mora_shape *s, mora_dtype dt, const float *M, const void *x, const void *dy,
+                                void *dx, float *dM, int64_t n) {
+    MORA_TRY_TEST(cpu_call_check(s, n));
+    mora_cpu_plan *p = NULL;
+    MORA_TRY_TEST(mora_cpu_plan_create(s, dt, NULL, &p));
+    void *ws = malloc(mora_cpu_workspace_bytes(p, n) + 1);
+    const mora_status st = mora_cpu_backward(p, M, x, s->d_in, dy, s->d_out, dx, s->d_in, dM, n, 1.0f, ws);
+    free(ws);
+    mora_cpu_plan_destroy(p);
+    return st;
+}
+
+static mora_status cpu_merge(const mora_shape *s, const float *M, void *W, mora_dtype dt, float sign) {
+    MORA_TRY_TEST(cpu_call_check(s, 0));
+    mora_cpu_plan *p = NULL;
+    MORA_TRY_TEST(mora_cpu_plan_create(s, dt, NULL, &p));
+    const mora_status st = mora_cpu_merge(p, M, W, s->d_in, dt, sign);
+    mora_cpu_plan_destroy(p);
+    return st;
 }
 
 static void *xmalloc(size_t bytes) {
@@ -137,7 +184,7 @@ static void run_case(const case_info *ci) {
     /* ---- forward ---- */
     REQUIRE_OK(mora_ref_forward(s, Md, xd, ref_y, n, scale));
     fill_act(&rng, dt, y, y0, n * d_out, rms(ref_y, n * d_out));
-    REQUIRE_OK(mora_cpu_forward(s, dt, Mf, x, y, n, scale));
+    REQUIRE_OK(cpu_forward(s, dt, Mf, x, y, n, scale));
     act_change(dt, y, y0, chg, n * d_out);
     check_err(ci, "forward y", check_rel_error(chg, ref_y, n * d_out), tol);
 
@@ -147,16 +194,16 @@ static void run_case(const case_info *ci) {
     memcpy(dx2, dx, (size_t)(n * d_in) * es);
     const double dM_amp = rms(ref_dM, rhat * rhat);
     for (int64_t i = 0; i < rhat * rhat; ++i) dM0[i] = dM2[i] = dM[i] = (float)(dM_amp * check_rng_uniform(&rng));
-    REQUIRE_OK(mora_cpu_backward(s, dt, Mf, x, dy, dx, dM, n));
+    REQUIRE_OK(cpu_backward(s, dt, Mf, x, dy, dx, dM, n));
     act_change(dt, dx, dx0, chg, n * d_in);
     check_err(ci, "backward dx", check_rel_error(chg, ref_dx, n * d_in), tol);
     for (int64_t i = 0; i < rhat * rhat; ++i) chg[i] = (double)dM[i] - dM0[i];
     check_err(ci, "backward dM", check_rel_error(chg, ref_dM, rhat * rhat), 1e-5);
     /* dx alone and dM alone give the same bits as both together */
-    REQUIRE_OK(mora_cpu_backward(s, dt, Mf, x, dy, dx2, NULL, n));
+    REQUIRE_OK(cpu_backward(s, dt, Mf, x, dy, dx2, NULL, n));
     check_true(ci, "backward dx without dM differs", memcmp(dx, dx2, (size_t)(n * d_in) * es) == 0);
-    REQUIRE_OK(mora_cpu_backward(s, dt, Mf, NULL, dy, NULL, NULL, n)); /* nothing to compute: a no-op */
-    REQUIRE_OK(mora_cpu_backward(s, dt, Mf, x, dy, NULL, dM2, n));
+    REQUIRE_OK(cpu_backward(s, dt, Mf, NULL, dy, NULL, NULL, n)); /* nothing to compute: a no-op */
+    REQUIRE_OK(cpu_backward(s, dt, Mf, x, dy, NULL, dM2, n));
     check_true(ci, "backward dM without dx differs", memcmp(dM, dM2, (size_t)(rhat * rhat) * sizeof *dM) == 0);
 
     /* ---- merge (W of the same dtype), sign alternating ---- */
@@ -167,7 +214,7 @@ static void run_case(const case_info *ci) {
     REQUIRE_OK(mora_ref_delta_weight(s, Md, ref_dW));
     fill_act(&rng, dt, W, w0, d_out * d_in, rms(ref_dW, d_out * d_in));
     memcpy(Wb, W, (size_t)(d_out * d_in) * es);
-    REQUIRE_OK(mora_cpu_merge(s, Mf, W, dt, sign));
+    REQUIRE_OK(cpu_merge(s, Mf, W, dt, sign));
     int64_t touched = 0, stray = 0, ref_outside = 0;
     double *got_c = xmalloc((size_t)(d_out * d_in) * sizeof *got_c), *ref_c = xmalloc((size_t)(d_out * d_in) * sizeof *ref_c);
     for (int64_t j = 0; j < d_out; ++j)
@@ -270,7 +317,7 @@ static void test_nan(void) {
             fill_act(&rng, dt, dx, dxd, 3 * 23, 1.0);
             mora_store_act(dt, x, 23 + 0, NAN);
             float dM[36] = {0};
-            REQUIRE_OK(mora_cpu_forward(s, dt, M, x, y, 3, 1.0f));
+            REQUIRE_OK(cpu_forward(s, dt, M, x, y, 3, 1.0f));
             check_true(&ci, "NaN in x[1][0] did not reach y[1][0]", isnan(mora_load_act(dt, y, 31)));
             int finite_other = 1;
             for (int j = 0; j < 31; ++j)
@@ -279,10 +326,10 @@ static void test_nan(void) {
             double got[3 * 31];
             act_change(dt, y, yd, got, 3 * 31);
             check_true(&ci, "relative error of a NaN output passes", !(check_rel_error(got, yd, 3 * 31) <= 1.0));
-            REQUIRE_OK(mora_cpu_backward(s, dt, M, x, dy, NULL, dM, 3));
+            REQUIRE_OK(cpu_backward(s, dt, M, x, dy, NULL, dM, 3));
             check_true(&ci, "NaN in x did not reach dM[0][0]", isnan(dM[0]));
             mora_store_act(dt, dy, 2 * 31 + 0, NAN);
-            REQUIRE_OK(mora_cpu_backward(s, dt, M, x, dy, dx, NULL, 3));
+            REQUIRE_OK(cpu_backward(s, dt, M, x, dy, dx, NULL, 3));
             int nan_row2 = 0, finite_row0 = 1;
             for (int p = 0; p < 23; ++p) {
                 nan_row2 |= isnan(mora_load_act(dt, dx, 2 * 23 + p));
@@ -320,9 +367,9 @@ static void test_determinism_and_edges(void) {
                 fill_act(&same, dt, y[r], scratch, ny, 1.0);
                 fill_act(&same, dt, dx[r], scratch, nx, 1.0);
                 fill_act(&same, dt, W[r], scratch, nw, 1.0);
-                REQUIRE_OK(mora_cpu_forward(s, dt, M, x, y[r], n, 0.5f));
-                REQUIRE_OK(mora_cpu_backward(s, dt, M, x, dy, dx[r], dM[r], n));
-                REQUIRE_OK(mora_cpu_merge(s, M, W[r], dt, 1.0f));
+                REQUIRE_OK(cpu_forward(s, dt, M, x, y[r], n, 0.5f));
+                REQUIRE_OK(cpu_backward(s, dt, M, x, dy, dx[r], dM[r], n));
+                REQUIRE_OK(cpu_merge(s, M, W[r], dt, 1.0f));
             }
             check_true(&ci, "forward not deterministic", memcmp(y[0], y[1], (size_t)(ny * es)) == 0);
             check_true(&ci, "backward dx not deterministic", memcmp(dx[0], dx[1], (size_t)(nx * es)) == 0);
@@ -338,25 +385,25 @@ static void test_determinism_and_edges(void) {
                 memcpy(y1row, (char *)tmp + 5 * s->d_out * es, (size_t)(s->d_out * es));
                 free(tmp);
             }
-            REQUIRE_OK(mora_cpu_forward(s, dt, M, (const char *)x + 5 * s->d_in * es, y1row, 1, 0.5f));
+            REQUIRE_OK(cpu_forward(s, dt, M, (const char *)x + 5 * s->d_in * es, y1row, 1, 0.5f));
             check_true(&ci, "forward of one token differs from the same token in a batch",
                        memcmp(y1row, (char *)y[0] + 5 * s->d_out * es, (size_t)(s->d_out * es)) == 0);
             free(y1row);
             for (int r = 0; r < 2; ++r) free(y[r]), free(dx[r]), free(W[r]), free(dM[r]);
 
             /* n = 0 succeeds without touching (or needing) buffers */
-            CHECK_STATUS(mora_cpu_forward(s, dt, M, NULL, NULL, 0, 1.0f), MORA_OK);
-            CHECK_STATUS(mora_cpu_backward(s, dt, M, NULL, NULL, NULL, NULL, 0), MORA_OK);
+            CHECK_STATUS(cpu_forward(s, dt, M, NULL, NULL, 0, 1.0f), MORA_OK);
+            CHECK_STATUS(cpu_backward(s, dt, M, NULL, NULL, NULL, NULL, 0), MORA_OK);
             free(M), free(x), free(dy), free(scratch);
         }
     float M[9] = {0};
     float xv[3] = {1, 2, 3}, yv[3] = {0};
     const mora_shape odd = {6, 6, 3, MORA_OP_ROPE};
-    CHECK_STATUS(mora_cpu_forward(&odd, MORA_F32, M, xv, yv, 1, 1.0f), MORA_E_ODD_RHAT);
+    CHECK_STATUS(cpu_forward(&odd, MORA_F32, M, xv, yv, 1, 1.0f), MORA_E_ODD_RHAT);
     const mora_shape big = {2, 6, 3, MORA_OP_TRUNCATE};
-    CHECK_STATUS(mora_cpu_merge(&big, M, yv, MORA_F32, 1.0f), MORA_E_CONSTRAINT);
+    CHECK_STATUS(cpu_merge(&big, M, yv, MORA_F32, 1.0f), MORA_E_CONSTRAINT);
     const mora_shape ok = {3, 3, 3, MORA_OP_SHARE};
-    CHECK_STATUS(mora_cpu_forward(&ok, MORA_F32, M, xv, yv, -1, 1.0f), MORA_E_SIZE);
+    CHECK_STATUS(cpu_forward(&ok, MORA_F32, M, xv, yv, -1, 1.0f), MORA_E_SIZE);
 }
 
 static double seconds(void) {
@@ -381,9 +428,9 @@ static void test_speed(void) {
             float *dM = calloc(256 * 256, sizeof *dM);
             for (int64_t i = 0; i < n * 4096; ++i) mora_store_act(dt, x, i, (float)check_rng_uniform(&rng));
             const double t0 = seconds();
-            REQUIRE_OK(mora_cpu_forward(&s, dt, M, x, y, n, 1.0f));
+            REQUIRE_OK(cpu_forward(&s, dt, M, x, y, n, 1.0f));
             const double t1 = seconds();
-            REQUIRE_OK(mora_cpu_backward(&s, dt, M, x, x, dx, dM, n));
+            REQUIRE_OK(cpu_backward(&s, dt, M, x, x, dx, dM, n));
             const double t2 = seconds();
             printf("speed %s %s d=4096 rhat=256 n=64: forward %.1f ms, backward (dx+dM) %.1f ms\n", mora_op_name(s.op),
                    mora_dtype_name(dt), 1e3 * (t1 - t0), 1e3 * (t2 - t1));
