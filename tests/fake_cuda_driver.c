@@ -155,7 +155,16 @@ CUresult cuCtxPopCurrent(CUcontext *context) {
     return CUDA_SUCCESS;
 }
 
+/* The current context's device: the one device. */
+CUresult cuCtxGetDevice(CUdevice *device) {
+    CUresult r = need_context();
+    if (r != CUDA_SUCCESS) return r;
+    *device = 0;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuMemAlloc(CUdeviceptr *ptr, size_t bytes) {
+    ++stats.allocation_calls;
     CUresult r = need_context();
     if (r != CUDA_SUCCESS) return r;
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
@@ -173,6 +182,7 @@ CUresult cuMemAlloc(CUdeviceptr *ptr, size_t bytes) {
 }
 
 CUresult cuMemFree(CUdeviceptr ptr) {
+    ++stats.free_calls;
     CUresult r = need_context();
     if (r != CUDA_SUCCESS) return r;
     for (int i = 0; i < FAKE_MAX_ALLOCATIONS; ++i)
@@ -233,6 +243,7 @@ CUresult cuMemGetAddressRange(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) 
 }
 
 CUresult cuModuleLoadData(CUmodule *module, const void *image) {
+    ++stats.module_loads;
     CUresult r = need_context();
     if (r != CUDA_SUCCESS) return r;
     const int is_elf = memcmp(image, "\x7f" "ELF", 4) == 0;

@@ -15,6 +15,7 @@ typedef struct fake_gpu_stats {
     int live_allocations, live_modules, live_streams, live_events;
     int elf_modules;           /* modules loaded from an ELF image (CUBIN / code object) */
     int synchronizations, events_recorded, launches;
+    int allocation_calls, free_calls, module_loads; /* every call, whatever became of it */
     char last_entry[64];
     unsigned last_dims[6];     /* grid x y z, block x y z */
     void *last_stream;

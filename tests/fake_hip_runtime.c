@@ -118,6 +118,7 @@ const char *hipGetErrorName(hipError_t error) {
 const char *hipGetErrorString(hipError_t error) { return error == hipErrorNoDevice ? "no ROCm-capable device is detected" : "fake runtime error"; }
 
 hipError_t hipMalloc(void **ptr, size_t bytes) {
+    ++stats.allocation_calls;
     hipError_t e = need_device();
     if (e != hipSuccess) return e;
     if (bytes == 0) return hipErrorInvalidValue;
@@ -135,6 +136,7 @@ hipError_t hipMalloc(void **ptr, size_t bytes) {
 }
 
 hipError_t hipFree(void *ptr) {
+    ++stats.free_calls;
     hipError_t e = need_device();
     if (e != hipSuccess) return e;
     for (int i = 0; i < FAKE_MAX_ALLOCATIONS; ++i)
@@ -195,6 +197,7 @@ hipError_t hipMemGetAddressRange(hipDeviceptr_t *base, size_t *size, hipDevicept
 }
 
 hipError_t hipModuleLoadData(hipModule_t *module, const void *image) {
+    ++stats.module_loads;
     hipError_t e = need_device();
     if (e != hipSuccess) return e;
     if (memcmp(image, "\x7f" "ELF", 4) != 0) return hipErrorInvalidImage;

@@ -7,9 +7,10 @@
  *   test_backend_fake cuda-nodevice|hip-nodevice   (with FAKE_*_INIT_RESULT=100 set)
  *
  * Checks: device description, buffer round trips, bounds from buffer_size, zeroing, stream
- * adoption, events, a layer's forward / backward / merge launches (entry, grid, block and every
- * argument value as the kernel would see it), that the caller's current context / device is left
- * as it was, and that everything is released (the fake counts contexts, allocations, modules,
+ * adoption, events, a plan's forward / backward / merge launches (entry, grid, block and every
+ * argument value as the kernel would see it), that the hot calls compile, load, allocate, free and
+ * synchronise nothing (so they can be captured in a CUDA graph), that a second plan of the same
+ * shape compiles nothing, that the caller's current context / device is left as it was, and that everything is released (the fake counts contexts, allocations, modules,
  * streams, events and calls made without the context current). Exits 77 without the fake or without
  * the compiler. */
 #include <dlfcn.h>
@@ -17,7 +18,7 @@
 #include "check.h"
 #include "context.h"
 #include "fake_gpu.h"
-#include "layer.h"
+#include "plan_internal.h"
 #include "offline_compile.h"
 
 static int is_cuda;
@@ -44,9 +45,9 @@ static uintptr_t arg_ptr(int i) {
     return (uintptr_t)v;
 }
 
-/* The last launch was entry `entry` of `spec` for n tokens, with the given arguments. */
-static void check_launch(const mora_kernel_spec *spec, int entry, int64_t n, const uintptr_t *buffers, int buffer_count,
-                         int has_n, int64_t want_n, int has_float, float want_float) {
+/* The last launch was entry `entry` of `spec` for n tokens (grid and block), with `arg_count`
+ * arguments (their values are checked by the caller). */
+static void check_launch(const mora_kernel_spec *spec, int entry, int64_t n, int arg_count) {
     const mora_kind_decl *decl = mora_kind_decl_get(spec->kind);
     CHECK_STR(fake->last_entry, decl->entries[entry]);
     size_t groups[3];
@@ -55,10 +56,7 @@ static void check_launch(const mora_kernel_spec *spec, int entry, int64_t n, con
     CHECK_EQ_INT(fake->last_dims[3], mora_spec_threads(spec, entry));
     CHECK_EQ_INT(fake->last_dims[4], 1);
     CHECK_EQ_INT(fake->last_dims[5], 1);
-    CHECK_EQ_INT(fake->last_arg_count, buffer_count + has_n + has_float);
-    for (int i = 0; i < buffer_count; ++i) CHECK(arg_ptr(i) == buffers[i]);
-    if (has_n) CHECK_EQ_INT(arg_i64(buffer_count), want_n);
-    if (has_float) CHECK_NEAR(arg_f32(buffer_count + has_n), want_float, 0.0);
+    CHECK_EQ_INT(fake->last_arg_count, arg_count);
 }
 
 static void check_no_backend(const char *backend, const char *why_part) {
@@ -122,22 +120,26 @@ static void run(const char *backend) {
     ctx->be->event_free(ctx->be_ctx, e0);
     ctx->be->event_free(ctx->be_ctx, e1);
 
-    /* a layer's kernels: compiled for real, loaded and launched by the fake */
+    /* a plan's kernels: compiled for real, loaded and launched by the fake */
     const mora_shape s = {96, 80, 16, MORA_OP_ROPE};
-    const int64_t n = 5;
-    mora_layer *l = NULL;
-    REQUIRE_OK(mora_layer_create_plain(ctx, &s, MORA_BF16, &l));
-    float M[16 * 16], M_back[16 * 16];
+    const int64_t n = 5, ldx = 100, ldy = 81, ldw = 97;
+    float M[16 * 16];
     for (int i = 0; i < 16 * 16; ++i) M[i] = (float)(i % 17) - 8.0f;
-    REQUIRE_OK(mora_layer_set_weight(l, M));
-    REQUIRE_OK(mora_layer_get_weight(l, M_back));
-    CHECK(memcmp(M, M_back, sizeof M) == 0);
-    void *x = NULL, *y = NULL, *dy = NULL, *dx = NULL, *w = NULL;
-    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_in) * 2, &x));
-    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_out) * 2, &y));
-    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_out) * 2, &dy));
-    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * s.d_in) * 2, &dx));
-    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(s.d_in * s.d_out) * 4, &w));
+    void *x = NULL, *y = NULL, *dy = NULL, *dx = NULL, *w = NULL, *Mdev = NULL, *dM = NULL;
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * ldx) * 2, &x));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * ldy) * 2, &y));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * ldy) * 2, &dy));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(n * ldx) * 2, &dx));
+    REQUIRE_OK(mora_buffer_alloc(ctx, (size_t)(s.d_out * ldw) * 4, &w));
+    REQUIRE_OK(mora_buffer_alloc(ctx, sizeof M, &Mdev));
+    REQUIRE_OK(mora_buffer_alloc(ctx, sizeof M, &dM));
+    REQUIRE_OK(mora_buffer_write(ctx, Mdev, 0, M, sizeof M));
+    const mora_plan_options options = {.merge_dtypes = 1u << MORA_F32};
+    const mora_context_stats before_plan = mora_context_get_stats(ctx);
+    mora_plan *p = NULL;
+    REQUIRE_OK(mora_plan_create(ctx, &s, MORA_BF16, n, &options, &p));
+    const mora_context_stats after_plan = mora_context_get_stats(ctx);
+    CHECK_EQ_INT(after_plan.compiles - before_plan.compiles, 4); /* fwd, bwd_dx, bwd_dm, merge: all at creation */
 
     /* an adopted stream carries the launches; back to the context's own with NULL */
     void *adopted = &check_count_; /* the fake CUDA driver takes any other handle for the primary context's */
@@ -146,44 +148,64 @@ static void run(const char *backend) {
         REQUIRE_OK(mora_context_set_stream(ctx, adopted));
     }
 
+    /* the hot calls: no compile, no module load, no allocation or free, no synchronisation */
+    const fake_gpu_stats hot_before = *fake;
     const int launches_before = fake->launches;
-    REQUIRE_OK(mora_forward(l, x, y, n, 0.5f));
+    REQUIRE_OK(mora_forward(p, Mdev, x, ldx, y, ldy, n, 0.5f));
     CHECK_EQ_INT(fake->launches, launches_before + 1);
-    mora_kernel_spec spec = mora_layer_spec(l, MORA_KIND_FWD);
-    /* mora_fwd(x, y, M, cs, n, scale) */
-    const uintptr_t M_dev = arg_ptr(2), cs_dev = arg_ptr(3);
-    CHECK(M_dev != 0 && cs_dev != 0);
-    check_launch(&spec, 0, n, (const uintptr_t[]){(uintptr_t)x, (uintptr_t)y, M_dev, cs_dev}, 4, 1, n, 1, 0.5f);
+    mora_kernel_spec spec = mora_plan_spec(p, MORA_KIND_FWD);
+    /* mora_fwd(x, ldx, y, ldy, M, cs, n, scale) */
+    const uintptr_t cs_dev = arg_ptr(5);
+    CHECK(cs_dev != 0);
+    check_launch(&spec, 0, n, 8);
+    CHECK(arg_ptr(0) == (uintptr_t)x && arg_i64(1) == ldx && arg_ptr(2) == (uintptr_t)y && arg_i64(3) == ldy);
+    CHECK(arg_ptr(4) == (uintptr_t)Mdev && arg_i64(6) == n && arg_f32(7) == 0.5f);
     if (is_cuda) {
         CHECK(fake->last_stream == adopted);
         REQUIRE_OK(mora_context_set_stream(ctx, NULL));
     }
 
-    REQUIRE_OK(mora_backward(l, x, dy, dx, n));
-    /* the last launch is bwd_dx's gather: mora_bwd_dx_gather(u, cs, dx, n) */
-    spec = mora_layer_spec(l, MORA_KIND_BWD_DX);
-    size_t scratch_bytes = 0;
-    void *scratch = mora_layer_scratch(l, &scratch_bytes);
-    CHECK(scratch != NULL && scratch_bytes > 0);
-    check_launch(&spec, 1, n, (const uintptr_t[]){(uintptr_t)scratch, cs_dev, (uintptr_t)dx}, 3, 1, n, 0, 0.0f);
+    REQUIRE_OK(mora_backward(p, Mdev, x, ldx, dy, ldy, dx, ldx, dM, n, 2.0f));
+    CHECK_EQ_INT(fake->launches, launches_before + 4); /* bwd_dm (split 1: one entry), dx gemm + gather */
+    /* the last launch is bwd_dx's gather: mora_bwd_dx_gather(u, cs, dx, lddx, n, scale) */
+    spec = mora_plan_spec(p, MORA_KIND_BWD_DX);
+    check_launch(&spec, 1, n, 6);
+    CHECK(arg_ptr(0) != 0 && arg_ptr(1) == cs_dev && arg_ptr(2) == (uintptr_t)dx && arg_i64(3) == ldx);
+    CHECK(arg_i64(4) == n && arg_f32(5) == 2.0f);
     if (is_cuda) CHECK(fake->last_stream != adopted);
 
-    REQUIRE_OK(mora_merge(l, w, MORA_F32, -1.5f));
-    /* mora_merge(W, M, cs, s) */
-    spec = mora_layer_spec(l, MORA_KIND_MERGE);
+    REQUIRE_OK(mora_merge(p, Mdev, w, ldw, MORA_F32, -1.5f));
+    /* mora_merge(W, ldw, M, cs, s) */
+    spec = mora_plan_spec(p, MORA_KIND_MERGE);
     spec.dtype = MORA_F32;
-    check_launch(&spec, 0, 1, (const uintptr_t[]){(uintptr_t)w, M_dev, cs_dev}, 3, 0, 0, 1, -1.5f);
+    check_launch(&spec, 0, 1, 5);
+    CHECK(arg_ptr(0) == (uintptr_t)w && arg_i64(1) == ldw && arg_ptr(2) == (uintptr_t)Mdev && arg_ptr(3) == cs_dev);
+    CHECK(arg_f32(4) == -1.5f);
+    CHECK_EQ_INT(fake->allocation_calls, hot_before.allocation_calls);
+    CHECK_EQ_INT(fake->free_calls, hot_before.free_calls);
+    CHECK_EQ_INT(fake->synchronizations, hot_before.synchronizations);
+    CHECK_EQ_INT(fake->module_loads, hot_before.module_loads);
+    const mora_context_stats after_hot = mora_context_get_stats(ctx);
+    CHECK_EQ_INT(after_hot.compiles, after_plan.compiles);
+    CHECK_EQ_INT(after_hot.binary_loads, after_plan.binary_loads);
     CHECK(fake->elf_modules >= 4); /* fwd, bwd_dm, bwd_dx, merge: binaries, not PTX */
 
-    /* too many work-items for the device: refused before the launch */
-    spec = mora_layer_spec(l, MORA_KIND_FWD);
+    /* a second plan of the same shape shares the programs: nothing compiled or loaded */
+    mora_plan *q = NULL;
+    REQUIRE_OK(mora_plan_create(ctx, &s, MORA_BF16, n, &options, &q));
+    CHECK_EQ_INT(mora_context_get_stats(ctx).compiles, after_plan.compiles);
+    CHECK_EQ_INT(fake->module_loads, hot_before.module_loads);
+    mora_plan_destroy(q);
+
+    /* too many work-items for the device: refused before anything is launched */
+    spec = mora_plan_spec(p, MORA_KIND_FWD);
     CHECK_STATUS(mora_spec_set_param(&spec, "FWD_TM", 64), MORA_OK);
     CHECK_STATUS(mora_spec_set_param(&spec, "FWD_WM", 1), MORA_OK);
     CHECK_STATUS(mora_spec_set_param(&spec, "FWD_WN", 1), MORA_OK);
-    CHECK_STATUS(mora_layer_set_spec(l, &spec), MORA_E_PARAM); /* 64 x 32 work-items > the fake's 1024 */
-    mora_layer_destroy(l);
-    void *buffers[] = {x, y, dy, dx, w};
-    for (int i = 0; i < 5; ++i) REQUIRE_OK(mora_buffer_free(ctx, buffers[i]));
+    CHECK_STATUS(mora_plan_use_spec(p, &spec), MORA_E_PARAM); /* 64 x 32 work-items > the fake's 1024 */
+    mora_plan_destroy(p);
+    void *buffers[] = {x, y, dy, dx, w, Mdev, dM};
+    for (int i = 0; i < 7; ++i) REQUIRE_OK(mora_buffer_free(ctx, buffers[i]));
 
     if (!is_cuda) {
         int current = -1;

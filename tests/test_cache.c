@@ -18,7 +18,7 @@
 
 #include "cache.h"
 #include "check.h"
-#include "context.h" /* mora_hash64: the file names are the key's hash */
+#include "hash.h" /* the file names are the key's hash */
 
 /* ---- the log callback: warnings counted by what they say ---------------------------------------- */
 static int warn_unwritable, warn_corrupt, warn_db, warn_other;

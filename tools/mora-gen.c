@@ -62,7 +62,7 @@ static int check_opencl(const mora_kernel_spec *spec, const char *source, int de
         return 1;
     }
     void *program = NULL;
-    const mora_status st = mora_context_program(ctx, source, &program);
+    const mora_status st = mora_context_build(ctx, source, &program);
     if (st != MORA_OK) {
         fprintf(stderr, "%s: compilation failed on %s: %s\n", prog, mora_context_device_name(ctx), mora_last_error());
         mora_context_destroy(ctx);
@@ -73,6 +73,7 @@ static int check_opencl(const mora_kernel_spec *spec, const char *source, int de
     printf("%-22s %10s %12s\n", "entry", "work-items", "local bytes");
     for (int e = 0; e < d->entry_count; ++e)
         printf("%-22s %10zu %12zu\n", d->entries[e], mora_spec_threads(spec, e), mora_spec_local_bytes(spec, e));
+    mora_context_release_program(ctx, program);
     mora_context_destroy(ctx);
     return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "context.h"
+#include "programs.h"
 #include "tuner.h"
 
 static const char *const prog = "mora-tune";
