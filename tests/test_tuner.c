@@ -9,6 +9,8 @@
 
 #include "check.h"
 #include "context.h"
+#include "plan_internal.h"
+#include "programs.h"
 #include "tuner.h"
 
 static void check_pick_winner(void) {
@@ -182,59 +184,128 @@ int main(void) {
     CHECK(results[MORA_KIND_MERGE].from_cache);
     CHECK(mora_spec_same_params(&results[MORA_KIND_FWD].best, &gated));
 
-    /* layers take the cached parameters; kinds never tuned keep the defaults or the database's */
-    mora_layer *l = NULL;
-    REQUIRE_OK(mora_layer_create(ctx, &s, MORA_F32, &l));
-    CHECK_STR(mora_layer_param_source(l, MORA_KIND_FWD), "cache");
-    CHECK_STR(mora_layer_param_source(l, MORA_KIND_MERGE), "cache");
-    CHECK(strcmp(mora_layer_param_source(l, MORA_KIND_BWD_DX), "cache") != 0);
-    const mora_kernel_spec used = mora_layer_spec(l, MORA_KIND_FWD);
+    /* plans take the cached parameters; kinds never tuned keep the defaults or the database's */
+    mora_plan *l = NULL;
+    REQUIRE_OK(mora_plan_create(ctx, &s, MORA_F32, 256, NULL, &l));
+    CHECK_STR(mora_plan_param_source(l, MORA_KIND_FWD), "cache");
+    CHECK_STR(mora_plan_param_source(l, MORA_KIND_MERGE), "cache");
+    CHECK(strcmp(mora_plan_param_source(l, MORA_KIND_BWD_DX), "cache") != 0);
+    const mora_kernel_spec used = mora_plan_spec(l, MORA_KIND_FWD);
     CHECK(mora_spec_same_params(&used, &results[MORA_KIND_FWD].best));
-    mora_layer_destroy(l);
+    mora_plan_destroy(l);
+
+    /* bounded memory: after tuning, the live programs are the winners' (in a fresh context) */
+    {
+        mora_context *fresh = NULL;
+        REQUIRE_OK(mora_context_create("opencl", 0, &fresh));
+        o.force = 1;
+        o.max_candidates = 12;
+        o.kinds = (1u << MORA_KIND_FWD) | (1u << MORA_KIND_MERGE);
+        REQUIRE_OK(mora_tune(fresh, &s, MORA_F32, &o, results));
+        const mora_context_stats stats = mora_context_get_stats(fresh);
+        printf("tuning: %ld compiles, %ld programs live after\n", stats.compiles, stats.live_programs);
+        CHECK(stats.compiles > 2);
+        CHECK_EQ_INT(stats.live_programs, 2);
+        /* the winners were registered: a plan for fwd and merge compiles nothing more */
+        const mora_plan_options fm = {.calls = MORA_PLAN_FORWARD | MORA_PLAN_MERGE};
+        REQUIRE_OK(mora_plan_create(fresh, &s, MORA_F32, 256, &fm, &l));
+        CHECK_EQ_INT(mora_context_get_stats(fresh).compiles, stats.compiles);
+        mora_plan_destroy(l);
+        mora_context_destroy(fresh);
+        /* ... and their binaries were stored: another context (as another process) loads, not compiles */
+        REQUIRE_OK(mora_context_create("opencl", 0, &fresh));
+        REQUIRE_OK(mora_plan_create(fresh, &s, MORA_F32, 256, &fm, &l));
+        const mora_context_stats second = mora_context_get_stats(fresh);
+        CHECK_EQ_INT(second.compiles, 0);
+        CHECK_EQ_INT(second.binary_loads, 2);
+        mora_plan_destroy(l);
+        mora_context_destroy(fresh);
+        o.force = 0;
+    }
+
+    /* a plan takes the record of its max_tokens' bucket, else the nearest bucket that has one */
+    {
+        const mora_shape t = {48, 33, 8, MORA_OP_SHARE};
+        const int tms[2] = {16, 64};
+        const int64_t buckets[2] = {256, 1024};
+        for (int i = 0; i < 2; ++i) {
+            mora_kernel_spec spec = mora_spec_default(&t, MORA_F32, MORA_KIND_FWD, MORA_DIALECT_OPENCL);
+            REQUIRE_OK(mora_spec_set_param(&spec, "FWD_TM", tms[i]));
+            REQUIRE_OK(mora_spec_set_param(&spec, "FWD_TN", 8)); /* no wider than r̂'s tile (space rules) */
+            const mora_kind_decl *d = mora_kind_decl_get(MORA_KIND_FWD);
+            mora_tuning_record rec = {0};
+            snprintf(rec.kind, sizeof rec.kind, "fwd");
+            rec.param_count = d->param_count;
+            for (int k = 0; k < d->param_count; ++k) {
+                snprintf(rec.param_names[k], sizeof rec.param_names[k], "%s", d->params[k].name);
+                rec.param_values[k] = spec.params[k];
+            }
+            char key[1024];
+            mora_tuning_key(ctx, MORA_KIND_FWD, &t, MORA_F32, buckets[i], key, sizeof key);
+            REQUIRE_OK(mora_cache_record_store(cache, key, &rec));
+        }
+        const mora_plan_options f = {.calls = MORA_PLAN_FORWARD};
+        const struct {
+            int64_t max_tokens;
+            int want_tm;
+        } picks[] = {{200, 16}, {256, 16}, {1000, 64}, {600, 64}, {5000, 64}, {3, 16}};
+        for (size_t i = 0; i < sizeof picks / sizeof *picks; ++i) {
+            REQUIRE_OK(mora_plan_create(ctx, &t, MORA_F32, picks[i].max_tokens, &f, &l));
+            const mora_kernel_spec chosen = mora_plan_spec(l, MORA_KIND_FWD);
+            CHECK_EQ_INT(mora_spec_get_param(&chosen, "FWD_TM"), picks[i].want_tm);
+            CHECK_STR(mora_plan_param_source(l, MORA_KIND_FWD), "cache");
+            mora_plan_destroy(l);
+        }
+    }
 
     /* compiled binaries are kept in the cache; a damaged one is a miss and is rebuilt (fresh
-     * contexts: this one holds the tuner's candidates in memory, built without the cache) */
+     * contexts: a context keeps the programs it built in memory) */
     {
-        mora_context *ctx1 = NULL;
-        REQUIRE_OK(mora_context_create("opencl", 0, &ctx1));
         char path[512];
         snprintf(path, sizeof path, "%s/binaries", dir);
-        void *x = NULL, *y = NULL;
-        float hx[40] = {0}, hy[27] = {0};
-        for (int i = 0; i < 40; ++i) hx[i] = (float)(i % 5) - 2.0f;
-        REQUIRE_OK(mora_layer_create(ctx1, &s, MORA_F32, &l));
-        REQUIRE_OK(mora_buffer_alloc(ctx1, sizeof hx, &x));
-        REQUIRE_OK(mora_buffer_alloc(ctx1, sizeof hy, &y));
-        REQUIRE_OK(mora_buffer_write(ctx1, x, 0, hx, sizeof hx));
-        REQUIRE_OK(mora_buffer_write(ctx1, y, 0, hy, sizeof hy));
-        REQUIRE_OK(mora_forward(l, x, y, 1, 1.0f));
+        const mora_plan_options f = {.calls = MORA_PLAN_FORWARD};
         char command[1024];
+        snprintf(command, sizeof command, "rm -rf '%s'", path);
+        CHECK_EQ_INT(system(command), 0); /* only this test's binary from here on */
+        mora_context *ctx1 = NULL;
+        REQUIRE_OK(mora_context_create("opencl", 0, &ctx1));
+        REQUIRE_OK(mora_plan_create(ctx1, &s, MORA_F32, 1, &f, &l));
+        mora_plan_destroy(l);
+        mora_context_destroy(ctx1);
         snprintf(command, sizeof command, "test -n \"$(ls '%s')\"", path);
         CHECK_EQ_INT(system(command), 0); /* at least one binary */
         snprintf(command, sizeof command, "for f in '%s'/*.bin; do head -c 40 \"$f\" > \"$f.cut\" && mv \"$f.cut\" \"$f\"; done", path);
         CHECK_EQ_INT(system(command), 0); /* damage every binary */
-        mora_layer_destroy(l);
         mora_context *ctx2 = NULL;
         REQUIRE_OK(mora_context_create("opencl", 0, &ctx2));
-        mora_layer *l2 = NULL;
-        void *x2 = NULL, *y2 = NULL;
-        REQUIRE_OK(mora_layer_create(ctx2, &s, MORA_F32, &l2));
+        mora_plan *l2 = NULL;
+        void *x2 = NULL, *y2 = NULL, *M2 = NULL;
+        float hx[40] = {0}, hy[27] = {0}, hM[64];
+        for (int i = 0; i < 40; ++i) hx[i] = (float)(i % 5) - 2.0f;
+        for (int i = 0; i < 64; ++i) hM[i] = (float)(i % 3) - 1.0f;
+        REQUIRE_OK(mora_plan_create(ctx2, &s, MORA_F32, 1, &f, &l2)); /* rebuilt from source */
+        CHECK_EQ_INT(mora_context_get_stats(ctx2).compiles, 1);
         REQUIRE_OK(mora_buffer_alloc(ctx2, sizeof hx, &x2));
         REQUIRE_OK(mora_buffer_alloc(ctx2, sizeof hy, &y2));
+        REQUIRE_OK(mora_buffer_alloc(ctx2, sizeof hM, &M2));
         REQUIRE_OK(mora_buffer_write(ctx2, x2, 0, hx, sizeof hx));
         REQUIRE_OK(mora_buffer_write(ctx2, y2, 0, hy, sizeof hy));
-        CHECK_STATUS(mora_forward(l2, x2, y2, 1, 1.0f), MORA_OK); /* rebuilt from source */
+        REQUIRE_OK(mora_buffer_write(ctx2, M2, 0, hM, sizeof hM));
+        CHECK_STATUS(mora_forward(l2, M2, x2, 40, y2, 27, 1, 1.0f), MORA_OK);
         float out[27];
         REQUIRE_OK(mora_buffer_read(ctx2, y2, 0, out, sizeof out));
-        int finite = 1;
-        for (int i = 0; i < 27; ++i) finite &= isfinite(out[i]);
-        CHECK(finite);
+        double want[27] = {0}, xd[40], Md[64];
+        for (int i = 0; i < 40; ++i) xd[i] = hx[i];
+        for (int i = 0; i < 64; ++i) Md[i] = hM[i];
+        REQUIRE_OK(mora_ref_forward(&s, Md, xd, want, 1, 1.0));
+        double got[27];
+        for (int i = 0; i < 27; ++i) got[i] = out[i];
+        CHECK_REL(got, want, 27, 1e-5);
         snprintf(command, sizeof command, "for f in '%s'/*.bin; do [ $(stat -c %%s \"$f\") -gt 40 ] || exit 1; done", path);
         CHECK_EQ_INT(system(command), 0); /* stored again, whole */
-        mora_buffer_free(ctx1, x), mora_buffer_free(ctx1, y), mora_buffer_free(ctx2, x2), mora_buffer_free(ctx2, y2);
-        mora_layer_destroy(l2);
+        mora_buffer_free(ctx2, x2), mora_buffer_free(ctx2, y2), mora_buffer_free(ctx2, M2);
+        mora_plan_destroy(l2);
         mora_context_destroy(ctx2);
-        mora_context_destroy(ctx1);
     }
 
     /* bad options */
