@@ -12,7 +12,7 @@
 
 static const char *const variant_names[BENCH_VARIANT_COUNT] = {"tuned", "default", "naive", "passes", "gemm"};
 static const char *const variant_descriptions[BENCH_VARIANT_COUNT] = {
-    "libmora, with the parameters a layer picks (kernels cache, then the shipped database, then the defaults)",
+    "libmora, with the parameters a plan picks (kernels cache, then the shipped database, then the defaults)",
     "libmora with the declared default parameters (untuned)",
     "naive generated kernel (templates/naive.kern): one work-item per output element, no tiling, no local memory",
     "vendor BLAS on the reshaped GEMM plus separate passes for compression, rotation and decompression "

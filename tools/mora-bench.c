@@ -4,7 +4,7 @@
  *   mora-bench --dims 4096 --rank 8 --tokens 1024 --kinds fwd --md report.md --plot report.png
  *
  * For every shape and kernel kind (fwd, bwd_dx, bwd_dm, merge) it times, on one backend:
- *   tuned    libmora with the parameters a layer picks (kernels cache → shipped database → default)
+ *   tuned    libmora with the parameters a plan picks (kernels cache → shipped database → default)
  *   default  libmora with the declared default parameters (the untuned kernels)
  *   naive    templates/naive.kern: one work-item per output, no tiling (a first GPU port)
  *   passes   the vendor BLAS on the reshaped GEMM plus separate passes for compression, rotation and
@@ -34,7 +34,9 @@
 #include "cpu_kernels.h"
 #include "error.h"
 #include "halfconv.h"
-#include "layer.h"
+#include "plan_internal.h"
+#include "programs.h"
+#include "runner.h"
 #include "shape.h"
 #include "tuner.h"
 
@@ -223,9 +225,16 @@ static mora_status trivial_program(mora_context *ctx, const char *body, void **p
     char *source = malloc(length);
     if (!source) return mora_fail(MORA_E_NO_MEMORY, "out of memory");
     snprintf(source, length, "%s%s\n%s", prelude, dialect, body);
-    const mora_status st = mora_context_program(ctx, source, program);
+    const mora_status st = mora_program_obtain(ctx, source, program);
     free(source);
     return st;
+}
+
+/* A launch handle of `entry` in the trivial kernel `body` (released with the backend's kernel_free). */
+static mora_status trivial_kernel(mora_context *ctx, const char *body, const char *entry, void **kernel) {
+    void *program = NULL;
+    MORA_TRY(trivial_program(ctx, body, &program));
+    return ctx->be->kernel_create(ctx->be_ctx, program, entry, kernel);
 }
 
 #define TRIVIAL_LS 256
@@ -264,8 +273,7 @@ static const char fma_vector_kernel[] = /* OpenCL C only */
 
 typedef struct launch_call {
     mora_context *ctx;
-    void *program;
-    const char *entry;
+    void *kernel; /* the backend's launch handle */
     size_t groups[3], local[3];
     mora_kernel_arg args[8];
     int arg_count;
@@ -273,7 +281,7 @@ typedef struct launch_call {
 
 static mora_status launch_fn(void *user) {
     launch_call *c = user;
-    return c->ctx->be->launch(c->ctx->be_ctx, c->program, c->entry, c->groups, c->local, c->args, c->arg_count);
+    return c->ctx->be->launch(c->ctx->be_ctx, c->kernel, c->groups, c->local, c->args, c->arg_count);
 }
 
 typedef struct copy_call {
@@ -304,7 +312,7 @@ static double measure_fma(mora_context *ctx, const options *o, const char *body,
     const mora_backend_i *be = ctx->be;
     void *out = NULL;
     const size_t items = (size_t)(ctx->info.compute_units > 0 ? ctx->info.compute_units : 1) * 2048;
-    launch_call call = {.ctx = ctx, .entry = "mora_bench_fma", .arg_count = 4};
+    launch_call call = {.ctx = ctx, .arg_count = 4};
     call.groups[0] = items / TRIVIAL_LS, call.groups[1] = call.groups[2] = 1;
     call.local[0] = TRIVIAL_LS, call.local[1] = call.local[2] = 1;
     int64_t iters = 64;
@@ -312,7 +320,7 @@ static double measure_fma(mora_context *ctx, const options *o, const char *body,
     mora_status st = (ctx->info.max_work_group && ctx->info.max_work_group < TRIVIAL_LS)
                          ? mora_fail(MORA_E_UNSUPPORTED, "the device takes fewer than %d work-items per group", TRIVIAL_LS)
                          : be->buffer_alloc(ctx->be_ctx, items * 4, &out);
-    if (st == MORA_OK) st = trivial_program(ctx, body, &call.program);
+    if (st == MORA_OK) st = trivial_kernel(ctx, body, "mora_bench_fma", &call.kernel);
     call.args[0] = MORA_ARG_BUF(out), call.args[1] = MORA_ARG_FLOAT(0.999999f), call.args[2] = MORA_ARG_FLOAT(1e-7f);
     /* grow the loop until one launch takes a measurable time (~20 ms) */
     while (st == MORA_OK) {
@@ -329,6 +337,7 @@ static double measure_fma(mora_context *ctx, const options *o, const char *body,
     if (st == MORA_OK) gflops = (double)items * (double)iters * flops_per_iter / (m.ms * 1e6);
     else roof_note(r, "FMA kernel: %s", mora_last_error());
     if (out) be->buffer_free(ctx->be_ctx, out);
+    if (call.kernel) be->kernel_free(ctx->be_ctx, call.kernel);
     return gflops;
 }
 
@@ -365,7 +374,7 @@ static void measure_roofline(mora_context *ctx, const options *o, bench_roofline
     }
     if (st == MORA_OK && compiles) {
         progress("roofline: copy kernel over %zu MiB", bytes >> 20);
-        launch_call call = {.ctx = ctx, .entry = "mora_bench_copy", .arg_count = 3};
+        launch_call call = {.ctx = ctx, .arg_count = 3};
         call.groups[0] = bytes / 4 / TRIVIAL_LS, call.groups[1] = call.groups[2] = 1;
         call.local[0] = TRIVIAL_LS, call.local[1] = call.local[2] = 1;
         call.args[0] = MORA_ARG_BUF(src), call.args[1] = MORA_ARG_BUF(dst), call.args[2] = MORA_ARG_INT((int64_t)(bytes / 4));
@@ -373,11 +382,12 @@ static void measure_roofline(mora_context *ctx, const options *o, bench_roofline
         if (ctx->info.max_work_group && ctx->info.max_work_group < TRIVIAL_LS)
             roof_note(r, "copy kernel: the device takes %zu work-items per group, fewer than %d", ctx->info.max_work_group,
                       TRIVIAL_LS);
-        else if (trivial_program(ctx, copy_kernel, &call.program) == MORA_OK &&
+        else if (trivial_kernel(ctx, copy_kernel, "mora_bench_copy", &call.kernel) == MORA_OK &&
                  time_fn(ctx, 1, launch_fn, &call, o->budget_ms, o->min_reps, &m) == MORA_OK)
             r->copy_kernel_gbs = 2.0 * (double)bytes / (m.ms * 1e6);
         else
             roof_note(r, "copy kernel: %s", mora_last_error());
+        if (call.kernel) be->kernel_free(ctx->be_ctx, call.kernel);
     }
     if (src) be->buffer_free(ctx->be_ctx, src);
     if (dst) be->buffer_free(ctx->be_ctx, dst);
@@ -427,14 +437,17 @@ typedef struct shape_state {
     mora_shape s;
     mora_dtype dtype;
     int64_t n, nv;  /* tokens timed, tokens verified */
-    mora_layer *layer;
+    mora_runner *runner;   /* backends that compile: the generated kernels, parameters swappable */
+    mora_cpu_plan *cpu;    /* the cpu backend: its kernels, and their workspace */
+    void *cpu_workspace;
     mora_kernel_spec tuned[MORA_KIND_COUNT];
+    const char *param_source[MORA_KIND_COUNT]; /* "cache", "database" or "default" */
     float *M_host;  /* r̂ x r̂ */
     void *X, *DY, *Y, *DX, *DM, *W; /* device buffers for n tokens (host pointers on the cpu backend) */
     int sets;                       /* buffer sets the libmora variants cycle through (set 0: the above) */
     mora_kind_buffers extra[BENCH_MAX_SETS]; /* sets 1.. (device copies of set 0) */
     void *Mdev, *CS;                /* the naive kernels' M and rope table */
-    void *naive_program[MORA_KIND_COUNT];
+    void *naive_kernel[MORA_KIND_COUNT]; /* launch handles of the naive kernels */
     bench_host *host;
     /* verification inputs: nv tokens, in the dtype (host and device) and as float64 */
     void *xv_act, *dyv_act, *XV, *DYV;
@@ -452,7 +465,11 @@ static void shape_state_free(shape_state *st) {
         for (size_t i = 0; i < sizeof extra / sizeof *extra; ++i)
             if (extra[i]) mora_buffer_free(ctx, extra[i]);
     }
-    if (st->layer) mora_layer_destroy(st->layer);
+    if (st->runner) mora_runner_destroy(st->runner);
+    mora_cpu_plan_destroy(st->cpu);
+    free(st->cpu_workspace);
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        if (st->naive_kernel[k]) ctx->be->kernel_free(ctx->be_ctx, st->naive_kernel[k]);
     bench_host_destroy(st->host);
     free(st->M_host), free(st->xv_act), free(st->dyv_act), free(st->xv), free(st->dyv), free(st->Md);
     memset(st, 0, sizeof *st);
@@ -489,40 +506,46 @@ static mora_status device_run(void *user) {
     device_call *c = user;
     shape_state *st = c->st;
     if (c->variant == BENCH_NAIVE) {
-        launch_call call = {.ctx = st->ctx, .program = st->naive_program[c->kind]};
+        launch_call call = {.ctx = st->ctx, .kernel = st->naive_kernel[c->kind]};
         const int64_t count = (int64_t)out_count(&st->s, c->kind, c->n);
         call.groups[0] = (size_t)((count + MORA_NAIVE_LS - 1) / MORA_NAIVE_LS), call.groups[1] = call.groups[2] = 1;
         call.local[0] = MORA_NAIVE_LS, call.local[1] = call.local[2] = 1;
         mora_kernel_arg *a = call.args;
         switch (c->kind) {
         case MORA_KIND_FWD:
-            call.entry = MORA_NAIVE_FWD, call.arg_count = 6;
+            call.arg_count = 6;
             a[0] = MORA_ARG_BUF(c->x), a[1] = MORA_ARG_BUF(c->out), a[2] = MORA_ARG_BUF(st->Mdev), a[3] = MORA_ARG_BUF(st->CS);
             a[4] = MORA_ARG_INT(c->n), a[5] = MORA_ARG_FLOAT(c->scale);
             break;
         case MORA_KIND_BWD_DX:
-            call.entry = MORA_NAIVE_BWD_DX, call.arg_count = 5;
+            call.arg_count = 5;
             a[0] = MORA_ARG_BUF(c->dy), a[1] = MORA_ARG_BUF(st->Mdev), a[2] = MORA_ARG_BUF(st->CS), a[3] = MORA_ARG_BUF(c->out);
             a[4] = MORA_ARG_INT(c->n);
             break;
         case MORA_KIND_BWD_DM:
-            call.entry = MORA_NAIVE_BWD_DM, call.arg_count = 5;
+            call.arg_count = 5;
             a[0] = MORA_ARG_BUF(c->x), a[1] = MORA_ARG_BUF(c->dy), a[2] = MORA_ARG_BUF(st->CS), a[3] = MORA_ARG_BUF(c->out);
             a[4] = MORA_ARG_INT(c->n);
             break;
         case MORA_KIND_MERGE:
-            call.entry = MORA_NAIVE_MERGE, call.arg_count = 4;
+            call.arg_count = 4;
             a[0] = MORA_ARG_BUF(c->out), a[1] = MORA_ARG_BUF(st->Mdev), a[2] = MORA_ARG_BUF(st->CS), a[3] = MORA_ARG_FLOAT(c->scale);
             break;
         }
         return launch_fn(&call);
     }
     if (!st->compiles) { /* the cpu backend: its float32 kernels on host pointers */
+        const mora_shape *s = &st->s;
+        void *ws = st->cpu_workspace;
         switch (c->kind) {
-        case MORA_KIND_FWD: return mora_cpu_forward(&st->s, st->dtype, st->M_host, c->x, c->out, c->n, c->scale);
-        case MORA_KIND_BWD_DX: return mora_cpu_backward(&st->s, st->dtype, st->M_host, c->x, c->dy, c->out, NULL, c->n);
-        case MORA_KIND_BWD_DM: return mora_cpu_backward(&st->s, st->dtype, st->M_host, c->x, c->dy, NULL, c->out, c->n);
-        case MORA_KIND_MERGE: return mora_cpu_merge(&st->s, st->M_host, c->out, st->dtype, c->scale);
+        case MORA_KIND_FWD: return mora_cpu_forward(st->cpu, st->M_host, c->x, s->d_in, c->out, s->d_out, c->n, c->scale, ws);
+        case MORA_KIND_BWD_DX:
+            return mora_cpu_backward(st->cpu, st->M_host, c->x, s->d_in, c->dy, s->d_out, c->out, s->d_in, NULL, c->n,
+                                     c->scale, ws);
+        case MORA_KIND_BWD_DM:
+            return mora_cpu_backward(st->cpu, st->M_host, c->x, s->d_in, c->dy, s->d_out, NULL, s->d_in, c->out, c->n,
+                                     c->scale, ws);
+        case MORA_KIND_MERGE: return mora_cpu_merge(st->cpu, st->M_host, c->out, s->d_in, st->dtype, c->scale);
         }
     }
     mora_kind_buffers b = {.x = c->x, .dy = c->dy, .w_dtype = st->dtype, .scale = c->scale};
@@ -532,7 +555,7 @@ static mora_status device_run(void *user) {
     case MORA_KIND_BWD_DM: b.dm = c->out; break;
     case MORA_KIND_MERGE: b.w = c->out; break;
     }
-    return mora_layer_run_kind(st->layer, c->kind, &b, c->n);
+    return mora_runner_run(st->runner, c->kind, &b, c->n);
 }
 
 typedef struct host_call {
@@ -549,7 +572,10 @@ static mora_status host_run(void *user) {
                                     : bench_host_passes(c->st->host, c->kind, c->n, c->scale);
 }
 
-static float kind_scale(mora_kind kind) { return kind == MORA_KIND_MERGE ? -0.5f : 0.75f; }
+/* merge's s and fwd's scale: non-trivial values; the backward at scale 1 (the naive kernels have none) */
+static float kind_scale(mora_kind kind) {
+    return kind == MORA_KIND_MERGE ? -0.5f : kind == MORA_KIND_FWD ? 0.75f : 1.0f;
+}
 
 /* Checks a variant against the float64 reference on nv tokens (outputs start at small seeded
  * values, so a kernel that overwrites instead of accumulating fails too). */
@@ -630,16 +656,16 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
     mora_status status = MORA_OK;
     if (v == BENCH_DEFAULT) {
         const mora_kernel_spec def = mora_spec_default(&st->s, st->dtype, kind, st->tuned[kind].dialect);
-        if (mora_spec_same_params(&def, &st->tuned[kind])) { /* nothing to compare: the layer runs the defaults */
+        if (mora_spec_same_params(&def, &st->tuned[kind])) { /* nothing to compare: the plan runs the defaults */
             *m = k->m[BENCH_TUNED];
             set_note(m, "the tuned parameters are the defaults (from %s): not measured again",
-                     mora_layer_param_source(st->layer, kind));
+                     st->param_source[kind]);
             return;
         }
-        status = mora_layer_set_spec(st->layer, &def);
-        if (status == MORA_OK) status = mora_layer_prepare(st->layer, kind, st->dtype, st->n);
+        status = mora_runner_set_spec(st->runner, &def);
+        if (status == MORA_OK) status = mora_runner_prepare(st->runner, kind, st->dtype, st->n);
     } else if (v == BENCH_TUNED && st->compiles) {
-        status = mora_layer_prepare(st->layer, kind, st->dtype, st->n);
+        status = mora_runner_prepare(st->runner, kind, st->dtype, st->n);
     }
     if (status == MORA_OK && st->nv > 0 && v != BENCH_GEMM) {
         double rel = NAN;
@@ -675,7 +701,7 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
             }
             (void)out;
             mora_timing t;
-            status = mora_measure_kind(st->layer, kind, sets, st->sets, st->n, st->o->budget_ms, st->o->min_reps, &t);
+            status = mora_measure_kind(st->runner, kind, sets, st->sets, st->n, st->o->budget_ms, st->o->min_reps, &t);
             if (status == MORA_OK) m->ok = 1, m->ms = t.median_ms, m->spread = t.spread, m->reps = t.repetitions;
         } else {
             void *out = kind == MORA_KIND_FWD ? st->Y : kind == MORA_KIND_BWD_DX ? st->DX : kind == MORA_KIND_BWD_DM ? st->DM : st->W;
@@ -688,7 +714,7 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
         set_note(m, "FAILED: %s", mora_last_error());
         fprintf(stderr, "%s: %s: %s %s: %s\n", prog, st->label, mora_kind_name(kind), bench_variant_name(v), m->note);
     }
-    if (v == BENCH_DEFAULT) mora_layer_set_spec(st->layer, &st->tuned[kind]); /* back to the tuned parameters */
+    if (v == BENCH_DEFAULT) mora_runner_set_spec(st->runner, &st->tuned[kind]); /* back to the tuned parameters */
 }
 
 /* Why a variant does not apply here, or NULL when it does. */
@@ -718,8 +744,22 @@ static mora_status shape_setup(shape_state *st) {
     const size_t es = mora_dtype_size(st->dtype);
     const int64_t nx = st->n * s->d_in, ny = st->n * s->d_out, nm = s->rhat * s->rhat;
     const unsigned kinds = st->o->kinds;
-    MORA_TRY(mora_layer_create(ctx, s, st->dtype, &st->layer));
-    for (int k = 0; k < MORA_KIND_COUNT; ++k) st->tuned[k] = mora_layer_spec(st->layer, (mora_kind)k);
+    if (st->compiles) {
+        /* the parameters a plan for n tokens would take: cache → database → defaults */
+        MORA_TRY(mora_runner_create(ctx, s, st->dtype, &st->runner));
+        for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+            st->tuned[k] = mora_runner_spec(st->runner, (mora_kind)k);
+            st->param_source[k] = mora_select_params(ctx, &st->tuned[k], st->n);
+            if (mora_runner_set_spec(st->runner, &st->tuned[k]) != MORA_OK) {
+                st->tuned[k] = mora_spec_default(s, st->dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
+                st->param_source[k] = "default";
+            }
+        }
+    } else {
+        MORA_TRY(mora_cpu_plan_create(s, st->dtype, NULL, &st->cpu));
+        st->cpu_workspace = malloc(mora_cpu_workspace_bytes(st->cpu, st->n) + 1);
+        if (!st->cpu_workspace) return mora_fail(MORA_E_NO_MEMORY, "out of host memory for the cpu workspace");
+    }
     st->M_host = malloc((size_t)nm * sizeof *st->M_host);
     st->Md = malloc((size_t)nm * sizeof *st->Md);
     if (!st->M_host || !st->Md) return mora_fail(MORA_E_NO_MEMORY, "out of host memory");
@@ -728,7 +768,7 @@ static mora_status shape_setup(shape_state *st) {
         st->M_host[i] = (float)(next_uniform() / sqrt((double)s->rhat));
         st->Md[i] = st->M_host[i];
     }
-    MORA_TRY(mora_layer_set_weight(st->layer, st->M_host));
+    if (st->runner) MORA_TRY(mora_runner_set_weight(st->runner, st->M_host));
 
     /* inputs: seeded values in the dtype; accumulated outputs start at zero */
     void *host = malloc((size_t)(nx > ny ? nx : ny) * es);
@@ -788,8 +828,12 @@ static mora_status shape_setup(shape_state *st) {
             if (!(kinds & 1u << k)) continue;
             char *source = NULL;
             MORA_TRY(mora_codegen_naive(&st->tuned[k], &source));
-            status = mora_context_program(ctx, source, &st->naive_program[k]);
+            void *program = NULL;
+            status = mora_program_obtain(ctx, source, &program);
             free(source);
+            static const char *const entries[MORA_KIND_COUNT] = {MORA_NAIVE_FWD, MORA_NAIVE_BWD_DX, MORA_NAIVE_BWD_DM,
+                                                                   MORA_NAIVE_MERGE};
+            if (status == MORA_OK) status = ctx->be->kernel_create(ctx->be_ctx, program, entries[k], &st->naive_kernel[k]);
             MORA_TRY(status);
         }
     }
@@ -842,8 +886,8 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
         snprintf(kr->param_source, sizeof kr->param_source, "-");
         for (int v = 0; v < BENCH_VARIANT_COUNT; ++v) kr->m[v].rel_error = -1.0;
         if (!kr->requested) continue;
-        if (st.layer) {
-            snprintf(kr->param_source, sizeof kr->param_source, "%s", st.compiles ? mora_layer_param_source(st.layer, (mora_kind)k) : "-");
+        if (st.runner || st.cpu) {
+            snprintf(kr->param_source, sizeof kr->param_source, "%s", st.compiles ? st.param_source[k] : "-");
             if (st.compiles) cli_format_params(&st.tuned[k], kr->params, sizeof kr->params);
             else snprintf(kr->params, sizeof kr->params, "libmora's float32 cpu kernels (no tuning parameters)");
         }

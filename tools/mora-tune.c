@@ -1,5 +1,5 @@
 /* mora-tune — tune every kernel kind of one MoRA layer shape on this machine's device and keep the
- * winners in the kernels cache, where every later mora_layer_create finds them.
+ * winners in the kernels cache, where every later mora_plan_create finds them.
  *
  *   mora-tune --dims 4096 --rank 256                  (d_in = d_out = 4096, r̂ = 1448, op share)
  *   mora-tune --dims 4096 --dims-out 11008 --rank 8 --dtype bf16 --budget 120
