@@ -198,8 +198,8 @@ mora_status mora_context_build(mora_context *ctx, const char *source, void **pro
     if (!ctx->be->program_build)
         return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
     MORA_TRY(ctx->be->program_build(ctx->be_ctx, source, program));
-    atomic_fetch_add(&ctx->compiles, 1);
-    atomic_fetch_add(&ctx->live_programs, 1);
+    __atomic_fetch_add(&ctx->compiles, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ctx->live_programs, 1, __ATOMIC_RELAXED);
     return MORA_OK;
 }
 
@@ -207,15 +207,15 @@ mora_status mora_context_load_binary(mora_context *ctx, const void *data, size_t
     if (!ctx->be->program_from_binary)
         return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": loads no binaries", ctx->be->name);
     MORA_TRY(ctx->be->program_from_binary(ctx->be_ctx, data, size, program));
-    atomic_fetch_add(&ctx->binary_loads, 1);
-    atomic_fetch_add(&ctx->live_programs, 1);
+    __atomic_fetch_add(&ctx->binary_loads, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ctx->live_programs, 1, __ATOMIC_RELAXED);
     return MORA_OK;
 }
 
 void mora_context_release_program(mora_context *ctx, void *program) {
     if (!program) return;
     if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, program);
-    atomic_fetch_sub(&ctx->live_programs, 1);
+    __atomic_fetch_sub(&ctx->live_programs, 1, __ATOMIC_RELAXED);
 }
 
 static mora_program_entry *find_program(mora_context *ctx, uint64_t hash, const char *source) {
@@ -262,7 +262,8 @@ mora_status mora_context_register_program(mora_context *ctx, const char *source,
 }
 
 mora_context_stats mora_context_get_stats(mora_context *ctx) {
-    const mora_context_stats stats = {atomic_load(&ctx->compiles), atomic_load(&ctx->binary_loads),
-                                      atomic_load(&ctx->live_programs)};
+    const mora_context_stats stats = {__atomic_load_n(&ctx->compiles, __ATOMIC_RELAXED),
+                                      __atomic_load_n(&ctx->binary_loads, __ATOMIC_RELAXED),
+                                      __atomic_load_n(&ctx->live_programs, __ATOMIC_RELAXED)};
     return stats;
 }

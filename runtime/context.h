@@ -9,7 +9,6 @@
 #define MORA_RUNTIME_CONTEXT_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "backend.h"
 
@@ -29,9 +28,10 @@ struct mora_context {
     mora_program_entry *programs; /* the registry */
     void *attachment;             /* owned by the layer above (the kernels cache), made once */
     void (*attachment_free)(void *attachment);
-    atomic_long compiles;         /* program_build calls that succeeded */
-    atomic_long binary_loads;     /* program_from_binary calls that succeeded */
-    atomic_long live_programs;    /* built or loaded, not yet released */
+    /* counters, updated with __atomic builtins (the header is also read by C++: no _Atomic types) */
+    long compiles;                /* program_build calls that succeeded */
+    long binary_loads;            /* program_from_binary calls that succeeded */
+    long live_programs;           /* built or loaded, not yet released */
 };
 
 /* Compiles `source` (not registered): the caller releases it with mora_context_release_program. */

@@ -7,8 +7,8 @@
 //                         runtime/offline_compile.h: needs no GPU, skipped without the compiler;
 //                         hiprtc only with MORA_MICRO_HIPRTC=1 (it cannot share a process with PoCL)
 //   BM_CacheRecordLoad    a kernels-cache hit: loading one tuning record from the on-disk cache
-//   BM_SelectParams       what mora_layer_create does per kind: cache lookup, then the shipped database
-//   BM_LaunchTinyForward  one forward of a tiny layer (n = 1) plus a synchronize: launch overhead
+//   BM_SelectParams       what mora_plan_create does per kind: cache lookup, then the shipped database
+//   BM_LaunchTinyForward  one forward of a tiny plan (n = 1) plus a synchronize: launch overhead
 // Not part of the test run. Build with -DMORA_BUILD_BENCH=ON; run ./build-bench/mora-micro.
 #include <benchmark/benchmark.h>
 
@@ -24,7 +24,8 @@ extern "C" {
 #include "cache.h"
 #include "context.h"
 #include "kernels.h"
-#include "layer.h"
+#include "plan_internal.h"
+#include "runner.h"
 #include "mora.h"
 #include "offline_compile.h"
 #include "tuner.h"
@@ -161,9 +162,9 @@ void BM_CompileFirstLaunchOpenCL(benchmark::State &state) {
     const mora_shape s = MakeShape(kShapes[0]);
     const mora_kernel_spec spec = mora_spec_default(&s, MORA_F32, MORA_KIND_FWD, MORA_DIALECT_OPENCL);
     const std::string base = SpecSource(spec);
-    mora_layer *layer = nullptr;
+    mora_runner *layer = nullptr;
     void *x = nullptr, *y = nullptr;
-    mora_status st = mora_layer_create_plain(ctx, &s, MORA_F32, &layer);
+    mora_status st = mora_runner_create(ctx, &s, MORA_F32, &layer);
     if (st == MORA_OK) st = mora_buffer_alloc(ctx, (size_t)s.d_in * sizeof(float), &x);
     if (st == MORA_OK) st = mora_buffer_alloc(ctx, (size_t)s.d_out * sizeof(float), &y);
     if (st != MORA_OK) state.SkipWithError(mora_last_error());
@@ -178,14 +179,15 @@ void BM_CompileFirstLaunchOpenCL(benchmark::State &state) {
         std::memset(&b, 0, sizeof b);
         b.x = x, b.y = y, b.scale = 1.0f;
         st = ctx->be->program_build(ctx->be_ctx, source.c_str(), &program);
-        if (st == MORA_OK) st = mora_layer_use_program(layer, &spec, program);
-        if (st == MORA_OK) st = mora_layer_run_kind(layer, MORA_KIND_FWD, &b, 1);
+        if (st == MORA_OK) st = mora_runner_use_program(layer, &spec, program);
+        if (st == MORA_OK) st = mora_runner_run(layer, MORA_KIND_FWD, &b, 1);
         if (st == MORA_OK) st = mora_synchronize(ctx);
+        mora_runner_drop(layer, MORA_KIND_FWD); // its handles point into the program freed next
         if (previous) ctx->be->program_free(ctx->be_ctx, previous);
         previous = program;
         if (st != MORA_OK) state.SkipWithError(mora_last_error());
     }
-    if (layer) mora_layer_destroy(layer); // programs are the caller's here: freed below
+    if (layer) mora_runner_destroy(layer); // programs are the caller's here: freed below
     if (previous) ctx->be->program_free(ctx->be_ctx, previous);
     if (x) mora_buffer_free(ctx, x);
     if (y) mora_buffer_free(ctx, y);
@@ -291,7 +293,7 @@ void BM_SelectParams(benchmark::State &state) {
     const char *source = "";
     for (auto _ : state) {
         mora_kernel_spec spec = mora_spec_default(&s, MORA_F32, MORA_KIND_FWD, MORA_DIALECT_OPENCL);
-        source = mora_select_params(ctx, &spec);
+        source = mora_select_params(ctx, &spec, 256);
         benchmark::DoNotOptimize(spec.params[0]);
     }
     state.SetLabel(std::string("answered by: ") + source);
@@ -313,20 +315,22 @@ void BM_LaunchTinyForward(benchmark::State &state) {
         return;
     }
     mora_shape s = {64, 64, 8, MORA_OP_ROPE};
-    mora_layer *layer = nullptr;
-    void *x = nullptr, *y = nullptr;
+    mora_plan *layer = nullptr;
+    void *x = nullptr, *y = nullptr, *M = nullptr;
     std::vector<float> host(64, 0.5f);
-    mora_status st = mora_layer_create(ctx, &s, MORA_F32, &layer);
+    mora_status st = mora_plan_create(ctx, &s, MORA_F32, 1, nullptr, &layer);
+    if (st == MORA_OK) st = mora_buffer_alloc(ctx, 64 * sizeof(float), &M);
+    if (st == MORA_OK) st = mora_buffer_write(ctx, M, 0, host.data(), 64 * sizeof(float));
     if (st == MORA_OK) st = mora_buffer_alloc(ctx, 64 * sizeof(float), &x);
     if (st == MORA_OK) st = mora_buffer_alloc(ctx, 64 * sizeof(float), &y);
     if (st == MORA_OK) st = mora_buffer_write(ctx, x, 0, host.data(), 64 * sizeof(float));
     if (st == MORA_OK) st = mora_buffer_write(ctx, y, 0, host.data(), 64 * sizeof(float));
-    if (st == MORA_OK) st = mora_forward(layer, x, y, 1, 1.0f); // builds the program outside the timing
+    if (st == MORA_OK) st = mora_forward(layer, M, x, 64, y, 64, 1, 1.0f);
     if (st == MORA_OK) st = mora_synchronize(ctx);
     if (st != MORA_OK) state.SkipWithError(mora_last_error());
     for (auto _ : state) {
         if (st != MORA_OK) break;
-        if (mora_forward(layer, x, y, 1, 1.0f) != MORA_OK || mora_synchronize(ctx) != MORA_OK) {
+        if (mora_forward(layer, M, x, 64, y, 64, 1, 1.0f) != MORA_OK || mora_synchronize(ctx) != MORA_OK) {
             state.SkipWithError(mora_last_error());
             break;
         }
@@ -334,7 +338,8 @@ void BM_LaunchTinyForward(benchmark::State &state) {
     state.SetLabel(std::string(backend) + ": forward of 64 -> 64, r^ = 8, n = 1, plus synchronize");
     if (x) mora_buffer_free(ctx, x);
     if (y) mora_buffer_free(ctx, y);
-    mora_layer_destroy(layer);
+    if (M) mora_buffer_free(ctx, M);
+    mora_plan_destroy(layer);
     mora_context_destroy(ctx);
 }
 BENCHMARK(BM_LaunchTinyForward)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
