@@ -13,7 +13,9 @@
  * shape compiles nothing, that the caller's current context / device is left as it was, and that everything is released (the fake counts contexts, allocations, modules,
  * streams, events and calls made without the context current). Exits 77 without the fake or without
  * the compiler. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, setenv */
 #include <dlfcn.h>
+#include <stdlib.h>
 
 #include "check.h"
 #include "context.h"
@@ -26,6 +28,7 @@ static fake_gpu_stats *fake;
 static int (*fake_hip_set_device)(int);
 static int (*fake_hip_get_device)(int *);
 static void *(*fake_foreign_stream)(void);
+static void *fake_library;
 
 static int64_t arg_i64(int i) {
     int64_t v;
@@ -204,9 +207,58 @@ static void run(const char *backend) {
     CHECK_STATUS(mora_spec_set_param(&spec, "FWD_WN", 1), MORA_OK);
     CHECK_STATUS(mora_plan_use_spec(p, &spec), MORA_E_PARAM); /* 64 x 32 work-items > the fake's 1024 */
     mora_plan_destroy(p);
+
+    /* binaries in the kernels cache: a second context (as a second process would) loads the plan's
+     * four programs and compiles nothing */
+    {
+        char dir[] = "/tmp/mora-test-fake-XXXXXX";
+        REQUIRE_OK(mkdtemp(dir) ? MORA_OK : MORA_E_IO);
+        setenv("MORA_CACHE_DIR", dir, 1);
+        const mora_shape t = {64, 40, 8, MORA_OP_SHARE};
+        for (int round = 0; round < 2; ++round) {
+            mora_context *c = NULL;
+            REQUIRE_OK(mora_context_create(backend, 0, &c));
+            mora_plan *plan = NULL;
+            REQUIRE_OK(mora_plan_create(c, &t, MORA_F16, 3, NULL, &plan));
+            const mora_context_stats stats = mora_context_get_stats(c);
+            CHECK_EQ_INT(stats.compiles, round == 0 ? 4 : 0);
+            CHECK_EQ_INT(stats.binary_loads, round == 0 ? 0 : 4);
+            mora_plan_destroy(plan);
+            mora_context_destroy(c);
+        }
+        setenv("MORA_CACHE_DIR", "off", 1);
+        char command[128];
+        snprintf(command, sizeof command, "rm -rf '%s'", dir);
+        CHECK_EQ_INT(system(command), 0);
+    }
+
+    /* a context around the application's own objects: its CUcontext (CUDA), its device and stream */
+    if (is_cuda) {
+        /* the driver's calls as the fake defines them (CUresult: 0 is success; CUdevice: an int) */
+        int (*retain)(void **, int) = (int (*)(void **, int))dlsym(fake_library, "cuDevicePrimaryCtxRetain");
+        int (*release)(int) = (int (*)(int))dlsym(fake_library, "cuDevicePrimaryCtxRelease_v2"); /* cuda.h's name */
+        void *app = NULL;
+        REQUIRE_OK(retain && release && retain(&app, 0) == 0 ? MORA_OK : MORA_E_DEVICE);
+        const int retained = fake->contexts_retained;
+        mora_context *c = NULL;
+        REQUIRE_OK(mora_context_create_cuda(app, 0, adopted, &c));
+        CHECK_EQ_INT(fake->contexts_retained, retained); /* the application's context is not retained */
+        mora_plan *plan = NULL;
+        REQUIRE_OK(mora_plan_create(c, &s, MORA_BF16, n, &options, &plan));
+        REQUIRE_OK(mora_forward(plan, Mdev, x, ldx, y, ldy, n, 1.0f)); /* buffers of the same CUDA context */
+        CHECK(fake->last_stream == adopted);
+        mora_plan_destroy(plan);
+        mora_context_destroy(c);
+        release(0);
+    } else {
+        mora_context *c = NULL;
+        REQUIRE_OK(mora_context_create_hip(0, NULL, &c));
+        CHECK_STR(mora_context_backend(c), "hip");
+        mora_context_destroy(c);
+    }
+
     void *buffers[] = {x, y, dy, dx, w, Mdev, dM};
     for (int i = 0; i < 7; ++i) REQUIRE_OK(mora_buffer_free(ctx, buffers[i]));
-
     if (!is_cuda) {
         int current = -1;
         fake_hip_get_device(&current);
@@ -244,7 +296,7 @@ int main(int argc, char **argv) {
     if (st == MORA_E_NO_BACKEND) SKIP("%s", mora_last_error());
     REQUIRE_OK(st);
     mora_compile_report_free(&probe);
-    void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *library = fake_library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!library) SKIP("%s=%s: %s", variable, path, dlerror());
     fake_gpu_stats *(*state)(void) = (fake_gpu_stats * (*)(void)) dlsym(library, "fake_gpu_state");
     if (!state) SKIP("%s is not a fake runtime (no fake_gpu_state)", path);
