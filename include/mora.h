@@ -32,10 +32,12 @@ extern "C" {
 #define MORA_API __attribute__((visibility("default")))
 #endif
 
-#define MORA_VERSION_MAJOR 0
-#define MORA_VERSION_MINOR 2
-#define MORA_VERSION_PATCH 0
-#define MORA_VERSION_STRING "0.2.0"
+#include "mora_version.h" /* MORA_VERSION_MAJOR, _MINOR, _PATCH, _STRING: the header's version */
+
+/* The version of the library actually loaded ("0.2.0"), and as one number (major·10000 + minor·100
+ * + patch): compare with MORA_VERSION_STRING to catch a header / library mismatch. */
+MORA_API const char *mora_version(void);
+MORA_API int mora_version_number(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes. One list builds the enum, the names and the messages. Codes are only ever
@@ -259,7 +261,8 @@ MORA_API mora_status mora_forward(mora_plan *plan, const void *M, const void *x,
  *   dM += scale · Σ_tokens Σ_blocks g ⊗ c          (dM: r̂ x r̂ float32; may be NULL: not computed)
  *   dx += scale · comp^T(M^T g)                     (dx rows lddx apart; may be NULL: not computed)
  * A forward y += s·f(x) has the backward of dy with scale = s. Everything is validated before
- * anything is launched: on error neither output changed. */
+ * anything is launched: on a bad argument neither output changed (only a failure the device reports
+ * after the first kernel was enqueued, MORA_E_LAUNCH, can leave dM updated). */
 MORA_API mora_status mora_backward(mora_plan *plan, const void *M, const void *x, int64_t ldx, const void *dy,
                                    int64_t lddy, void *dx, int64_t lddx, void *dM, int64_t n, float scale);
 /* W[j][:] (rows ldw >= d_in apart, of w_dtype, one the plan prepared) += s · ΔW, touching only the

@@ -8,7 +8,7 @@
 #include <string.h>
 
 const char cli_shape_help[] =
-    "  --dims N          input features d_in of the layer (required)\n"
+    "  --dims N          input features d_in of the layer\n"
     "  --dims-out N      output features d_out (default: same as --dims)\n"
     "  --rank R          LoRA rank whose parameter budget MoRA gets: r̂ = round(sqrt((d_in+d_out)·R))\n"
     "  --rhat R          r̂ directly, instead of --rank\n"

@@ -30,6 +30,8 @@
 
 #include "bench.h"
 #include "cli.h"
+/* internal headers: the baselines (untuned defaults, naive kernels, the roofline kernels) need
+ * kernels with swapped parameters and the backend's own launches, which mora.h does not offer */
 #include "context.h"
 #include "cpu_kernels.h"
 #include "error.h"

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+/* internal headers: code generation and offline compilation are not part of mora.h */
 #include "context.h"
 #include "kernels.h"
 #include "offline_compile.h"
@@ -23,7 +24,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "Usage: mora-gen --dims N (--rank R | --rhat R) [options]\n"
             "Prints the kernel source libmora generates for one layer shape and kernel kind.\n\n"
-            "Shape:\n%s\n"
+            "Shape (--dims and --rank or --rhat are required):\n%s\n"
             "Kernel:\n"
             "  --kind NAME       fwd, bwd_dx, bwd_dm or merge (default fwd)\n"
             "  --backend NAME    opencl, cuda or hip: the dialect to generate (default opencl)\n"

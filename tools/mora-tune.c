@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+/* internal headers: the tuner and the kernels cache have no public API yet (mora.h offers only
+ * mora_plan_autotune, without progress, budgets per kind or the report this tool prints) */
 #include "context.h"
 #include "programs.h"
 #include "tuner.h"
@@ -27,8 +29,8 @@ static void usage(FILE *out) {
             "Usage: mora-tune --dims N (--rank R | --rhat R) [options]\n"
             "Tunes the fwd, bwd_dx, bwd_dm and merge kernels of one layer shape on this device: every\n"
             "candidate is checked against the float64 reference before it is timed, and the winners are\n"
-            "stored in the kernels cache, where libmora layers find them.\n\n"
-            "Shape:\n%s\n"
+            "stored in the kernels cache, where libmora's plans find them.\n\n"
+            "Shape (--dims and --rank or --rhat are required):\n%s\n"
             "Tuning:\n"
             "  --tokens N            tokens to time with (default: 8192 on a GPU, 256 on a CPU device)\n"
             "  --kinds LIST          comma-separated subset of fwd,bwd_dx,bwd_dm,merge (default all)\n"
