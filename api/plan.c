@@ -284,7 +284,7 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
 
 mora_status mora_plan_use_spec(mora_plan *p, const mora_kernel_spec *spec) {
     if (p->cpu) return mora_fail(MORA_E_UNSUPPORTED, "backend \"cpu\": runs no generated kernels");
-    if (memcmp(&spec->shape, &p->shape, sizeof p->shape) != 0)
+    if (!mora_shape_same(&spec->shape, &p->shape))
         return mora_fail(MORA_E_ARG, "spec: its shape differs from the plan's");
     if (spec->kind != MORA_KIND_MERGE && spec->dtype != p->dtype)
         return mora_fail(MORA_E_ARG, "spec: dtype %s differs from the plan's %s", mora_dtype_name(spec->dtype),

@@ -150,3 +150,25 @@ mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const ch
     *source = b.data;
     return MORA_OK;
 }
+
+mora_status mora_codegen_adamw(mora_dialect dialect, char **source) {
+    MORA_CHECK_PTR(source);
+    if ((int)dialect < 0 || (int)dialect >= MORA_DIALECT_COUNT)
+        return mora_fail(MORA_E_ARG, "dialect=%d: unknown; expected 0 (opencl), 1 (cuda) or 2 (hip)", (int)dialect);
+    text_buffer b = {0};
+    append_format(&b, "// libmora generated kernel — AdamW over an arena, dialect=%s\n", mora_dialect_name(dialect));
+    /* the dialect layer wants an activation dtype; the optimizer works on float32 only */
+    append_format(&b, "#define DTYPE_F32 %d\n#define DTYPE_F16 %d\n#define DTYPE_BF16 %d\n#define ACT_DTYPE %d\n",
+                  MORA_F32, MORA_F16, MORA_BF16, MORA_F32);
+    append_format(&b, "#define MORA_MAX_THREADS %d\n#define ADAMW_LS %d\n", MORA_ADAMW_LS, MORA_ADAMW_LS);
+    mora_status st = append_template(&b, dialect_templates[dialect], 0);
+    append_bytes(&b, "\n", 1);
+    if (st == MORA_OK) st = append_template(&b, "adamw.kern", 0);
+    if (st == MORA_OK && b.failed) st = mora_fail(MORA_E_NO_MEMORY, "code generation: out of memory");
+    if (st != MORA_OK) {
+        free(b.data);
+        return st;
+    }
+    *source = b.data;
+    return MORA_OK;
+}

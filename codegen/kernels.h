@@ -114,6 +114,15 @@ mora_status mora_codegen_naive(const mora_kernel_spec *spec, char **source);
 #define MORA_NAIVE_BWD_DX "mora_naive_bwd_dx"
 #define MORA_NAIVE_BWD_DM "mora_naive_bwd_dm"
 #define MORA_NAIVE_MERGE "mora_naive_merge"
+/* The optimizer's kernels (templates/adamw.kern) for a dialect: entry points MORA_ADAMW_*, each
+ * launched with work-groups of MORA_ADAMW_LS; mora_grad_sq_partial sums MORA_ADAMW_CHUNK elements per
+ * work-group. Not shape-specific (the arena's length is an argument). */
+mora_status mora_codegen_adamw(mora_dialect dialect, char **source);
+#define MORA_ADAMW_LS 256
+#define MORA_ADAMW_CHUNK (MORA_ADAMW_LS * 16)
+#define MORA_ADAMW_PARTIAL "mora_grad_sq_partial"
+#define MORA_ADAMW_FINISH "mora_grad_norm_finish"
+#define MORA_ADAMW_STEP "mora_adamw"
 /* Text of an embedded template by file name ("fwd.kern"), or NULL. */
 const char *mora_template_text(const char *name);
 

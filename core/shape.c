@@ -195,3 +195,7 @@ int64_t mora_run_of(int64_t length, int64_t runs, int64_t position) {
 double mora_rope_angle(int64_t rhat, int64_t t, int64_t i) {
     return (double)t / pow(10000.0, (double)(2 * i) / (double)rhat);
 }
+
+int mora_shape_same(const mora_shape *a, const mora_shape *b) {
+    return a->d_in == b->d_in && a->d_out == b->d_out && a->rhat == b->rhat && a->op == b->op;
+}

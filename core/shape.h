@@ -44,6 +44,8 @@ typedef struct mora_geometry {
 } mora_geometry;
 
 mora_geometry mora_shape_geometry(const mora_shape *s);
+/* 1 if two shapes are the same (field by field: the struct has padding, so no memcmp). */
+int mora_shape_same(const mora_shape *a, const mora_shape *b);
 
 /* Contiguous runs of `[0, length)` split into `runs` parts: the first length % runs runs are one
  * longer. Used by the group operators (needs runs <= length). */

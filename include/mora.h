@@ -269,6 +269,107 @@ MORA_API mora_status mora_backward(mora_plan *plan, const void *M, const void *x
  * entries ΔW has; s = -1 unmerges. */
 MORA_API mora_status mora_merge(mora_plan *plan, const void *M, void *W, int64_t ldw, mora_dtype w_dtype, float s);
 
+/* ---------------------------------------------------------------------------------------------
+ * Adapters: the thin training runtime. A named set of MoRA layers on one context whose trainable
+ * state lives in four contiguous float32 device arenas — M, dM, and AdamW's m and v — so one
+ * optimizer call and one all-reduce (MPI_Allreduce / ncclAllReduce of the gradient arena, which
+ * libmora never does itself) serve the whole model. Layer i's M is the r̂ x r̂ block at its offset
+ * in the parameter arena (the same offset in the others); offsets are multiples of
+ * MORA_ARENA_ALIGN elements and the padding between layers stays zero. Layers of one shape, op and
+ * dtype share one plan. Threading: as plans, calls on one adapter are not concurrent with
+ * mora_adapter_step, _remora, _load or _destroy.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mora_adapter mora_adapter;
+
+#define MORA_ARENA_ALIGN 128 /* elements (512 bytes): OpenCL sub-buffers need aligned origins */
+
+typedef struct mora_adapter_layer_desc {
+    const char *name;  /* the module's name in the model, e.g. "model.layers.0.self_attn.q_proj" */
+    int64_t d_in, d_out;
+    int64_t lora_rank; /* r: r̂ = mora_shape_make's; 0: give rhat instead (the checkpoint's "r" is then
+                          the rank of the nearest parameter count) */
+    int64_t rhat;      /* used when lora_rank == 0 */
+    mora_op op;
+    mora_dtype dtype;   /* activations */
+    mora_dtype w_dtype; /* the base weight W0 that ReMoRA merges into */
+} mora_adapter_layer_desc;
+
+typedef struct mora_adapter_options {
+    int remora_types; /* ReMoRA's cycle of sharing types: 4 (share → group → group-tile →
+                         share-interleave → share, the reference's default) or 2 (share ↔ group);
+                         0: 4 */
+} mora_adapter_options;
+
+/* Creates the layers (names unique), the arenas (M, m, v zero: ΔW = 0) and the plans, for up to
+ * max_tokens tokens per backward. options may be NULL. */
+MORA_API mora_status mora_adapter_create(mora_context *ctx, const mora_adapter_layer_desc *layers, int count,
+                                         int64_t max_tokens, const mora_adapter_options *options,
+                                         mora_adapter **adapter);
+MORA_API void mora_adapter_destroy(mora_adapter *adapter);
+MORA_API int mora_adapter_layer_count(const mora_adapter *adapter);
+/* The index of the layer called `name`, or MORA_E_NOT_FOUND. */
+MORA_API mora_status mora_adapter_find(const mora_adapter *adapter, const char *name, int *index);
+
+typedef struct mora_adapter_layer_info {
+    const char *name;  /* valid while the adapter lives */
+    mora_shape shape;  /* op: the current one (ReMoRA advances the sharing types) */
+    mora_dtype dtype, w_dtype;
+    int64_t lora_rank; /* as given, or derived from r̂ */
+    int64_t offset;    /* elements from the start of every arena */
+} mora_adapter_layer_info;
+MORA_API mora_status mora_adapter_layer(const mora_adapter *adapter, int index, mora_adapter_layer_info *info);
+
+typedef enum mora_arena {
+    MORA_ARENA_PARAMS = 0,  /* every layer's M */
+    MORA_ARENA_GRADS = 1,   /* every layer's dM: all-reduce this one */
+    MORA_ARENA_EXP_AVG = 2, /* AdamW's m */
+    MORA_ARENA_EXP_AVG_SQ = 3 /* AdamW's v */
+} mora_arena;
+/* The arena's device buffer (see "Conventions") and its length in float32 elements. */
+MORA_API mora_status mora_adapter_arena(const mora_adapter *adapter, mora_arena which, void **buffer, int64_t *count);
+
+/* Layer `index`'s forward / backward through its plan on its slice of the arenas (dM accumulates
+ * into the gradient arena; dx may be NULL). Same arguments and rules as mora_forward / mora_backward. */
+MORA_API mora_status mora_adapter_forward(mora_adapter *adapter, int index, const void *x, int64_t ldx, void *y,
+                                          int64_t ldy, int64_t n, float scale);
+MORA_API mora_status mora_adapter_backward(mora_adapter *adapter, int index, const void *x, int64_t ldx,
+                                           const void *dy, int64_t lddy, void *dx, int64_t lddx, int64_t n,
+                                           float scale);
+/* dM = 0 over the whole gradient arena (enqueued). */
+MORA_API mora_status mora_adapter_zero_grad(mora_adapter *adapter);
+
+/* torch.optim.AdamW's hyper-parameters; mora_adamw_defaults() gives torch's defaults. */
+typedef struct mora_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+    float max_grad_norm; /* > 0: clip the global gradient norm first (clip_grad_norm_); 0: no clipping */
+} mora_adamw;
+MORA_API mora_adamw mora_adamw_defaults(void); /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 */
+/* One AdamW step over every arena element (step t = the adapter's count + 1), fused into one pass
+ * (two more small kernels when clipping). Enqueued: nothing waits. dM is left as it was (scaled by
+ * the clip coefficient when clipping), so zero it before the next accumulation. */
+MORA_API mora_status mora_adapter_step(mora_adapter *adapter, const mora_adamw *hp);
+/* The steps taken since creation or the last ReMoRA reset. */
+MORA_API int64_t mora_adapter_steps(const mora_adapter *adapter);
+/* The global gradient norm of the last clipped step (waits for it); MORA_E_NOT_FOUND if none. */
+MORA_API mora_status mora_adapter_last_grad_norm(mora_adapter *adapter, float *norm);
+
+/* ReMoRA, as the method's reference trainer does it every K steps: W0 += ΔW for every layer (W[i]
+ * of the layer's w_dtype, rows ld[i] apart), then M = 0, m = v = 0 and the step count reset, and
+ * the sharing types advanced one place in their cycle (rope, reshape and truncate keep theirs; a
+ * type whose constraint the shape breaks is passed over). The learning-rate re-warmup (the
+ * reference: linear over 50 steps) is the trainer's. Plans for new types are made here (compiles). */
+MORA_API mora_status mora_adapter_remora(mora_adapter *adapter, void *const *W, const int64_t *ld);
+
+/* Checkpoints in the MoRA reference's PEFT layout: `folder`/adapter_model.safetensors (per layer
+ * base_model.model.<name>.lora_A.weight and .lora_B.weight, both M, float32 r̂ x r̂; libmora's
+ * per-layer types and the step in __metadata__), adapter_config.json (peft_type LORA, use_mora,
+ * mora_type, r, target_modules, ...) and optimizer.safetensors (m, v). Written atomically (temp
+ * file, fsync, rename); the folder is created if missing. Loading checks every field and the shapes
+ * against the adapter, and changes nothing when it fails (the error names the file, tensor and
+ * problem); optimizer.safetensors is optional on load (absent: m = v = 0, step 0). */
+MORA_API mora_status mora_adapter_save(mora_adapter *adapter, const char *folder);
+MORA_API mora_status mora_adapter_load(mora_adapter *adapter, const char *folder);
+
 #ifdef __cplusplus
 }
 #endif

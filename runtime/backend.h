@@ -69,6 +69,12 @@ typedef struct mora_backend_i {
     mora_status (*buffer_size)(void *ctx, const void *buf, size_t *bytes);
     /* set `bytes` bytes of a buffer to zero */
     mora_status (*buffer_zero)(void *ctx, void *buf, size_t bytes);
+    /* (optional) a handle of bytes [offset, offset + bytes) of a buffer that works wherever a buffer
+     * does (OpenCL: a sub-buffer, offset a multiple of the device's base address alignment); NULL:
+     * buffers are addresses, and buf + offset is the view */
+    mora_status (*buffer_view)(void *ctx, void *buf, size_t offset, size_t bytes, void **view);
+    /* (optional, with buffer_view) release a view (the buffer stays) */
+    void (*view_free)(void *ctx, void *view);
 
     /* (optional) compile a source; on failure MORA_E_COMPILE with the compiler log in mora_last_error() */
     mora_status (*program_build)(void *ctx, const char *source, void **program);

@@ -25,7 +25,7 @@
     X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) \
     X(clFinish) X(clEnqueueMarkerWithWaitList) X(clWaitForEvents) X(clGetEventProfilingInfo)           \
     X(clReleaseEvent) X(clRetainCommandQueue) X(clGetCommandQueueInfo) X(clGetProgramInfo)           \
-    X(clEnqueueCopyBuffer) X(clCreateProgramWithBinary) X(clRetainContext) X(clGetContextInfo)
+    X(clEnqueueCopyBuffer) X(clCreateProgramWithBinary) X(clRetainContext) X(clGetContextInfo) X(clCreateSubBuffer)
 
 typedef struct cl_api {
     void *library;
@@ -191,6 +191,24 @@ static mora_status opencl_buffer_zero(void *vctx, void *buf, size_t bytes) {
     const cl_uchar zero = 0;
     const cl_int err = c->cl.clEnqueueFillBuffer(c->queue, (cl_mem)buf, &zero, 1, 0, bytes, 0, NULL, NULL);
     return err == CL_SUCCESS ? MORA_OK : cl_error(err, "clEnqueueFillBuffer");
+}
+
+static mora_status opencl_buffer_view(void *vctx, void *buf, size_t offset, size_t bytes, void **view) {
+    opencl_ctx *c = vctx;
+    const cl_buffer_region region = {offset, bytes};
+    cl_int err = CL_SUCCESS;
+    cl_mem sub = c->cl.clCreateSubBuffer((cl_mem)buf, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    if (err == CL_MISALIGNED_SUB_BUFFER_OFFSET)
+        return mora_fail(MORA_E_ARG, "opencl: a view at byte %zu is not aligned to the device's base address alignment",
+                         offset);
+    if (err != CL_SUCCESS) return cl_error(err, "clCreateSubBuffer");
+    *view = sub;
+    return MORA_OK;
+}
+
+static void opencl_view_free(void *vctx, void *view) {
+    opencl_ctx *c = vctx;
+    if (view) c->cl.clReleaseMemObject((cl_mem)view);
 }
 
 static mora_status build_program(opencl_ctx *c, cl_program prog);
@@ -429,6 +447,8 @@ static const mora_backend_i opencl_backend = {
     .buffer_read = opencl_buffer_read,
     .buffer_size = opencl_buffer_size,
     .buffer_zero = opencl_buffer_zero,
+    .buffer_view = opencl_buffer_view,
+    .view_free = opencl_view_free,
     .program_build = opencl_program_build,
     .program_free = opencl_program_free,
     .program_binary = opencl_program_binary,

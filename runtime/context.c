@@ -192,6 +192,17 @@ mora_status mora_synchronize(mora_context *ctx) {
     return ctx->be->synchronize(ctx->be_ctx);
 }
 
+mora_status mora_buffer_view(mora_context *ctx, void *buf, size_t offset, size_t bytes, void **view) {
+    MORA_TRY(check_range(ctx, buf, offset, bytes));
+    if (ctx->be->buffer_view) return ctx->be->buffer_view(ctx->be_ctx, buf, offset, bytes, view);
+    *view = (char *)buf + offset;
+    return MORA_OK;
+}
+
+void mora_buffer_view_free(mora_context *ctx, void *view) {
+    if (view && ctx->be->view_free) ctx->be->view_free(ctx->be_ctx, view);
+}
+
 /* ---- programs ---- */
 
 mora_status mora_context_build(mora_context *ctx, const char *source, void **program) {

@@ -34,6 +34,11 @@ struct mora_context {
     long live_programs;           /* built or loaded, not yet released */
 };
 
+/* A handle of bytes [offset, offset + bytes) of `buf` usable as a buffer (see backend.h), and its
+ * release (nothing to release where buffers are addresses). */
+mora_status mora_buffer_view(mora_context *ctx, void *buf, size_t offset, size_t bytes, void **view);
+void mora_buffer_view_free(mora_context *ctx, void *view);
+
 /* Compiles `source` (not registered): the caller releases it with mora_context_release_program. */
 mora_status mora_context_build(mora_context *ctx, const char *source, void **program);
 /* A program from a binary the backend gave before (not registered). */

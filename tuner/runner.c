@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "programs.h"
+#include "shape.h"
 
 struct mora_runner {
     mora_context *ctx;
@@ -41,7 +42,7 @@ void mora_runner_drop(mora_runner *r, mora_kind kind) {
 }
 
 mora_status mora_runner_set_spec(mora_runner *r, const mora_kernel_spec *spec) {
-    if (memcmp(&spec->shape, &r->shape, sizeof r->shape) != 0)
+    if (!mora_shape_same(&spec->shape, &r->shape))
         return mora_fail(MORA_E_ARG, "spec: its shape differs from the runner's");
     if (spec->kind != MORA_KIND_MERGE && spec->dtype != r->dtype)
         return mora_fail(MORA_E_ARG, "spec: dtype %s differs from the runner's %s", mora_dtype_name(spec->dtype),
