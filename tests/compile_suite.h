@@ -271,6 +271,33 @@ static int suite_run_target(const suite_config *cfg, const char *arch, double *s
     return compiles;
 }
 
+/* The optimizer's kernels (templates/adamw.kern) for one target: every entry point, no spills. */
+static void suite_compile_adamw(const suite_config *cfg, const char *arch) {
+    char *source = NULL;
+    REQUIRE_OK(mora_codegen_adamw(cfg->dialect, &source));
+    mora_compile_report r;
+    const mora_status st = mora_compile_offline(cfg->dialect, arch, source, &r);
+    free(source);
+    ++check_count_;
+    if (st != MORA_OK) {
+        CHECK_FAIL_("%s adamw: %s (%s)", arch, mora_status_name(st), mora_last_error());
+        return;
+    }
+    const char *entries[3] = {MORA_ADAMW_PARTIAL, MORA_ADAMW_FINISH, MORA_ADAMW_STEP};
+    for (int e = 0; e < 3; ++e) {
+        const int i = suite_find_entry(&r, entries[e]);
+        ++check_count_;
+        if (i < 0) {
+            CHECK_FAIL_("%s adamw: entry %s missing from the report", arch, entries[e]);
+            continue;
+        }
+        if (cfg->registers_required) CHECK(r.entries[i].registers > 0);
+        CHECK(r.entries[i].spill_store_bytes == 0 && r.entries[i].spill_load_bytes == 0);
+        printf("%s adamw %-22s %d registers\n", arch, entries[e], r.entries[i].registers);
+    }
+    mora_compile_report_free(&r);
+}
+
 /* Runs the suite; exits 77 when the dialect's compiler is absent. */
 static int suite_main(const suite_config *cfg) {
     mora_compile_report probe;
@@ -298,6 +325,7 @@ static int suite_main(const suite_config *cfg) {
         mora_compile_report_free(&probe);
         double seconds = 0.0, slowest = 0.0;
         const int compiles = suite_run_target(cfg, target->arch, &seconds, &slowest);
+        suite_compile_adamw(cfg, target->arch);
         printf("%s: %d compiles in %.1f s (mean %.3f s, slowest %.3f s)\n", target->arch, compiles, seconds,
                compiles ? seconds / compiles : 0.0, slowest);
         ++compiled_targets;
