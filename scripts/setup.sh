@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   cmake gcc g++ make pkg-config            # build
   ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo  # OpenCL on PoCL (CPU)
-  libjansson-dev                           # kernels-cache records (JSON)
+  libjansson-dev                           # kernels-cache records, checkpoints (JSON)
+  openmpi-bin libopenmpi-dev               # the data-parallel example and its test
   libopenblas-dev                          # the BLAS baseline of mora-bench
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
   gnuplot-nox                              # mora-bench --plot
