@@ -17,8 +17,8 @@
 #include "shape.h"
 #include "tuner.h"
 
-/* Generated kernels index rows, M and the token count with int: every such extent must fit. */
-#define KERNEL_INDEX_LIMIT ((int64_t)1 << 31)
+/* Generated kernels index rows, M and the token count with int (kernels.h). */
+#define KERNEL_INDEX_LIMIT MORA_KERNEL_INDEX_LIMIT
 #define ALL_CALLS (MORA_PLAN_FORWARD | MORA_PLAN_BACKWARD | MORA_PLAN_MERGE)
 
 struct mora_plan {
@@ -95,19 +95,6 @@ static mora_status allocate_own_workspace(mora_plan *p) {
 }
 
 /* ---- creation ---- */
-
-static mora_status check_shape_for_kernels(const mora_shape *s) {
-    const struct {
-        const char *name;
-        int64_t value;
-    } extents[] = {{"d_in", s->d_in}, {"d_out", s->d_out}, {"d_in + rhat", s->d_in + s->rhat},
-                   {"d_out + rhat", s->d_out + s->rhat}, {"rhat * rhat", s->rhat * s->rhat}};
-    for (size_t i = 0; i < sizeof extents / sizeof *extents; ++i)
-        if (extents[i].value >= KERNEL_INDEX_LIMIT)
-            return mora_fail(MORA_E_SIZE, "%s=%lld: the kernels need it below 2^31", extents[i].name,
-                             (long long)extents[i].value);
-    return MORA_OK;
-}
 
 /* Compiles (or loads) the program of `spec` and makes the plan's launch handles for it. */
 static mora_status prepare_kind(mora_plan *p, const mora_kernel_spec *spec, mora_kind_kernels *k) {
@@ -200,7 +187,7 @@ mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype 
                          merge_dtypes, MORA_DTYPE_COUNT - 1);
     if (options && !(options->tune_budget_seconds >= 0))
         return mora_fail(MORA_E_ARG, "options->tune_budget_seconds=%g: must be >= 0 (0: 60 s)", options->tune_budget_seconds);
-    if (compiles(ctx)) MORA_TRY(check_shape_for_kernels(s));
+    if (compiles(ctx)) MORA_TRY(mora_kernel_shape_check(s));
 
     mora_plan *p = calloc(1, sizeof *p);
     if (!p) return mora_fail(MORA_E_NO_MEMORY, "plan: out of host memory");

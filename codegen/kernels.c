@@ -304,3 +304,16 @@ size_t mora_spec_scratch_floats(const mora_kernel_spec *spec, int64_t n) {
     default: return 0;
     }
 }
+
+mora_status mora_kernel_shape_check(const mora_shape *s) {
+    const struct {
+        const char *name;
+        int64_t value;
+    } extents[] = {{"d_in", s->d_in}, {"d_out", s->d_out}, {"d_in + rhat", s->d_in + s->rhat},
+                   {"d_out + rhat", s->d_out + s->rhat}, {"rhat * rhat", s->rhat * s->rhat}};
+    for (size_t i = 0; i < sizeof extents / sizeof *extents; ++i)
+        if (extents[i].value >= MORA_KERNEL_INDEX_LIMIT)
+            return mora_fail(MORA_E_SIZE, "%s=%lld: the generated kernels need it below 2^31", extents[i].name,
+                             (long long)extents[i].value);
+    return MORA_OK;
+}

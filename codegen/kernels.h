@@ -63,6 +63,12 @@ mora_status mora_kind_from_string(const char *name, mora_kind *kind);
 const char *mora_dialect_name(mora_dialect dialect);
 mora_status mora_dialect_from_string(const char *name, mora_dialect *dialect);
 
+/* The generated kernels index rows, M and tokens with int: every extent of a shape they run must be
+ * below 2^31 (d_in, d_out, d_in + r̂, d_out + r̂, r̂²), and so must the token count. MORA_E_SIZE naming
+ * the extent otherwise. The shape must pass mora_shape_check first. */
+#define MORA_KERNEL_INDEX_LIMIT ((int64_t)1 << 31)
+mora_status mora_kernel_shape_check(const mora_shape *s);
+
 /* A spec with every parameter at its default. The shape must be checked already. */
 mora_kernel_spec mora_spec_default(const mora_shape *s, mora_dtype dtype, mora_kind kind, mora_dialect dialect);
 /* Sets parameter `name` (e.g. "FWD_TM") of the spec's kind; MORA_E_PARAM for an unknown name or a

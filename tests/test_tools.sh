@@ -40,6 +40,20 @@ for tool in mora-gen mora-tune; do
   grep -q "rhat=16" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: $tool gives the library's sentence"; }
 done
 
+# hostile numbers (the hardening issue's reproducers): clean usage errors, never UB, a hang or a crash
+expect_status 2 "mora-gen with d_in = 2^63 - 1" "$build/mora-gen" --dims 9223372036854775807 --rhat 2
+expect_status 2 "mora-gen --check of a shape the kernels cannot index" "$build/mora-gen" --dims 1000000000 --rank 8 --check
+grep -q "below 2^31" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: mora-gen does not say the kernels' limit"; }
+expect_status 2 "mora-gen --param far too large" "$build/mora-gen" --dims 64 --rhat 8 --op share --dtype f16 --backend cuda --param FWD_MMA=1 --param FWD_WM=268435456
+expect_status 2 "mora-tune --tokens 2^62 + 1" "$build/mora-tune" --dims 256 --rank 8 --tokens 4611686018427387905
+grep -q -- "--tokens=4611686018427387905: must be in" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: --tokens range not named"; }
+expect_status 2 "mora-bench --tokens 2^56 + 1" "$build/mora-bench" --dims 256 --rank 8 --tokens 72057594037927937 --kinds fwd
+expect_status 2 "mora-tune --max-candidates beyond int" "$build/mora-tune" --dims 64 --rank 2 --max-candidates 99999999999
+expect_status 2 "mora-tune --device beyond int" "$build/mora-tune" --dims 64 --rank 2 --device 4294967296
+expect_status 2 "a repeated --dims" "$build/mora-tune" --dims 256 --dims 128 --rank 8
+grep -q "given twice" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: a repeated option is not refused"; }
+check "mora-tune --budget with a fraction" "$build/mora-tune" --dims 48 --rank 2 --budget 0.5 --kinds merge --max-candidates 2
+
 check "mora-gen prints the source" "$build/mora-gen" --dims 4096 --rank 8 --op rope --kind fwd --dtype bf16
 grep -q "KERNEL void mora_fwd" "$tmp/out" && grep -q "#define RHAT 256" "$tmp/out" ||
   { fails=$((fails + 1)); echo "FAILED: mora-gen source lacks the kernel or the shape"; }

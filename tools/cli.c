@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,22 +28,41 @@ void cli_usage_error(const char *prog, const char *fmt, ...) {
     exit(2);
 }
 
-int64_t cli_parse_int(const char *prog, const char *option, const char *text, int64_t min) {
+int64_t cli_parse_int(const char *prog, const char *option, const char *text, int64_t min, int64_t max) {
     if (!text || !*text) cli_usage_error(prog, "%s needs a value", option);
     errno = 0;
     char *end = NULL;
     const long long v = strtoll(text, &end, 10);
+    if (errno == ERANGE || (errno == 0 && *end == '\0' && (v < min || v > max)))
+        cli_usage_error(prog, "%s=%s: must be in [%lld, %lld]", option, text, (long long)min, (long long)max);
     if (errno != 0 || *end != '\0') cli_usage_error(prog, "%s=%s: expected a whole number", option, text);
-    if (v < min) cli_usage_error(prog, "%s=%s: must be >= %lld", option, text, (long long)min);
     return (int64_t)v;
 }
 
+double cli_parse_number(const char *prog, const char *option, const char *text, double min, double max) {
+    if (!text || !*text) cli_usage_error(prog, "%s needs a value", option);
+    errno = 0;
+    char *end = NULL;
+    const double v = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || v != v) cli_usage_error(prog, "%s=%s: expected a number", option, text);
+    if (v < min || v > max) cli_usage_error(prog, "%s=%s: must be in [%g, %g]", option, text, min, max);
+    return v;
+}
+
+/* Each shape option once: a repeated one is a usage error rather than the last value silently. */
+static int64_t shape_int(const char *prog, const char *option, const char *value, int64_t previous) {
+    if (previous) cli_usage_error(prog, "%s=%s: given twice", option, value);
+    return cli_parse_int(prog, option, value, 1, INT64_MAX);
+}
+
 int cli_shape_option(const char *prog, cli_shape_options *o, const char *option, const char *value) {
-    if (strcmp(option, "dims") == 0) o->dims = cli_parse_int(prog, "--dims", value, 1);
-    else if (strcmp(option, "dims-out") == 0) o->dims_out = cli_parse_int(prog, "--dims-out", value, 1);
-    else if (strcmp(option, "rank") == 0) o->rank = cli_parse_int(prog, "--rank", value, 1);
-    else if (strcmp(option, "rhat") == 0) o->rhat = cli_parse_int(prog, "--rhat", value, 1);
+    if (strcmp(option, "dims") == 0) o->dims = shape_int(prog, "--dims", value, o->dims);
+    else if (strcmp(option, "dims-out") == 0) o->dims_out = shape_int(prog, "--dims-out", value, o->dims_out);
+    else if (strcmp(option, "rank") == 0) o->rank = shape_int(prog, "--rank", value, o->rank);
+    else if (strcmp(option, "rhat") == 0) o->rhat = shape_int(prog, "--rhat", value, o->rhat);
+    else if (strcmp(option, "op") == 0 && o->op) cli_usage_error(prog, "--op=%s: given twice", value);
     else if (strcmp(option, "op") == 0) o->op = value;
+    else if (strcmp(option, "dtype") == 0 && o->dtype) cli_usage_error(prog, "--dtype=%s: given twice", value);
     else if (strcmp(option, "dtype") == 0) o->dtype = value;
     else return 0;
     return 1;
@@ -57,8 +77,9 @@ void cli_shape_resolve(const char *prog, const cli_shape_options *o, mora_shape 
     if (o->op) {
         if (mora_op_from_string(o->op, &op) != MORA_OK) cli_usage_error(prog, "--op: %s", mora_last_error());
     } else {
-        /* with --rhat, judge by the rank of the same parameter count: r = r̂² / (d_in + d_out) */
-        const int64_t rank = o->rank ? o->rank : o->rhat * o->rhat / (o->dims + d_out);
+        /* with --rhat, judge by the rank of the same parameter count: r = r̂² / (d_in + d_out), in
+         * double (the integers may overflow for absurd sizes, which the shape check then refuses) */
+        const double rank = o->rank ? (double)o->rank : (double)o->rhat * (double)o->rhat / ((double)o->dims + (double)d_out);
         op = rank <= 32 && (o->rank || o->rhat % 2 == 0) ? MORA_OP_ROPE : MORA_OP_SHARE;
     }
     *dtype = MORA_F32;
@@ -75,6 +96,7 @@ void cli_shape_resolve(const char *prog, const cli_shape_options *o, mora_shape 
         st = mora_shape_check(&given);
         if (st == MORA_OK) *shape = given;
     }
+    if (st == MORA_OK) st = mora_kernel_shape_check(shape); /* what plans and mora-tune take */
     if (st != MORA_OK) cli_usage_error(prog, "%s", mora_last_error());
 }
 

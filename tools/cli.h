@@ -22,8 +22,12 @@ typedef struct cli_shape_options {
 
 /* Prints "PROG: message" and the hint to run --help to stderr, then exits with status 2. */
 void cli_usage_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-/* Parses a whole decimal integer >= min; on failure a usage error naming the option. */
-int64_t cli_parse_int(const char *prog, const char *option, const char *text, int64_t min);
+/* Parses a whole decimal integer in [min, max]; on failure a usage error naming the option. */
+int64_t cli_parse_int(const char *prog, const char *option, const char *text, int64_t min, int64_t max);
+/* Parses a decimal number (fractions allowed) in [min, max]. */
+double cli_parse_number(const char *prog, const char *option, const char *text, double min, double max);
+/* The largest token count the kernels take (2^31 − 1). */
+#define CLI_MAX_TOKENS (MORA_KERNEL_INDEX_LIMIT - 1)
 /* Handles one shape option (returns 1 if `option` was one of them). */
 int cli_shape_option(const char *prog, cli_shape_options *o, const char *option, const char *value);
 /* Resolves the options into a checked shape and dtype. Usage errors (missing --dims) and shapes the

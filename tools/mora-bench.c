@@ -1060,21 +1060,21 @@ static void parse_options(int argc, char **argv, options *o) {
             if (strcmp(name, "op") != 0 && strcmp(name, "dtype") != 0) o->custom_shape = 1;
             continue;
         }
-        if (strcmp(name, "tokens") == 0) o->tokens = cli_parse_int(prog, "--tokens", optarg, 1);
+        if (strcmp(name, "tokens") == 0) o->tokens = cli_parse_int(prog, "--tokens", optarg, 1, CLI_MAX_TOKENS);
         else if (strcmp(name, "kinds") == 0) {
             o->kinds = parse_list("--kinds", optarg, kind_names, MORA_KIND_COUNT);
         } else if (strcmp(name, "baselines") == 0) {
             if (strcmp(optarg, "none") == 0) o->variants = 1u << BENCH_TUNED;
             else o->variants = parse_list("--baselines", optarg, baseline_names, BENCH_VARIANT_COUNT) | 1u << BENCH_TUNED;
         } else if (strcmp(name, "budget-ms") == 0) o->budget_ms = parse_positive("--budget-ms", optarg);
-        else if (strcmp(name, "min-reps") == 0) o->min_reps = (int)cli_parse_int(prog, "--min-reps", optarg, 1);
-        else if (strcmp(name, "verify-tokens") == 0) o->verify_tokens = cli_parse_int(prog, "--verify-tokens", optarg, 0);
+        else if (strcmp(name, "min-reps") == 0) o->min_reps = (int)cli_parse_int(prog, "--min-reps", optarg, 1, 100);
+        else if (strcmp(name, "verify-tokens") == 0) o->verify_tokens = cli_parse_int(prog, "--verify-tokens", optarg, 0, 65536);
         else if (strcmp(name, "rotate") == 0) {
-            o->rotate = (int)cli_parse_int(prog, "--rotate", optarg, 1);
+            o->rotate = (int)cli_parse_int(prog, "--rotate", optarg, 1, 16);
             if (o->rotate > BENCH_MAX_SETS) cli_usage_error(prog, "--rotate=%d: must be <= %d", o->rotate, BENCH_MAX_SETS);
         }
         else if (strcmp(name, "backend") == 0) o->backend = optarg;
-        else if (strcmp(name, "device") == 0) o->device = (int)cli_parse_int(prog, "--device", optarg, 0);
+        else if (strcmp(name, "device") == 0) o->device = (int)cli_parse_int(prog, "--device", optarg, 0, 1023);
         else if (strcmp(name, "json") == 0) o->json = optarg;
         else if (strcmp(name, "csv") == 0) o->csv = optarg;
         else if (strcmp(name, "md") == 0) o->md = optarg;

@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
             if (strcmp(name, "kind") == 0) kind_name = optarg;
             else if (strcmp(name, "backend") == 0) backend = optarg;
             else if (strcmp(name, "arch") == 0) arch = optarg;
-            else if (strcmp(name, "device") == 0) device = (int)cli_parse_int(prog, "--device", optarg, 0);
+            else if (strcmp(name, "device") == 0) device = (int)cli_parse_int(prog, "--device", optarg, 0, 1023);
             else if (strcmp(name, "param") == 0) {
                 if (param_count == 64) cli_usage_error(prog, "--param: at most 64");
                 params[param_count++] = optarg;
@@ -160,7 +160,7 @@ int main(int argc, char **argv) {
         if (!eq || eq == params[i]) cli_usage_error(prog, "--param %s: expected NAME=VALUE", params[i]);
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(eq - params[i]), params[i]);
-        const int64_t value = cli_parse_int(prog, "--param", eq + 1, 1);
+        const int64_t value = cli_parse_int(prog, "--param", eq + 1, 0, 1 << 20); /* no tile is larger; mora_spec_check says which are valid */
         if (mora_spec_set_param(&spec, name, (int)value) != MORA_OK) cli_usage_error(prog, "%s", mora_last_error());
     }
     if (mora_spec_check(&spec, 0, 0) != MORA_OK) cli_usage_error(prog, "%s", mora_last_error());

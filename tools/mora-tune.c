@@ -197,14 +197,14 @@ int main(int argc, char **argv) {
         else {
             const char *name = long_options[index].name;
             if (cli_shape_option(prog, &shape_options, name, optarg)) continue;
-            if (strcmp(name, "tokens") == 0) options.tokens = cli_parse_int(prog, "--tokens", optarg, 1);
+            if (strcmp(name, "tokens") == 0) options.tokens = cli_parse_int(prog, "--tokens", optarg, 1, CLI_MAX_TOKENS);
             else if (strcmp(name, "kinds") == 0) options.kinds = parse_kinds(optarg);
-            else if (strcmp(name, "budget") == 0) options.budget_seconds = (double)cli_parse_int(prog, "--budget", optarg, 1);
+            else if (strcmp(name, "budget") == 0) options.budget_seconds = cli_parse_number(prog, "--budget", optarg, 0.001, 1e7);
             else if (strcmp(name, "max-candidates") == 0)
-                options.max_candidates = (int)cli_parse_int(prog, "--max-candidates", optarg, 1);
-            else if (strcmp(name, "seed") == 0) options.seed = (uint64_t)cli_parse_int(prog, "--seed", optarg, 0);
+                options.max_candidates = (int)cli_parse_int(prog, "--max-candidates", optarg, 1, 100000);
+            else if (strcmp(name, "seed") == 0) options.seed = (uint64_t)cli_parse_int(prog, "--seed", optarg, 0, INT64_MAX);
             else if (strcmp(name, "backend") == 0) backend = optarg;
-            else if (strcmp(name, "device") == 0) device = (int)cli_parse_int(prog, "--device", optarg, 0);
+            else if (strcmp(name, "device") == 0) device = (int)cli_parse_int(prog, "--device", optarg, 0, 1023);
             else if (strcmp(name, "cache-dir") == 0) cache_dir = optarg;
         }
     }

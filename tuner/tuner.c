@@ -35,7 +35,7 @@ int64_t mora_default_tune_tokens(const mora_context *ctx) { return ctx->info.is_
 void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *s, mora_dtype dtype, int64_t tokens,
                      char *key, size_t size) {
     int64_t bucket = 1;
-    while (bucket < tokens) bucket *= 2;
+    while (bucket < tokens && bucket < ((int64_t)1 << 62)) bucket *= 2; /* never overflows */
     snprintf(key, size,
              "v%d|backend=%s|device=%s|arch=%s|units=%d|driver=%s|compiler=%s|library=%s|kind=%s|op=%s|d_in=%lld|"
              "d_out=%lld|rhat=%lld|dtype=%s|tokens<=%lld",
@@ -394,9 +394,12 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": has no generated kernels to tune", ctx->be->name);
     const mora_tune_options defaults = {0};
     const mora_tune_options *o = options ? options : &defaults;
-    if (o->tokens < 0) return mora_fail(MORA_E_SIZE, "tokens=%lld: must be >= 1", (long long)o->tokens);
+    if (o->tokens < 0 || o->tokens >= MORA_KERNEL_INDEX_LIMIT)
+        return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [1, 2^31) (0: the device's default)", (long long)o->tokens);
     if (o->budget_seconds < 0) return mora_fail(MORA_E_ARG, "budget=%g s: must be > 0", o->budget_seconds);
-    if (o->max_candidates < 0) return mora_fail(MORA_E_ARG, "max_candidates=%d: must be >= 1", o->max_candidates);
+    if (o->max_candidates < 0 || o->max_candidates > 100000)
+        return mora_fail(MORA_E_ARG, "max_candidates=%d: must be in [1, 100000] (0: 48)", o->max_candidates);
+    MORA_TRY(mora_kernel_shape_check(s));
     const int64_t tokens = o->tokens ? o->tokens : mora_default_tune_tokens(ctx);
     const double budget = o->budget_seconds > 0 ? o->budget_seconds : DEFAULT_BUDGET_SECONDS;
     const int max_candidates = o->max_candidates ? o->max_candidates : DEFAULT_MAX_CANDIDATES;
