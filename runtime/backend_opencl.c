@@ -145,6 +145,11 @@ static mora_status opencl_device_info(void *vctx, mora_device_info *info) {
 
 static mora_status opencl_buffer_alloc(void *vctx, size_t bytes, void **buf) {
     opencl_ctx *c = vctx;
+    cl_ulong largest = 0; /* one allocation's limit: beyond it clCreateBuffer says "invalid size", which is no memory */
+    if (c->cl.clGetDeviceInfo(c->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof largest, &largest, NULL) == CL_SUCCESS &&
+        largest > 0 && (cl_ulong)bytes > largest)
+        return mora_fail(MORA_E_NO_MEMORY, "bytes=%zu: more than the device's largest allocation, %llu bytes", bytes,
+                         (unsigned long long)largest);
     cl_int err = CL_SUCCESS;
     cl_mem mem = c->cl.clCreateBuffer(c->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
     if (err != CL_SUCCESS || !mem) {

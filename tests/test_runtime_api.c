@@ -36,6 +36,9 @@ int main(int argc, char **argv) {
     CHECK_STR(mora_last_error(), ""); /* empty after a call that succeeded */
     CHECK_STATUS(mora_context_set_stream(ctx, NULL), MORA_OK); /* back to the context's own, on every backend */
     const int knows_sizes = ctx->be->buffer_size != NULL;
+    void *huge = (void *)0x1;
+    CHECK_STATUS(mora_buffer_alloc(ctx, SIZE_MAX, &huge), MORA_E_NO_MEMORY); /* not a device error */
+    CHECK(strstr(mora_last_error(), "bytes=") != NULL);
 
     /* plan creation rejects what the shape check rejects, unknown dtypes, bad token counts and options */
     mora_plan *p = (mora_plan *)0x1;
