@@ -277,10 +277,18 @@ static void search(kind_run *r, int max_candidates, uint64_t seed) {
     }
     r->planned = r->out->strategy_exhaustive ? planned : max_candidates;
     report(r, MORA_TUNE_START, 0, NULL, -1, -1, NULL);
-    /* batches, while the budget lasts (the default is always measured) */
-    for (int done = 0; done < planned; done += batch) {
-        if (done > 0 && now_seconds() > r->deadline) break;
-        evaluate(r, positions + done, planned - done < batch ? planned - done : batch);
+    /* the default first, alone (always measured); then batches while the budget lasts, each no
+     * larger than the time left allows at the cost per candidate seen so far (compiles included), so
+     * a loaded machine or a slow compiler does not run far past the budget */
+    const double started = now_seconds();
+    evaluate(r, positions, 1);
+    for (int done = 1; done < planned;) {
+        const double now = now_seconds(), per_candidate = (now - started) / done;
+        const int affordable = per_candidate > 0 ? (int)((r->deadline - now) / per_candidate) : batch;
+        const int size = planned - done < batch ? planned - done : batch;
+        if (affordable < 1) break;
+        evaluate(r, positions + done, size < affordable ? size : affordable);
+        done += size < affordable ? size : affordable;
     }
     /* local search: the best candidate's untried neighbours, as long as they improve it */
     while (!r->out->strategy_exhaustive && r->out->candidates < max_candidates && now_seconds() < r->deadline) {
