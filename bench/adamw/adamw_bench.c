@@ -5,15 +5,14 @@
  *
  *   build/mora-adamw-bench [--backend auto] [--blocks 32] [--reps 20] [--clip]
  */
-#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <mora.h>
 
 #include "context.h" /* internal: the backend's buffer copy, the bandwidth reference */
+#include "tuner.h"   /* internal: mora_time_calls, the project's timing loop */
 
 #define TRY(call)                                                                              \
     do {                                                                                       \
@@ -24,15 +23,24 @@
         }                                                                                      \
     } while (0)
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+typedef struct timed {
+    mora_context *ctx;
+    mora_adapter *adapter;
+    const mora_adamw *hp;
+    void *src, *dst;
+    size_t bytes;
+} timed;
+
+static mora_status one_step(void *user, int rep) {
+    (void)rep;
+    const timed *t = user;
+    return mora_adapter_step(t->adapter, t->hp);
 }
 
-static int compare_doubles(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+static mora_status one_copy(void *user, int rep) {
+    (void)rep;
+    const timed *t = user;
+    return t->ctx->be->buffer_copy(t->ctx->be_ctx, t->src, 0, t->dst, 0, t->bytes);
 }
 
 int main(int argc, char **argv) {
@@ -84,34 +92,34 @@ int main(int argc, char **argv) {
     mora_adamw hp = mora_adamw_defaults();
     hp.max_grad_norm = clip ? 1.0f : 0.0f;
 
-    double *step_ms = malloc((size_t)reps * sizeof *step_ms), *copy_ms = malloc((size_t)reps * sizeof *copy_ms);
     void *copy = NULL;
     TRY(mora_buffer_alloc(ctx, (size_t)elements * sizeof(float), &copy));
-    TRY(mora_adapter_step(a, &hp)); /* warm-up: the kernels' first launch */
-    TRY(mora_synchronize(ctx));
-    for (int r = 0; r < reps; ++r) { /* interleaved: a step, then a copy of the same size */
-        double t0 = now_ms();
-        TRY(mora_adapter_step(a, &hp));
-        TRY(mora_synchronize(ctx));
-        step_ms[r] = now_ms() - t0;
-        t0 = now_ms();
-        if (ctx->be->buffer_copy) TRY(ctx->be->buffer_copy(ctx->be_ctx, grads, 0, copy, 0, (size_t)elements * sizeof(float)));
-        TRY(mora_synchronize(ctx));
-        copy_ms[r] = now_ms() - t0;
+    if (!ctx->be->buffer_copy) {
+        fprintf(stderr, "mora-adamw-bench: the %s backend has no buffer copy to compare with\n", mora_context_backend(ctx));
+        return 1;
     }
-    qsort(step_ms, (size_t)reps, sizeof *step_ms, compare_doubles);
-    qsort(copy_ms, (size_t)reps, sizeof *copy_ms, compare_doubles);
-    const double step = step_ms[reps / 2], copied = copy_ms[reps / 2];
+    /* the project's timing loop (tuner/measure.c: warm-up, repetitions, median), wall clock around a
+     * synchronize; step and copy alternate over three rounds and the best median of each is kept */
+    timed t = {ctx, a, &hp, grads, copy, (size_t)elements * sizeof(float)};
+    double step = -1, copied = -1;
+    for (int round = 0; round < 3; ++round) {
+        mora_timing m;
+        TRY(mora_time_calls(ctx, 0, one_step, &t, 50.0 * reps, reps, &m));
+        if (step < 0 || m.median_ms < step) step = m.median_ms;
+        TRY(mora_time_calls(ctx, 0, one_copy, &t, 50.0 * reps, reps, &m));
+        if (copied < 0 || m.median_ms < copied) copied = m.median_ms;
+    }
     const double step_gbs = 28.0 * (double)elements / (step * 1e6), copy_gbs = 8.0 * (double)elements / (copied * 1e6);
     printf("| backend | device | layers | arena floats | step (median) | step GB/s | copy GB/s | step / copy |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     printf("| %s | %s | %d | %lld | %.2f ms | %.1f | %.1f | %.0f %% |\n", mora_context_backend(ctx), mora_context_device_name(ctx),
            count, (long long)elements, step, step_gbs, copy_gbs, 100.0 * step_gbs / copy_gbs);
     printf("(AdamW%s: 28 bytes per element — read M, dM, m, v; write M, m, v; copy: 8 bytes per element; "
-           "%d repetitions, interleaved, wall clock around a synchronize)\n", clip ? " with clipping" : "", reps);
+           "at least %d repetitions per median, step and copy alternating over 3 rounds, best median kept)\n",
+           clip ? " with clipping" : "", reps);
     TRY(mora_buffer_free(ctx, copy));
     mora_adapter_destroy(a);
     mora_context_destroy(ctx);
-    free(host), free(layers), free(names), free(step_ms), free(copy_ms);
+    free(host), free(layers), free(names);
     return 0;
 }
