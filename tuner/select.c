@@ -1,7 +1,14 @@
 /* Which parameters a layer uses for each kernel kind, without tuning: the kernels cache's record
  * for this device and shape, then the database shipped with the library (device → arch → vendor),
  * then the declared defaults. Tuning happens only when asked (MORA_AUTOTUNE=1 or
- * mora_layer_autotune). */
+ * mora_layer_autotune).
+ *
+ * The cache's load already rejects records with a bad checksum or values no tuner can produce
+ * (mora_cache_record_check); what it cannot see is this device: a record whose parameters do not
+ * fit the device's limits (work-group size, local memory) or the space's rules was not written by
+ * a tuner on this device, so it is removed with a warning, like any bad entry, and the next
+ * MORA_AUTOTUNE / mora_layer_autotune tunes the kind again instead of the layer quietly running
+ * the defaults forever. */
 #include <string.h>
 
 #include "context.h"
@@ -28,6 +35,13 @@ const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec) {
                 *spec = candidate;
                 return "cache";
             }
+            /* the reason: the spec check's sentence, or the space's pruning rules */
+            const char *why = mora_spec_check(&candidate, ctx->info.max_work_group, ctx->info.local_mem_bytes) != MORA_OK
+                                  ? mora_last_error()
+                                  : "outside the tuner's search space for this device";
+            mora_log(MORA_LOG_WARNING, "kernels cache: record for kind %s, key %s: %s; removed, will be re-tuned",
+                     mora_kind_name(spec->kind), key, why);
+            (void)mora_cache_record_remove(cache, key);
         }
     }
     mora_kernel_spec candidate = *spec;
