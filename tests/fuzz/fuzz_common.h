@@ -1,7 +1,9 @@
 /* Shared by the libFuzzer targets of tests/fuzz/ (see docs/fuzzing.md): reading typed values off
  * the fuzzer's bytes, a private scratch folder, and a log callback that keeps the library's
  * warnings off the fuzzer's output. A crash, a sanitizer report or a broken invariant (abort()
- * through FUZZ_ASSERT) is a finding. */
+ * through FUZZ_ASSERT) is a finding. FUZZ_ASSERT rather than tests/check.h's CHECK: a fuzzer must
+ * stop at the first broken invariant, with a signal, so that libFuzzer saves the input; CHECK counts
+ * and goes on to a report at exit, which libFuzzer never reaches. */
 #ifndef MORA_TESTS_FUZZ_COMMON_H
 #define MORA_TESTS_FUZZ_COMMON_H
 
