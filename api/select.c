@@ -37,6 +37,16 @@ const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_
                     mora_error_clear();
                     return "cache";
                 }
+                /* the cache's load already rejects records with a bad checksum or values no tuner can
+                 * produce (mora_cache_record_check); what it cannot see is this device: a record whose
+                 * parameters break the device's limits or the space's rules was not written by a tuner
+                 * here, so it is removed with a warning, like any bad entry, and tuned again when asked */
+                const char *why = mora_spec_check(&candidate, ctx->info.max_work_group, ctx->info.local_mem_bytes) != MORA_OK
+                                      ? mora_last_error()
+                                      : "outside the tuner's search space for this device";
+                mora_log(MORA_LOG_WARNING, "kernels cache: record for kind %s, key %s: %s; removed, will be re-tuned",
+                         mora_kind_name(spec->kind), key, why);
+                (void)mora_cache_record_remove(cache, key);
             }
     }
     mora_kernel_spec candidate = *spec;

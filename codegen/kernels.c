@@ -3,6 +3,7 @@
  * (tests/test_codegen.c checks it). */
 #include "kernels.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "error.h"
@@ -169,24 +170,38 @@ int mora_spec_get_param(const mora_kernel_spec *spec, const char *name) {
     return i < 0 ? -1 : spec->params[i];
 }
 
+/* The arithmetic below takes parameter values straight from files (cache records, the db) and the
+ * command line, so it must be defined for ANY int: products are formed in 64 bits from values
+ * already known to be positive, and a result that does not fit saturates at SIZE_MAX (which no
+ * device limit admits) instead of wrapping around to a small, acceptable-looking number. */
+static size_t mul_sat(size_t a, size_t b) {
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+/* A parameter as a count: negative values (rejected by mora_spec_check) count as 0. */
+static size_t count_of(int v) { return v < 0 ? 0 : (size_t)v; }
+
 /* Work-items of a GEMM tile: (TM/WM)·(TN/WN) for the scalar product; with MMA, one warp / wavefront
- * per (16·WM) x (frag_n·WN) sub-tile. */
+ * per (16·WM) x (frag_n·WN) sub-tile. 0 when a per-work-item size is not positive. */
 static size_t gemm_threads(const mora_kernel_spec *spec) {
     const int *p = spec->params;
-    if (p[MORA_GEMM_WM] < 1 || p[MORA_GEMM_WN] < 1) return 0;
-    if (mora_spec_mma(spec) == 1 && mora_mma_lanes(spec->dialect) > 0)
-        return (size_t)mora_mma_lanes(spec->dialect) * (size_t)(p[MORA_GEMM_TM] / (16 * p[MORA_GEMM_WM])) *
-               (size_t)(p[MORA_GEMM_TN] / (mora_mma_frag_n(spec->dialect) * p[MORA_GEMM_WN]));
-    return (size_t)(p[MORA_GEMM_TM] / p[MORA_GEMM_WM]) * (size_t)(p[MORA_GEMM_TN] / p[MORA_GEMM_WN]);
+    if (p[MORA_GEMM_WM] < 1 || p[MORA_GEMM_WN] < 1 || p[MORA_GEMM_TM] < 0 || p[MORA_GEMM_TN] < 0) return 0;
+    const int64_t tm = p[MORA_GEMM_TM], tn = p[MORA_GEMM_TN], wm = p[MORA_GEMM_WM], wn = p[MORA_GEMM_WN];
+    if (mora_spec_mma(spec) == 1 && mora_mma_lanes(spec->dialect) > 0) {
+        const int64_t frag_m = 16 * wm, frag_n = (int64_t)mora_mma_frag_n(spec->dialect) * wn; /* < 2^36 */
+        return mul_sat(mul_sat((size_t)mora_mma_lanes(spec->dialect), (size_t)(tm / frag_m)), (size_t)(tn / frag_n));
+    }
+    return mul_sat((size_t)(tm / wm), (size_t)(tn / wn));
 }
 
 size_t mora_spec_threads(const mora_kernel_spec *spec, int entry) {
     const int *p = spec->params;
     switch (spec->kind) {
     case MORA_KIND_FWD: return gemm_threads(spec);
-    case MORA_KIND_BWD_DX: return entry == 0 ? gemm_threads(spec) : (size_t)p[5];
-    case MORA_KIND_BWD_DM: return entry == 0 ? gemm_threads(spec) : (size_t)p[6];
-    case MORA_KIND_MERGE: return (size_t)p[0];
+    case MORA_KIND_BWD_DX: return entry == 0 ? gemm_threads(spec) : count_of(p[5]);
+    case MORA_KIND_BWD_DM: return entry == 0 ? gemm_threads(spec) : count_of(p[6]);
+    case MORA_KIND_MERGE: return count_of(p[0]);
     }
     return 0;
 }
@@ -195,13 +210,16 @@ size_t mora_spec_local_bytes(const mora_kernel_spec *spec, int entry) {
     const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
     if (!d || !d->is_gemm || entry != 0) return 0;
     const int *p = spec->params;
-    return (size_t)(p[MORA_GEMM_TM] + p[MORA_GEMM_TN]) * (size_t)p[MORA_GEMM_TK] * sizeof(float);
+    /* (TM + TN)·TK floats; the sum of two ints cannot overflow 64 bits, the products saturate */
+    const size_t rows = count_of(p[MORA_GEMM_TM]) + count_of(p[MORA_GEMM_TN]);
+    return mul_sat(mul_sat(rows, count_of(p[MORA_GEMM_TK])), sizeof(float));
 }
 
 mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, size_t max_local_bytes) {
     MORA_CHECK_PTR(spec);
     const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
     if (!d) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    /* first every parameter >= its minimum (1, or 0 for <P>_MMA): every divisor below is then >= 1 */
     for (int i = 0; i < d->param_count; ++i)
         if (spec->params[i] < param_minimum(&d->params[i]))
             return mora_fail(MORA_E_PARAM, "param %s=%d: must be >= %d", d->params[i].name, spec->params[i],
@@ -225,15 +243,18 @@ mora_status mora_spec_check(const mora_kernel_spec *spec, size_t max_threads, si
             if (p[MORA_GEMM_TK] % 16 != 0)
                 return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of 16 with %s=1",
                                  d->params[MORA_GEMM_TK].name, p[MORA_GEMM_TK], mma);
-            const int frag_m = 16 * p[MORA_GEMM_WM], frag_n = mora_mma_frag_n(spec->dialect) * p[MORA_GEMM_WN];
+            /* 64-bit: 16·WM and frag_n·WN overflow an int for WM, WN >= 2^27 (a division by zero
+             * once they wrapped to 0); here both are >= 16 and < 2^36 */
+            const int64_t frag_m = 16 * (int64_t)p[MORA_GEMM_WM],
+                          frag_n = (int64_t)mora_mma_frag_n(spec->dialect) * (int64_t)p[MORA_GEMM_WN];
             if (p[MORA_GEMM_TM] % frag_m != 0)
-                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of 16·%s = %d with %s=1",
-                                 d->params[MORA_GEMM_TM].name, p[MORA_GEMM_TM], d->params[MORA_GEMM_WM].name, frag_m,
-                                 mma);
+                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of 16·%s = %lld with %s=1",
+                                 d->params[MORA_GEMM_TM].name, p[MORA_GEMM_TM], d->params[MORA_GEMM_WM].name,
+                                 (long long)frag_m, mma);
             if (p[MORA_GEMM_TN] % frag_n != 0)
-                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of %d·%s = %d with %s=1 on %s",
+                return mora_fail(MORA_E_PARAM, "param %s=%d: must be a multiple of %d·%s = %lld with %s=1 on %s",
                                  d->params[MORA_GEMM_TN].name, p[MORA_GEMM_TN], mora_mma_frag_n(spec->dialect),
-                                 d->params[MORA_GEMM_WN].name, frag_n, mma, mora_dialect_name(spec->dialect));
+                                 d->params[MORA_GEMM_WN].name, (long long)frag_n, mma, mora_dialect_name(spec->dialect));
         }
         if (p[MORA_GEMM_TM] % p[MORA_GEMM_WM] != 0)
             return mora_fail(MORA_E_PARAM, "param %s=%d: must divide %s=%d", d->params[MORA_GEMM_WM].name,

@@ -11,13 +11,27 @@
  *   cache returns MORA_E_IO (callers treat it as non-fatal).
  * - A record written by another library version is a plain miss: it is neither removed nor warned
  *   about (it is not corrupt; the next store replaces it). Every other bad entry is removed, with
- *   one "cache-corrupt" warning per process.
+ *   one warning per entry: each bad file is a separate event (another writer, another bit flip), and
+ *   as it is removed it cannot warn twice. An entry that cannot be removed (a non-empty folder in its
+ *   place) is reported as staying, once per entry name, so a cache that stays broken does not flood
+ *   the log.
+ * - Records are checked twice on load: the checksum (the file is the one the library wrote), then
+ *   the values (mora_cache_record_check: the kind's declared parameters and ranges, and
+ *   mora_spec_check), so that a record with a good checksum but values no tuner can have produced
+ *   (an older library's bug, a hand edit) is also a miss, removed and re-tuned. Store writes what it
+ *   is given: the load is the one gate, whatever wrote the file.
+ * - Entries are opened with O_NONBLOCK, and the type checked on the open descriptor: a FIFO or a
+ *   device in an entry's place is a bad entry instead of a reader blocked forever.
+ * - Temporary files of writers that were killed before their rename (".<name>.tmp-XXXXXX", and the
+ *   ".probe-XXXXXX" of the first store) are removed by the first store of each process when they
+ *   are older than STALE_TEMP_SECONDS: a live writer holds its file for well under a second.
  * - Non-finite time_ms / spread / default_ms are written as JSON null and read back as NaN. */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 
 #include "cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -30,6 +44,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -37,6 +52,7 @@
 #include "mora_db.h"
 
 #define RECORD_MAX_BYTES (1u << 20) /* a record is a few hundred bytes: anything over 1 MiB is bad */
+#define STALE_TEMP_SECONDS (10 * 60)  /* a temporary file this old belongs to a writer that died */
 static const char binary_magic[8] = {'M', 'O', 'R', 'A', 'B', 'I', 'N', '1'};
 
 struct mora_cache {
@@ -178,6 +194,25 @@ static void disable(mora_cache *c, const char *dir, int err) {
     mora_warn_once("cache-unwritable", "kernels cache: %s: %s; running without a cache", dir, strerror(err));
 }
 
+/* Removes the temporary files of writers that died before their rename: hidden names with
+ * ".tmp-" (write_atomic) or ".probe-" (ensure_ready) older than STALE_TEMP_SECONDS. Only regular
+ * files, found with lstat, are removed; a file another writer renames away meanwhile is simply gone. */
+static void remove_stale_temporaries(const char *folder) {
+    DIR *d = opendir(folder);
+    if (!d) return;
+    const time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.' || (!strstr(e->d_name, ".tmp-") && strncmp(e->d_name, ".probe-", 7) != 0)) continue;
+        char *path = join(folder, "/", e->d_name);
+        struct stat st;
+        if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > STALE_TEMP_SECONDS)
+            unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* Creates the folders and probes a write, once; 1 when the cache can be written. */
 static int ensure_ready(mora_cache *c) {
     if (atomic_load(&c->ready)) return atomic_load(&c->enabled);
@@ -198,7 +233,13 @@ static int ensure_ready(mora_cache *c) {
                 unlink(probe);
             }
         }
-        if (err) disable(c, c->dir, err);
+        if (err) {
+            disable(c, c->dir, err);
+        } else {
+            remove_stale_temporaries(c->dir);
+            remove_stale_temporaries(records);
+            remove_stale_temporaries(binaries);
+        }
         free(records);
         free(binaries);
         free(probe);
@@ -314,12 +355,40 @@ static mora_status write_atomic(const char *path, const void *a, size_t a_size, 
 }
 
 /* ---- reading ----------------------------------------------------------------------------------- */
-/* A bad entry: removed (unless another process has replaced it meanwhile), warned once, a miss. */
+/* A bad entry: removed (unless another process has replaced it meanwhile), warned about, a miss.
+ * A folder in the entry's place is removed when empty; whatever cannot be removed is reported as
+ * staying (the warning says so, once per entry name), never as removed. */
 static mora_status bad_entry(const char *path, const struct stat *seen, const char *why) {
-    struct stat now;
-    if (stat(path, &now) == 0 && now.st_ino == seen->st_ino && now.st_dev == seen->st_dev) unlink(path);
-    mora_warn_once("cache-corrupt", "kernels cache: %s: %s; removed, will be rebuilt", path, why);
-    return mora_fail(MORA_E_NOT_FOUND, "kernels cache: %s: %s; removed", path, why);
+    struct stat now, link;
+    int removed = 0, err = 0;
+    if (stat(path, &now) == 0 && now.st_ino == seen->st_ino && now.st_dev == seen->st_dev) {
+        /* lstat: a symbolic link in the entry's place is itself removed, never what it points to */
+        const int is_dir = lstat(path, &link) == 0 && S_ISDIR(link.st_mode);
+        removed = (is_dir ? rmdir(path) : unlink(path)) == 0;
+        if (!removed) err = errno;
+    } else {
+        removed = 1; /* already gone, or replaced by another writer's new entry */
+    }
+    if (removed) {
+        mora_log(MORA_LOG_WARNING, "kernels cache: %s: %s; removed, will be rebuilt", path, why);
+        return mora_fail(MORA_E_NOT_FOUND, "kernels cache: %s: %s; removed", path, why);
+    }
+    const char *name = strrchr(path, '/');
+    char topic[48];
+    snprintf(topic, sizeof topic, "cache-stuck:%s", name ? name + 1 : path);
+    mora_warn_once(topic, "kernels cache: %s: %s; could not remove it (%s): it stays, and is a miss every time",
+                   path, why, strerror(err));
+    return mora_fail(MORA_E_NOT_FOUND, "kernels cache: %s: %s; could not remove it: %s", path, why, strerror(err));
+}
+
+/* Opens an entry for reading without blocking (a FIFO in its place would block open() until a
+ * writer came), then makes the descriptor blocking again for the reads of a regular file. */
+static int open_entry(const char *path) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) return -1;
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
 }
 
 static mora_status miss(const char *path, const char *why) {
@@ -332,6 +401,106 @@ static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json
 static int name_ok(const char *s, size_t capacity) {
     const char *end = memchr(s, '\0', capacity);
     return end != NULL && end != s;
+}
+
+/* A double as checksummed: exact (hexadecimal) for finite values, "null" otherwise (as written). */
+static void put_real(FILE *f, const char *name, double v) {
+    if (isfinite(v)) fprintf(f, "%s=%a\n", name, v);
+    else fprintf(f, "%s=null\n", name);
+}
+
+/* The checksum covers the key and every field of the record in a canonical text (not the JSON
+ * bytes, so that it does not depend on jansson's formatting): FNV-1a 64 of
+ *   "mora-record 2\n<key>\n<kind>\n<name>=<value>\n...time_ms=<%a>\n...tuned_at=<text>\n". */
+static int record_checksum(const char *key, const mora_tuning_record *r, char hex[17]) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f) return -1;
+    fprintf(f, "mora-record %d\n%s\n%.*s\n", MORA_CACHE_RECORD_FORMAT, key, (int)sizeof r->kind, r->kind);
+    for (int i = 0; i < r->param_count && i < MORA_MAX_PARAMS; ++i)
+        fprintf(f, "%.*s=%d\n", (int)sizeof r->param_names[i], r->param_names[i], r->param_values[i]);
+    put_real(f, "time_ms", r->time_ms);
+    put_real(f, "spread", r->spread);
+    put_real(f, "default_ms", r->default_ms);
+    fprintf(f, "candidates=%d\nrejected=%d\nfailed=%d\ntokens=%lld\ntuned_at=%.*s\n", r->candidates, r->rejected,
+            r->failed, (long long)r->tokens, (int)sizeof r->tuned_at, r->tuned_at);
+    if (fclose(f) != 0 || !text) {
+        free(text);
+        return -1;
+    }
+    snprintf(hex, 17, "%016llx", (unsigned long long)mora_hash64(text, size, 0));
+    free(text);
+    return 0;
+}
+
+/* The value of field `name` in a key of the tuner's form "...|name=value|..." (tuner/tuner.c,
+ * mora_tuning_key); 0 when the key has no such field (or it is too long). */
+static int key_field(const char *key, const char *name, char *out, size_t capacity) {
+    const size_t n = strlen(name);
+    for (const char *p = key; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p != key && p[-1] != '|') || p[n] != '=') continue;
+        const char *v = p + n + 1;
+        const size_t len = strcspn(v, "|");
+        if (len >= capacity) return 0;
+        memcpy(out, v, len);
+        out[len] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
+mora_status mora_cache_record_check(const char *key, const mora_tuning_record *record) {
+    MORA_CHECK_PTR(key);
+    MORA_CHECK_PTR(record);
+    const mora_tuning_record *r = record;
+    mora_kind kind;
+    if (!memchr(r->kind, '\0', sizeof r->kind) || mora_kind_from_string(r->kind, &kind) != MORA_OK)
+        return mora_fail(MORA_E_PARAM, "record kind \"%.*s\": not a kernel kind", (int)sizeof r->kind, r->kind);
+    const mora_kind_decl *d = mora_kind_decl_get(kind);
+    if (r->param_count < 0 || r->param_count > d->param_count)
+        return mora_fail(MORA_E_PARAM, "record of kind %s: %d parameters; the kind has %d", d->name, r->param_count,
+                         d->param_count);
+    /* the dialect and dtype the key names (the tuner's keys do); otherwise the most permissive pair,
+     * cuda and f16, so that only what no backend could run is rejected */
+    mora_dialect dialect = MORA_DIALECT_CUDA;
+    mora_dtype dtype = MORA_F16;
+    char field[64];
+    if (key_field(key, "backend", field, sizeof field))
+        dialect = strcmp(field, "cuda") == 0 ? MORA_DIALECT_CUDA
+                  : strcmp(field, "hip") == 0 ? MORA_DIALECT_HIP
+                                              : MORA_DIALECT_OPENCL;
+    mora_dtype named;
+    if (key_field(key, "dtype", field, sizeof field) && mora_dtype_from_string(field, &named) == MORA_OK) dtype = named;
+    mora_kernel_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.kind = kind;
+    spec.dialect = dialect;
+    spec.dtype = dtype;
+    for (int k = 0; k < d->param_count; ++k) spec.params[k] = d->params[k].default_value;
+    unsigned seen = 0;
+    for (int i = 0; i < r->param_count; ++i) {
+        const char *name = r->param_names[i];
+        if (!memchr(name, '\0', sizeof r->param_names[i]))
+            return mora_fail(MORA_E_PARAM, "record of kind %s: parameter name %d is not a string", d->name, i);
+        int k = 0;
+        while (k < d->param_count && strcmp(d->params[k].name, name) != 0) ++k;
+        if (k == d->param_count)
+            return mora_fail(MORA_E_PARAM, "record of kind %s: %s is not one of its parameters", d->name, name);
+        if (seen & (1u << k)) return mora_fail(MORA_E_PARAM, "record of kind %s: %s given twice", d->name, name);
+        seen |= 1u << k;
+        /* the declared range: the smallest to the largest of the values the tuner searches */
+        int lo = d->params[k].values[0], hi = lo;
+        for (int v = 1; v < d->params[k].value_count; ++v) {
+            if (d->params[k].values[v] < lo) lo = d->params[k].values[v];
+            if (d->params[k].values[v] > hi) hi = d->params[k].values[v];
+        }
+        if (r->param_values[i] < lo || r->param_values[i] > hi)
+            return mora_fail(MORA_E_PARAM, "param %s=%d: outside its declared range [%d, %d]", name, r->param_values[i],
+                             lo, hi);
+        spec.params[k] = r->param_values[i];
+    }
+    return mora_spec_check(&spec, 0, 0);
 }
 
 mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mora_tuning_record *record) {
@@ -352,6 +521,8 @@ mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mo
         return mora_fail(MORA_E_ARG, "record->tuned_at: not a string of at most %zu characters",
                          sizeof record->tuned_at - 1);
     if (!ensure_ready(cache)) return MORA_OK;
+    char checksum[17];
+    if (record_checksum(key, record, checksum) != 0) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
 
     json_t *params = json_object();
     json_t *root = json_object();
@@ -359,7 +530,7 @@ mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mo
     for (int i = 0; !bad && i < record->param_count; ++i)
         bad = json_object_set_new(params, record->param_names[i], json_integer(record->param_values[i])) != 0;
     if (!bad) {
-        bad |= json_object_set_new(root, "format", json_integer(MORA_CACHE_FORMAT_VERSION));
+        bad |= json_object_set_new(root, "format", json_integer(MORA_CACHE_RECORD_FORMAT));
         bad |= json_object_set_new(root, "library", json_string(MORA_VERSION_STRING));
         bad |= json_object_set_new(root, "key", json_string(key));
         bad |= json_object_set_new(root, "kind", json_string(record->kind));
@@ -372,6 +543,7 @@ mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mo
         bad |= json_object_set_new(root, "failed", json_integer(record->failed));
         bad |= json_object_set_new(root, "tokens", json_integer(record->tokens));
         bad |= json_object_set_new(root, "tuned_at", json_string(record->tuned_at));
+        bad |= json_object_set_new(root, "checksum", json_string(checksum));
     }
     char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(params);
@@ -424,12 +596,12 @@ static int get_string(json_t *root, const char *name, char *out, size_t capacity
 /* Validates a parsed record; NULL when good, or why not. Sets *other_library for a record of another
  * library version. */
 static const char *record_from_json(json_t *root, const char *key, mora_tuning_record *r, int *other_library) {
-    static _Thread_local char why[160];
+    static _Thread_local char why[600];
     if (!json_is_object(root)) return "not a JSON object";
     json_int_t format;
     if (!get_int(root, "format", INT_MIN, INT_MAX, &format)) return "\"format\" missing or not an integer";
-    if (format != MORA_CACHE_FORMAT_VERSION) {
-        snprintf(why, sizeof why, "format version %lld, expected %d", (long long)format, MORA_CACHE_FORMAT_VERSION);
+    if (format != MORA_CACHE_RECORD_FORMAT) {
+        snprintf(why, sizeof why, "record format %lld, expected %d", (long long)format, MORA_CACHE_RECORD_FORMAT);
         return why;
     }
     json_t *library = json_object_get(root, "library");
@@ -474,6 +646,16 @@ static const char *record_from_json(json_t *root, const char *key, mora_tuning_r
     r->tokens = (int64_t)v;
     if (!get_string(root, "tuned_at", r->tuned_at, sizeof r->tuned_at))
         return "\"tuned_at\" missing, not a string or too long";
+    /* the file is the one the library wrote: the checksum over the key and every field */
+    char stored[17], computed[17];
+    if (!get_string(root, "checksum", stored, sizeof stored)) return "\"checksum\" missing, not a string or too long";
+    if (record_checksum(key, r, computed) != 0) return "out of memory";
+    if (strcmp(stored, computed) != 0) return "checksum mismatch";
+    /* and its values are ones a tuner can have produced */
+    if (mora_cache_record_check(key, r) != MORA_OK) {
+        snprintf(why, sizeof why, "invalid parameters: %s", mora_last_error());
+        return why;
+    }
     return NULL;
 }
 
@@ -485,7 +667,7 @@ mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuni
     char *path = entry_path(cache, "records", key, ".json");
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
     mora_status s;
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const int fd = open_entry(path);
     if (fd < 0) {
         s = miss(path, strerror(errno));
         free(path);
@@ -536,6 +718,19 @@ mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuni
     return s;
 }
 
+mora_status mora_cache_record_remove(mora_cache *cache, const char *key) {
+    MORA_CHECK_PTR(cache);
+    MORA_CHECK_PTR(key);
+    if (!mora_cache_enabled(cache)) return MORA_OK;
+    char *path = entry_path(cache, "records", key, ".json");
+    if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
+    mora_status s = MORA_OK;
+    if (unlink(path) != 0 && errno != ENOENT)
+        s = mora_fail(MORA_E_IO, "kernels cache: %s: cannot remove: %s", path, strerror(errno));
+    free(path);
+    return s;
+}
+
 /* ---- binaries ---------------------------------------------------------------------------------- */
 /* magic[8], u32 format version, u32 key length, key, u64 payload length, u64 checksum, payload */
 mora_status mora_cache_binary_store(mora_cache *cache, const char *key, const void *data, size_t size) {
@@ -577,7 +772,7 @@ mora_status mora_cache_binary_load(mora_cache *cache, const char *key, void **da
     char *path = entry_path(cache, "binaries", key, ".bin");
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
     mora_status s;
-    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const int fd = open_entry(path);
     if (fd < 0) {
         s = miss(path, strerror(errno));
         free(path);

@@ -7,14 +7,18 @@
  * the log callback, mora_warn_once) and behaves as disabled; nothing fails because of it.
  *
  * Files (names are the 16-hex-digit FNV-1a hash of the key):
- *   records/<hash>.json   {"format": 1, "library": "0.1.0", "key": "<key>", "kind": "fwd",
- *                          "params": {"FWD_TM": 32, ...}, "time_ms": .., "default_ms": .., ...}
+ *   records/<hash>.json   {"format": 2, "library": "0.1.0", "key": "<key>", "kind": "fwd",
+ *                          "params": {"FWD_TM": 32, ...}, "time_ms": .., "default_ms": .., ...,
+ *                          "checksum": "<16 hex digits: FNV-1a of the key and every field>"}
  *   binaries/<hash>.bin   magic "MORABIN1", u32 format version, u32 key length, key bytes,
  *                          u64 payload length, u64 FNV-1a checksum of the payload, payload
  * Every write goes to a temporary file in the same folder, is fsync()ed, then rename()d over the
  * final name, so readers see an old entry or a whole new one and two processes writing the same key
- * both finish with a valid entry. A truncated, corrupt, wrong-format-version or wrong-key entry is a
- * miss: it is removed and a warning is given once. */
+ * both finish with a valid entry. A truncated, corrupt, wrong-format-version or wrong-key entry, a
+ * record whose checksum or parameters are wrong (mora_cache_record_check), or anything but a
+ * regular file in an entry's place (a FIFO does not block the reader) is a miss: it is removed, with
+ * one warning per entry. Temporary files of killed writers are removed by the next process's first
+ * store once they are 10 minutes old. */
 #ifndef MORA_KERNELS_CACHE_CACHE_H
 #define MORA_KERNELS_CACHE_CACHE_H
 
@@ -23,7 +27,8 @@
 
 #include "kernels.h"
 
-#define MORA_CACHE_FORMAT_VERSION 1
+#define MORA_CACHE_FORMAT_VERSION 1 /* binaries; also part of the tuner's keys */
+#define MORA_CACHE_RECORD_FORMAT 2  /* records; 2: with "checksum", parameters validated on load */
 
 typedef struct mora_cache mora_cache;
 
@@ -58,6 +63,16 @@ const char *mora_cache_dir(const mora_cache *cache);
  * load: MORA_OK, or MORA_E_NOT_FOUND for a miss (including a disabled cache and a bad entry). */
 mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mora_tuning_record *record);
 mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuning_record *record);
+/* Removes the record of `key` (no error when there is none or the cache is disabled): for a caller
+ * that finds a loaded record unusable where load cannot see it (the device's limits). */
+mora_status mora_cache_record_remove(mora_cache *cache, const char *key);
+/* Whether a record's values are ones the tuner can have produced: a kernel kind, parameters of that
+ * kind (each at most once) within their declared ranges (the smallest to the largest value of the
+ * lists in codegen/kernels.c), and mora_spec_check passes for the dialect and dtype the key names
+ * ("backend=…", "dtype=…", as the tuner's keys do; cuda and f16 when it names none). The device's
+ * limits are not known here: the caller checks them. MORA_OK or MORA_E_PARAM with the reason.
+ * mora_cache_record_load applies it; store does not (load is the one gate). */
+mora_status mora_cache_record_check(const char *key, const mora_tuning_record *record);
 
 /* Stores / loads a compiled binary under `key` (the caller hashes source, options, target, compiler
  * and driver versions into the key). load: *data is malloc'd (the caller frees); MORA_E_NOT_FOUND

@@ -12,6 +12,7 @@ packages=(
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
   gnuplot-nox                              # mora-bench --plot
   libamdhip64-dev hipcc rocm-device-libs libamd-comgr-dev  # hiprtc: HIP kernels compiled without a GPU
+  clang-14 libclang-rt-14-dev              # the fuzzers (tests/fuzz/run.sh: libFuzzer, ASan, UBSan)
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /* Test assertions that print the expression, both values, file and line, and are never compiled
  * out (unlike assert()). A failed CHECK marks the test failed and goes on, so one run shows every
- * failure; REQUIRE stops the test. Each test program ends with `return check_report();`.
+ * failure; REQUIRE stops the test. Each test program ends with `return check_report();`, which also
+ * fails a test that ran no check at all.
  *
  *   CHECK_EQ_INT(got, want);          integers
  *   CHECK_NEAR(got, want, tol);       |got - want| <= tol (NaN fails)
@@ -22,7 +23,13 @@
 static int check_failures_ = 0;
 static int check_count_ = 0;
 
+/* 0 when every check passed; 1 when one failed, and also when none ran: a suite that checked
+ * nothing (a loop over an empty list, an early return) proves nothing, so it must not pass. */
 static inline int check_report(void) {
+    if (check_count_ == 0) {
+        printf("no checks ran: FAILED (a suite must check something)\n");
+        return 1;
+    }
     if (check_failures_ == 0) {
         printf("%d checks passed\n", check_count_);
         return 0;
