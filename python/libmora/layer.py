@@ -91,8 +91,10 @@ def apply_mora(model: nn.Module, target_modules=("q_proj", "v_proj"), r: int = 8
              if isinstance(module, nn.Linear) and not isinstance(module, MoRALinear) and _matches(name, target_modules)]
     if not found:
         raise ValueError(f"target_modules={target_modules!r}: no nn.Linear of the model matches")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    adapters = {id(m.M) for _, m in mora_layers(model)}
+    for p in model.parameters():  # everything but the adapters (of this call and earlier ones) is frozen
+        if id(p) not in adapters:
+            p.requires_grad_(False)
     for name, module in found:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
