@@ -64,16 +64,22 @@ def comp(x: torch.Tensor, rhat: int, op: str) -> torch.Tensor:
 
 
 def decomp(h: torch.Tensor, d_out: int, rhat: int, op: str) -> torch.Tensor:
-    """h (n, r̂) or (n, B, r̂) -> y (n, d_out)."""
+    """h (n, r̂) or (n, B, r̂) -> y (n, d_out). Tiling by repeat and slicing, as the reference does."""
     n = h.shape[0]
     if op == "truncate":
         return torch.cat([h[:, :min(rhat, d_out)], h.new_zeros(n, max(0, d_out - rhat))], dim=1)
     if op in ("share", "group-tile"):
-        return h[:, torch.arange(d_out, device=h.device) % rhat]
+        if d_out <= rhat:
+            return h[:, :d_out]
+        return h.repeat(1, -(-d_out // rhat))[:, :d_out]
     if op in ("group", "share-interleave"):
+        if d_out % rhat == 0:
+            return h.repeat_interleave(d_out // rhat, dim=1)
         return h[:, group_ids(d_out, rhat, h.device)]
     flat = h.reshape(n, -1)
-    return flat[:, torch.arange(d_out, device=h.device) % flat.shape[1]]
+    if flat.shape[1] >= d_out:
+        return flat[:, :d_out]
+    return flat.repeat(1, -(-d_out // flat.shape[1]))[:, :d_out]
 
 
 def mora_eager(x: torch.Tensor, M: torch.Tensor, d_out: int, op: str) -> torch.Tensor:
