@@ -103,6 +103,7 @@ _SIGNATURES = {
 
 _lock = threading.Lock()
 _lib = None
+loaded_path = None  # where the library was loaded from
 
 
 def _candidates() -> list[str]:
@@ -130,7 +131,7 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 def lib() -> ctypes.CDLL:
     """The loaded libmora (loaded on first use), version-checked."""
-    global _lib
+    global _lib, loaded_path
     if _lib is not None:
         return _lib
     with _lock:
@@ -153,7 +154,7 @@ def lib() -> ctypes.CDLL:
                 raise LibraryNotFound(
                     f"libmora at {path} is version {version}; this package (libmora-python) expects "
                     f"{EXPECTED_VERSION} (same major.minor). Point LIBMORA_LIBRARY at a matching libmora.so.")
-            _lib = candidate
+            _lib, loaded_path = candidate, path
             return _lib
         raise LibraryNotFound(
             "libmora.so was not found. Build it (cmake -S . -B build && cmake --build build) and set "

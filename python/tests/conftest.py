@@ -36,6 +36,10 @@ def note(line: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
+    import libmora
+    from libmora import _lib
+    terminalreporter.write_line(f"libmora package {os.path.dirname(libmora.__file__)}, library {_lib.loaded_path} "
+                                f"({_lib.version() if _lib.loaded_path else 'not loaded'}), torch {torch.__version__}")
     if _worst:
         terminalreporter.write_line(f"libmora vs float64 eager reference on {DEVICE}: largest relative error")
         for (what, dtype), err in sorted(_worst.items()):

@@ -245,3 +245,13 @@ def test_errors_carry_status_and_message():
     with pytest.raises(TypeError):
         libmora.mora_apply(torch.randn(2, 8, dtype=torch.float64), torch.zeros(4, 4), torch.zeros(2, 8,
                            dtype=torch.float64), 4, 1)
+
+
+def test_library_not_found_lists_the_paths(monkeypatch):
+    from libmora import _lib
+    monkeypatch.setattr(_lib, "_candidates", lambda: ["/nonexistent/libmora.so", "/also/not/here/libmora.so.0"])
+    monkeypatch.setattr(_lib, "_lib", None)
+    with pytest.raises(libmora.LibraryNotFound) as e:
+        _lib.lib()
+    assert "/nonexistent/libmora.so" in str(e.value) and "/also/not/here/libmora.so.0" in str(e.value)
+    assert "LIBMORA_LIBRARY" in str(e.value)
