@@ -255,3 +255,24 @@ def test_library_not_found_lists_the_paths(monkeypatch):
         _lib.lib()
     assert "/nonexistent/libmora.so" in str(e.value) and "/also/not/here/libmora.so.0" in str(e.value)
     assert "LIBMORA_LIBRARY" in str(e.value)
+
+
+def test_autocast_and_3d_batch():
+    """Under torch.autocast (bf16) the MoRA path runs at the base output's dtype; (batch, seq, d) inputs."""
+    if DEVICE.type not in ("cpu", "cuda"):
+        raise AssertionError(f"unexpected test device {DEVICE}")
+    base = torch.nn.Linear(64, 48).to(DEVICE)
+    layer = libmora.MoRALinear(base, r=4, op="rope")
+    with torch.no_grad():
+        layer.M.copy_(random_m(layer.rhat, 9))
+    x = torch.randn(2, 5, 64).to(DEVICE).requires_grad_(True)
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and y.shape == (2, 5, 48)
+    xb = x.detach().to(torch.bfloat16)
+    ref = base.double()(xb.double()) + mora_eager(xb.double(), layer.M.detach().double(), 48, "rope")
+    base.float()
+    err = rel_err(y, ref)
+    assert err <= 1e-2, err
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and layer.M.grad.dtype == torch.float32
