@@ -133,11 +133,6 @@ def machine(device):
     except (OSError, IndexError):
         model = platform.processor()
     lines.append(f"CPU: {model}, {os.cpu_count()} logical cores; {platform.platform()}")
-    try:
-        load = os.getloadavg()
-        lines.append(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    except OSError:
-        pass
     if device.type == "cuda":
         lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
     lines.append(f"torch {torch.__version__}, libmora {libmora.version()} (custom op: {libmora.CUSTOM_OP}), "
@@ -163,23 +158,30 @@ def main(argv=None):
     torch.set_num_threads(threads)
     dtype = DTYPES[args.dtype]
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:  # the commit and tree state when the run starts
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit, dirty = "unknown", ""
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    t_start = time.perf_counter()
     rows = []
     for spec in args.shapes.split(","):
         d_in, d_out, r, op = spec.split(":")
         rows += case(int(d_in), int(d_out), int(r), op, args.tokens, dtype, device, args.reps, args.with_base)
     if args.md:
-        try:
-            commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                    text=True).stdout.strip() or "unknown"
-            dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True).stdout.strip()
-        except OSError:
-            commit, dirty = "unknown", ""
         cmd = "python3 bench/python/bench_moralinear.py " + " ".join(argv if argv is not None else sys.argv[1:])
         out = [f"# MoRALinear (libmora) vs the eager PyTorch MoRA — {args.device}, {args.dtype}, {args.tokens} tokens",
                "", f"- command: `{cmd}`", f"- commit: `{commit}`{' (with uncommitted changes)' if dirty else ''}",
                f"- date: {started}", f"- torch threads: {threads} (both sides)"]
         out += [f"- {line}" for line in machine(device)]
+        if load_start:
+            end = os.getloadavg()
+            out.append(f"- load average (1, 5, 15 min) at the start {load_start[0]:.2f} {load_start[1]:.2f} "
+                       f"{load_start[2]:.2f}, at the end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; run time "
+                       f"{time.perf_counter() - t_start:.0f} s")
         if args.note:
             out.append(f"- note: {args.note}")
         out += ["", "Adapter path y = y_base + decomp(M·comp(x)) (y_base precomputed) unless the row says the base "
