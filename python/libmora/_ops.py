@@ -55,8 +55,9 @@ class _Context:
             call("mora_context_set_stream", self.handle, ctypes.c_void_p(stream))
 
     def plan(self, shape: tuple, dtype: int, n: int, merge_dtype: int | None = None):
-        """The cached plan for (shape, dtype) whose max_tokens covers a backward of n tokens; a larger n
-        replaces it by one for the next power of two >= n. Merge plans are separate (merge only)."""
+        """The cached plan for (shape, dtype) whose max_tokens covers n tokens (a backward needs it; the
+        GPU kernels' parameters are chosen for its bucket); a larger n replaces it by one for the next
+        power of two >= n. Merge plans are separate (merge only, max_tokens 1)."""
         key = (shape, dtype, merge_dtype)
         entry = self.plans.get(key)
         if entry is not None and (merge_dtype is not None or n <= entry[1]):
@@ -139,7 +140,8 @@ def forward_impl(x, M, y_base, rhat: int, op: int, scale: float, backend: str):
     if n > 0:
         ctx = context_for(x.device, backend)
         with ctx.lock:
-            plan = ctx.plan((d_in, d_out, rhat, op), dtype, 1)
+            # n too: a plan's parameters are chosen for its max_tokens bucket (GPU kernels)
+            plan = ctx.plan((d_in, d_out, rhat, op), dtype, n)
             ctx.adopt_current_stream()
             call("mora_forward", plan, M.data_ptr(), x2.data_ptr(), ldx, y.data_ptr(), d_out, n, scale)
     return y.view(y_base.shape)
