@@ -154,6 +154,10 @@ def lib() -> ctypes.CDLL:
                 raise LibraryNotFound(
                     f"libmora at {path} is version {version}; this package (libmora-python) expects "
                     f"{EXPECTED_VERSION} (same major.minor). Point LIBMORA_LIBRARY at a matching libmora.so.")
+            if version != EXPECTED_VERSION:
+                import warnings
+                warnings.warn(f"libmora at {path} is version {version}; this package was written against "
+                              f"{EXPECTED_VERSION} (same API, a different patch release)", RuntimeWarning)
             _lib, loaded_path = candidate, path
             return _lib
         raise LibraryNotFound(
