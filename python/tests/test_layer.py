@@ -148,12 +148,13 @@ def test_custom_op_opcheck_and_compile():
 
 
 @pytest.mark.parametrize("w_dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
-@pytest.mark.parametrize("op", ["rope", "share", "group", "reshape"])
-def test_merge_equals_forward(op, w_dtype):
-    """merge(): base.weight += ΔW, so the merged base alone gives base(x) + mora(x); unmerge() restores."""
-    d_in, d_out = 52, 44
+@pytest.mark.parametrize("op,d_in,d_out,rhat", [("rope", 52, 44, None), ("share", 52, 44, None), ("group", 52, 44, None),
+                                               ("reshape", 52, 44, None), ("rope", 20, 96, 32), ("share", 20, 96, 32)])
+def test_merge_equals_forward(op, d_in, d_out, rhat, w_dtype):
+    """merge(): base.weight += ΔW, so the merged base alone gives base(x) + mora(x); unmerge() restores.
+    (rope with d_in < r̂ is where the reference's merge overwrites instead of adding: ours must add.)"""
     base = torch.nn.Linear(d_in, d_out).to(DEVICE, w_dtype)
-    layer = libmora.MoRALinear(base, r=4, op=op)
+    layer = libmora.MoRALinear(base, r=4, op=op, rhat=rhat)
     with torch.no_grad():
         layer.M.copy_(random_m(layer.rhat, 4))
     W0 = base.weight.detach().clone()
