@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The Python binding's tests: builds libmora if needed, installs torch and pytest only when missing,
+# `pip install ./python`, then `pytest python/tests` on the CPU with LIBMORA_LIBRARY set to the build's
+# libmora.so. Exits non-zero on any failure, error, or skipped test (a skipped test is not a pass;
+# MORA_PYTHON_ALLOW_SKIPS=1 accepts skips, still listing them).
+#   bash scripts/python-test.sh            (after scripts/test.sh, or alone: it configures and builds then)
+# Environment: MORA_BUILD_DIR (default build), PYTHON (default python3), MORA_TORCH_PIP_ARGS (extra pip
+# arguments for installing torch, e.g. an --index-url of CPU wheels), LIBMORA_TEST_DEVICE (default cpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${MORA_BUILD_DIR:-build}
+py=${PYTHON:-python3}
+
+# 1. libmora.so: reuse scripts/test.sh's build, bring it up to date, or configure one
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  bash scripts/setup.sh
+  cmake -S . -B "$build" -DMORA_WERROR="${MORA_WERROR:-OFF}" >/dev/null
+fi
+cmake --build "$build" --target mora -j"$(nproc)" >/dev/null
+lib="$(cd "$build" && pwd)/libmora.so"
+[ -f "$lib" ] || { echo "python-test: $lib was not built" >&2; exit 1; }
+
+# 2. torch and pytest, only when missing (pip: PyPI)
+pip_install() { "$py" -m pip install --disable-pip-version-check -q "$@"; }
+if ! "$py" -c "import torch" >/dev/null 2>&1; then
+  echo "python-test: installing torch"
+  # shellcheck disable=SC2086
+  pip_install torch ${MORA_TORCH_PIP_ARGS:-}
+fi
+"$py" -c "import pytest" >/dev/null 2>&1 || { echo "python-test: installing pytest"; pip_install pytest; }
+
+# 3. the package, from this checkout (without build isolation when setuptools is already here)
+isolation=()
+"$py" -c "import setuptools" >/dev/null 2>&1 && isolation=(--no-build-isolation)
+pip_install "${isolation[@]}" --no-deps --force-reinstall ./python
+rm -rf python/build python/*.egg-info
+
+# 4. the tests, run against the installed package; the junit report counts skips
+report=$(mktemp -t libmora-pytest-XXXXXX.xml)
+trap 'rm -f "$report"' EXIT
+status=0
+# from the checkout's root, so `import libmora` finds the installed package, not python/libmora
+LIBMORA_LIBRARY="$lib" "$py" -m pytest python/tests -q -rs -p no:cacheprovider --junitxml="$report" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "python-test: FAILED (pytest exit status $status)" >&2
+  exit "$status"
+fi
+skipped=$("$py" - "$report" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+print(sum(int(s.get("skipped", 0)) for s in suites))
+PY
+)
+if [ "$skipped" -ne 0 ] && [ "${MORA_PYTHON_ALLOW_SKIPS:-0}" != 1 ]; then
+  echo "python-test: FAILED: $skipped test(s) skipped (listed above); a skip is not a pass" >&2
+  exit 1
+fi
+echo "python-test: passed${skipped:+ ($skipped skipped)}"
