@@ -13,7 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MORA_SANITIZE_BUILD_DIR:-build-sanitize}
-exclude=${MORA_SANITIZE_EXCLUDE:-^(backend_opencl_|test_tuner$|test_compile_)}
+# also left out: example_data_parallel (Open MPI's own leaks, in plugins it dlclose()s, cannot be named
+# by a suppression) and test_install (it builds consumers without the sanitizer runtime)
+exclude=${MORA_SANITIZE_EXCLUDE:-^(backend_opencl_|test_tuner$|test_compile_|example_data_parallel$|test_install$)}
 [ -z "${CUDA_PATH:-}" ] && [ -d /usr/local/cuda ] && export CUDA_PATH=/usr/local/cuda
 started=$(date +%s)
 mkdir -p "$build"
@@ -30,19 +32,13 @@ cmake --build "$build" -j"$(nproc)" >>"$log" 2>&1 || {
 built=$(date +%s)
 echo "sanitize: built in $((built - started)) s"
 supp="$PWD/tests/lsan.supp"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# allocator_may_return_null: a failed allocation is NULL, as in production, so the tests that ask for
+# SIZE_MAX bytes see the library's MORA_E_NO_MEMORY instead of ASan aborting
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1:allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-# The OpenCL backend dlclose()s the ICD loader when a context is destroyed, and the loader's 77 bytes
-# of platform list then show up as a leak from "<unknown module>", which no suppression can name.
-# Preloading the loader keeps it mapped, so its leaks carry its name and tests/lsan.supp matches
-# them. (Remove once runtime/backend_opencl.c keeps the loader loaded, RTLD_NODELETE: issue 10,
-# item 7.) A preload comes before ASan's runtime in the library list: tell ASan that is intended.
-loader=$(ldconfig -p 2>/dev/null | sed -n 's/^[[:space:]]*libOpenCL\.so\.1 (.*) => //p' | head -1)
-if [ -n "$loader" ]; then
-  export LD_PRELOAD="$loader${LD_PRELOAD:+:$LD_PRELOAD}"
-  ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0"
-fi
+# The OpenCL backend keeps the ICD loader loaded for the whole process (runtime/backend_opencl.c),
+# so the loader's own leaks carry its name and tests/lsan.supp matches them.
 args=(--test-dir "$build" -j"$(nproc)" --output-on-failure -E "$exclude")
 [ -n "${MORA_SANITIZE_TESTS:-}" ] && args+=(-R "$MORA_SANITIZE_TESTS")
 status=0

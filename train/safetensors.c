@@ -187,7 +187,7 @@ mora_status mora_read_file(const char *path, size_t max_bytes, void **data, size
         return mora_fail(MORA_E_IO, "%s: %lld bytes, more than the %zu allowed", path, (long long)info.st_size, max_bytes);
     }
     const size_t length = (size_t)info.st_size;
-    unsigned char *buffer = malloc(length ? length : 1);
+    unsigned char *buffer = malloc(length + 1); /* NUL-terminated too, so a text file is a string */
     if (!buffer) {
         close(fd);
         return mora_fail(MORA_E_NO_MEMORY, "%s: out of host memory for %zu bytes", path, length);
@@ -204,6 +204,7 @@ mora_status mora_read_file(const char *path, size_t max_bytes, void **data, size
         done += (size_t)got;
     }
     close(fd);
+    buffer[length] = '\0';
     *data = buffer;
     *size = length;
     return MORA_OK;

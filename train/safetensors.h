@@ -54,7 +54,8 @@ typedef struct mora_st_out {
 mora_status mora_st_write(const char *path, const mora_st_out *tensors, int count, const char *const *meta_keys,
                           const char *const *meta_values, int meta_count);
 
-/* Reads a whole regular file (FIFOs and devices refused, at most max_bytes); *data malloc'd. */
+/* Reads a whole regular file (FIFOs and devices refused, at most max_bytes); *data malloc'd, with a
+ * NUL after the *size bytes. */
 mora_status mora_read_file(const char *path, size_t max_bytes, void **data, size_t *size);
 /* Writes bytes to `path` atomically (temporary file, fsync, rename, fsync of the folder). */
 mora_status mora_write_file_atomic(const char *path, const void *data, size_t size);

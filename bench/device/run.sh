@@ -11,7 +11,9 @@
 #      4096→11008 and 11008→4096 (r = 8), ops rope and share, bf16, 8192 tokens, against the
 #      measured copy bandwidth, the untuned defaults, the naive kernel and cuBLAS's reshaped GEMM
 #      (cublasGemmStridedBatchedEx, dlopen()ed);
-#   5. a short table last: time, GB/s, GFLOP/s and the ratio to the bandwidth floor per row, then a
+#   5. the optimizer's bandwidth (mora-adamw-bench) and the Python binding on CUDA tensors
+#      (bench/device/python.sh: pytest and the MoRALinear bench; not run without torch+CUDA+pytest);
+#   6. a short table last: time, GB/s, GFLOP/s and the ratio to the bandwidth floor per row, then a
 #      RESULT line naming every stage that failed.
 # Results go to $OUT (the device tool brings them back) or bench/results/gpu-run/ otherwise.
 #
@@ -132,6 +134,20 @@ for op in rope share; do
     --json "$out/bench-$op.json" --md "$out/bench-$op.md" --quiet >"$out/bench-$op.txt" 2>&1 ||
     fail "mora-bench --op $op: exit $? (bench-$op.txt)"
 done
+
+stage "the optimizer: AdamW over a LLaMA-2-7B r = 8 adapter's arena (20 M floats) against a copy"
+timeout 120 "$build/mora-adamw-bench" --backend cuda --blocks 32 --reps 20 >"$out/adamw.md" 2>&1 ||
+  fail "mora-adamw-bench: exit $? (adamw.md)"
+cat "$out/adamw.md"
+
+stage "the Python binding on CUDA tensors (bench/device/python.sh)"
+MORA_BUILD_DIR=$build timeout 180 bash bench/device/python.sh
+case $? in
+  0) echo "python: passed" ;;
+  77) echo "python: not run (torch with CUDA or pytest missing on this machine): not a failure" ;;
+  124) fail "python: did not finish within 180 s" ;;
+  *) fail "python: bench/device/python.sh failed" ;;
+esac
 
 stage "summary"
 python3 - "$out" <<'PY' || fail "summary table"

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cache.h"
-#include "context.h" /* mora_hash64: file names and checksums */
+#include "hash.h" /* mora_hash64: file names and checksums */
 #include "fuzz_common.h"
 
 static mora_cache *cache;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "cache.h"
-#include "context.h" /* mora_hash64: the record's file name */
+#include "hash.h" /* mora_hash64: the record's file name */
 #include "fuzz_common.h"
 
 static mora_cache *cache;

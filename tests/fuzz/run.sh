@@ -19,7 +19,7 @@ if [ -z "$cc" ]; then
   echo "fuzz: no clang found (Debian: apt-get install clang-14 libclang-rt-14-dev)" >&2
   exit 1
 fi
-all=(record binary db shape codegen)
+all=(record binary db shape codegen safetensors)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
