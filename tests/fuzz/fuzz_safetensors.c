@@ -7,6 +7,8 @@
  * shape·dtype bytes and no other tensor overlaps it; a load gives MORA_OK or MORA_E_IO (or
  * MORA_E_NOT_FOUND), and a failed load leaves the adapter's parameters as they were. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#define _XOPEN_SOURCE 700
 
 #include "fuzz_common.h"
 #include "safetensors.h"
