@@ -27,7 +27,23 @@ struct mora_layer {
     void *scratch;    /* float32 scratch of bwd_dx / bwd_dm */
     size_t scratch_bytes;
     const char *param_source[MORA_KIND_COUNT]; /* "cache", "database", "default" or "tuned" */
+    mora_cpu_plan *cpu_plan; /* cpu backend: the tile pipeline's plan (default tile and threads) */
+    void *cpu_ws;            /* its workspace, grown to the largest n seen */
+    size_t cpu_ws_bytes;
 };
+
+/* The cpu plan's workspace for n tokens (grown on demand; layers are not shared between threads). */
+static mora_status cpu_workspace(mora_layer *l, int64_t n, void **ws) {
+    const size_t bytes = mora_cpu_workspace_bytes(l->cpu_plan, n);
+    if (bytes > l->cpu_ws_bytes) {
+        void *grown = realloc(l->cpu_ws, bytes);
+        if (!grown) return mora_fail(MORA_E_NO_MEMORY, "cpu workspace: out of host memory for %zu bytes", bytes);
+        l->cpu_ws = grown;
+        l->cpu_ws_bytes = bytes;
+    }
+    *ws = l->cpu_ws;
+    return MORA_OK;
+}
 
 /* Generated kernels index rows with int: every extent inside one row or M must fit. */
 #define KERNEL_INDEX_LIMIT ((int64_t)1 << 31)
@@ -113,6 +129,7 @@ mora_status mora_layer_create_plain(mora_context *ctx, const mora_shape *s, mora
     if (st == MORA_OK) st = be->buffer_alloc(ctx->be_ctx, m_bytes, &l->dM);
     if (st == MORA_OK) st = be->buffer_zero(ctx->be_ctx, l->dM, m_bytes);
     if (st == MORA_OK && s->op == MORA_OP_ROPE && compiles(l)) st = upload_rope_table(l);
+    if (st == MORA_OK && !compiles(l)) st = mora_cpu_plan_create(s, dtype, NULL, &l->cpu_plan);
     if (st == MORA_OK) st = be->synchronize(ctx->be_ctx);
     if (st != MORA_OK) {
         mora_layer_destroy(l);
@@ -183,6 +200,8 @@ void mora_layer_destroy(mora_layer *l) {
     void *buffers[] = {l->M, l->dM, l->rope_table, l->scratch};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i)
         if (buffers[i]) be->buffer_free(l->ctx->be_ctx, buffers[i]);
+    mora_cpu_plan_destroy(l->cpu_plan);
+    free(l->cpu_ws);
     free(l); /* programs belong to the context's cache */
 }
 
@@ -354,7 +373,11 @@ mora_status mora_forward(mora_layer *l, const void *x, void *y, int64_t n, float
     if (n == 0) return MORA_OK;
     MORA_TRY(check_buffer(l, "x", x, n, l->shape.d_in, l->dtype));
     MORA_TRY(check_buffer(l, "y", y, n, l->shape.d_out, l->dtype));
-    if (!compiles(l)) return mora_cpu_forward(&l->shape, l->dtype, l->M, x, y, n, scale);
+    if (!compiles(l)) {
+        void *ws;
+        MORA_TRY(cpu_workspace(l, n, &ws));
+        return mora_cpu_forward(l->cpu_plan, l->M, x, l->shape.d_in, y, l->shape.d_out, n, scale, ws);
+    }
     const mora_kind_buffers b = {.x = x, .y = y, .scale = scale};
     return mora_layer_run_kind(l, MORA_KIND_FWD, &b, n);
 }
@@ -366,7 +389,12 @@ mora_status mora_backward(mora_layer *l, const void *x, const void *dy, void *dx
     MORA_TRY(check_buffer(l, "x", x, n, l->shape.d_in, l->dtype));
     MORA_TRY(check_buffer(l, "dy", dy, n, l->shape.d_out, l->dtype));
     if (dx) MORA_TRY(check_buffer(l, "dx", dx, n, l->shape.d_in, l->dtype));
-    if (!compiles(l)) return mora_cpu_backward(&l->shape, l->dtype, l->M, x, dy, dx, l->dM, n);
+    if (!compiles(l)) {
+        void *ws;
+        MORA_TRY(cpu_workspace(l, n, &ws));
+        return mora_cpu_backward(l->cpu_plan, l->M, x, l->shape.d_in, dy, l->shape.d_out, dx, l->shape.d_in, l->dM, n,
+                                 1.0f, ws);
+    }
     /* build both programs before launching anything, so a compile error changes nothing */
     mora_kernel_spec spec;
     void *program;
@@ -383,7 +411,7 @@ mora_status mora_merge(mora_layer *l, void *W, mora_dtype w_dtype, float s) {
         return mora_fail(MORA_E_UNKNOWN_DTYPE, "w_dtype=%d: unknown; expected 0 (f32), 1 (f16) or 2 (bf16)",
                          (int)w_dtype);
     MORA_TRY(check_buffer(l, "W", W, l->shape.d_out, l->shape.d_in, w_dtype));
-    if (!compiles(l)) return mora_cpu_merge(&l->shape, l->M, W, w_dtype, s);
+    if (!compiles(l)) return mora_cpu_merge(l->cpu_plan, l->M, W, l->shape.d_in, w_dtype, s);
     const mora_kind_buffers b = {.w = W, .w_dtype = w_dtype, .scale = s};
     return mora_layer_run_kind(l, MORA_KIND_MERGE, &b, 1);
 }
