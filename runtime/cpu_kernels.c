@@ -2,8 +2,9 @@
  *
  *   forward   per tile of T tokens: C[T·b][r̂] = comp(x) packed (sums, wrap padding and rope's
  *             rotation done while packing), H = scale · C·Mᵀ (one sgemm), y += decomp(H) on write-back
- *   backward  G[T·b][r̂] = decompᵀ(dy) packed; dM: P = Gᵀ·C (one sgemm, beta 0), added into the
- *             worker's partial with compensated (Kahan) summation; dx: U = scale · G·M (one sgemm),
+ *   backward  G[T·b][r̂] = decompᵀ(dy) packed; dM: P += Gᵀ·C (one sgemm per tile, beta 0 on a
+ *             group's first tile) over groups of >= CPU_DM_GROUP_ROWS rows, each group's P added into
+ *             the worker's sum with compensated (Kahan) summation; dx: U = scale · G·M (one sgemm),
  *             dx += compᵀ(U) (rope's Rᵀ per block, then the wrapped positions folded back)
  *   merge     W[j][p] += s · ΔW[j][p] entry by entry, only where ΔW has entries (no sgemm: ΔW is
  *             M tiled, rotated or folded, so merge is a memory pass)
@@ -52,6 +53,11 @@
  * for starting threads. */
 #define CPU_MIN_TOKENS_PER_WORKER 4
 #define CPU_ALIGN 64
+/* dM: tile products are summed by sgemm (beta 1) into one partial for at least this many rows, then
+ * the partial joins the worker's compensated sum. The rounding error of a partial is bounded by this
+ * (plus one tile), not by n; the compensated add costs 3·r̂² memory traffic per group, which for
+ * large r̂ would dominate if done every tile. */
+#define CPU_DM_GROUP_ROWS 2048
 
 struct mora_cpu_plan {
     mora_shape shape;
@@ -454,6 +460,7 @@ static void backward_range(const job *jb) {
         memset(sl.S, 0, (size_t)(rhat * rhat) * sizeof *sl.S);
         memset(sl.K, 0, (size_t)(rhat * rhat) * sizeof *sl.K);
     }
+    int64_t group_rows = 0; /* rows summed into P since it last joined S */
     for (int64_t r0 = jb->t0; r0 < jb->t1; r0 += T) {
         const int64_t tn = jb->t1 - r0 < T ? jb->t1 - r0 : T, rows = tn * p->blocks;
         float *G = sl.B, *C = sl.A;
@@ -461,10 +468,14 @@ static void backward_range(const job *jb) {
         if (jb->want_dm) {
             for (int64_t i = 0; i < tn; ++i)
                 pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), C + i * E, sl.r1);
-            /* P[a][b] = Σ_rows g[a]·c[b] of this tile (fresh), then S += P compensated */
+            /* P[a][b] (+)= Σ_rows g[a]·c[b] of this tile; a full group joins S, compensated */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rhat, (int)rhat, (int)rows, 1.0f, G, (int)rhat,
-                        C, (int)rhat, 0.0f, sl.P, (int)rhat);
-            kahan_add(sl.S, sl.K, sl.P, rhat * rhat);
+                        C, (int)rhat, group_rows ? 1.0f : 0.0f, sl.P, (int)rhat);
+            group_rows += rows;
+            if (group_rows >= CPU_DM_GROUP_ROWS || r0 + tn >= jb->t1) {
+                kahan_add(sl.S, sl.K, sl.P, rhat * rhat);
+                group_rows = 0;
+            }
         }
         if (jb->out) {
             float *U = C; /* C is free again */
