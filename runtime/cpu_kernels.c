@@ -110,9 +110,8 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     if (params->threads < 0 || params->threads > CPU_MAX_THREADS)
         return mora_fail(MORA_E_PARAM, "threads=%d: must be in [0, %d] (0: online cores)", params->threads,
                          CPU_MAX_THREADS);
-    if (s->d_in >= INT32_MAX || s->d_out >= INT32_MAX || s->rhat >= 46341)
-        return mora_fail(MORA_E_SIZE, "d_in=%lld d_out=%lld rhat=%lld: the cpu path needs BLAS int sizes",
-                         (long long)s->d_in, (long long)s->d_out, (long long)s->rhat);
+    if (s->rhat > INT32_MAX)
+        return mora_fail(MORA_E_SIZE, "rhat=%lld: sgemm takes int sizes, must be <= %d", (long long)s->rhat, INT32_MAX);
 
     mora_cpu_plan *p = calloc(1, sizeof *p);
     if (!p) return mora_fail(MORA_E_NO_MEMORY, "cpu plan: out of host memory");
@@ -134,6 +133,11 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
 
     if (params->tile_tokens > 0) {
         p->tile = params->tile_tokens;
+        if (p->tile * p->blocks > INT32_MAX) {
+            mora_cpu_plan_destroy(p);
+            return mora_fail(MORA_E_PARAM, "tile_tokens=%d: times %lld blocks, more sgemm rows than an int holds",
+                             params->tile_tokens, (long long)geo.blocks_read);
+        }
     } else {
         p->tile = CPU_TILE_ROWS / p->blocks;
         if (p->tile < 1) p->tile = 1;

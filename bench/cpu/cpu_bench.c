@@ -6,7 +6,7 @@
  *           build/mora-cpu-bench --op share --dims 4096 --rank 256 --tokens 1024 --sweep   (tile x threads)
  *           build/mora-cpu-bench --peak                                                     (FMA peak)
  *
- * What is timed (median of --reps after one warm-up, f32, inputs uniform in [-1, 1)):
+ * What is timed (median of --reps after one warm-up, or the fastest with --stat min; f32, inputs in [-1, 1)):
  *   fwd       mora_cpu_forward                 n·b·r̂² multiply-adds (b = blocks decomp reads)
  *   bwd       mora_cpu_backward (dx and dM)    2·n·b·r̂²
  *   fwd+bwd   both, one after the other
@@ -162,8 +162,10 @@ typedef struct timing {
     double fwd, bwd, fwdbwd, gemm_fwd, gemm_bwd;
 } timing;
 
+static int use_min = 0; /* --stat min: the fastest repetition (a machine shared with other jobs) */
 static double median(double *v, int count) {
     qsort(v, (size_t)count, sizeof *v, cmp_double);
+    if (use_min) return v[0];
     return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
 }
 
@@ -235,7 +237,8 @@ static void print_row(const config *cf, const timing *r) {
 
 static void usage(void) {
     printf("usage: mora-cpu-bench [--op NAME] [--dims D] [--dims-out D] [--rank R | --rhat R] [--tokens N]\n"
-           "                      [--threads K] [--tile T] [--ob-threads K] [--reps K] [--sweep] [--peak]\n"
+           "                      [--threads K] [--tile T] [--ob-threads K] [--reps K] [--stat median|min]\n"
+           "                      [--sweep] [--peak]\n"
            "defaults: --op rope --dims 4096 --rank 8 --tokens 1024 --threads 2 --tile 0 (default) --ob-threads 1 --reps 7\n");
 }
 
@@ -262,6 +265,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(a, "--tile")) cf.tile = atoi(v);
             else if (!strcmp(a, "--ob-threads")) cf.ob_threads = atoi(v);
             else if (!strcmp(a, "--reps")) cf.reps = atoi(v);
+            else if (!strcmp(a, "--stat")) use_min = !strcmp(v, "min");
             else return usage(), 2;
         }
     }
