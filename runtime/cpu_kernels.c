@@ -25,8 +25,11 @@
  * each worker's sgemm runs on that worker's core: the intended configuration, the one the results
  * in bench/results/cpu-fast-*.md recommend. With a multi-threaded OpenBLAS each worker's sgemm fans
  * out onto OpenBLAS's threads too (OpenBLAS serialises concurrent multi-threaded level-3 calls on
- * an internal lock), so the cores are oversubscribed while packing overlaps GEMMs; results are the
- * same bits either way (OpenBLAS splits a GEMM over rows and columns, never over k).
+ * an internal lock), so the cores are oversubscribed while packing overlaps GEMMs. Results agree
+ * either way within rounding (a threaded OpenBLAS GEMM is split over rows and columns, not over k);
+ * tests/CMakeLists.txt runs the tests in both settings. ThreadSanitizer: clean with a
+ * single-threaded OpenBLAS; a multi-threaded one hands results between its own threads through
+ * spin-waited flags that TSan cannot see, which tests/tsan-openblas.supp suppresses.
  *
  * Precision: every accumulation is float32; rope's cos/sin come from double and are rounded to float
  * once, in the plan.
@@ -50,7 +53,8 @@
 #define CPU_TILE_ROWS 256
 #define CPU_MAX_THREADS 64
 /* A worker gets at least this many tokens (fewer tokens: fewer workers) so tiny calls do not pay
- * for starting threads. */
+ * for starting threads: a token at d = 4096, r̂ = 256 is ~2 MFLOP, ~20 µs on one core, against some
+ * tens of µs to create and join a thread. */
 #define CPU_MIN_TOKENS_PER_WORKER 4
 #define CPU_ALIGN 64
 /* dM: tile products are summed by sgemm (beta 1) into one partial for at least this many rows, then

@@ -12,7 +12,8 @@
  * returns (no pool, nothing left running, nothing to leak). OpenBLAS: every worker calls
  * cblas_sgemm itself; the plan never changes OpenBLAS's process-wide thread count (OpenBLAS 0.3.21
  * has no per-call or thread-local one), so with a multi-threaded OpenBLAS each sgemm may fan out
- * onto OpenBLAS's own threads as well. cpu_kernels.c explains what that costs and what to do.
+ * onto OpenBLAS's own threads as well: run with OPENBLAS_NUM_THREADS=1 (cpu_kernels.c says why and
+ * what it costs otherwise; ThreadSanitizer is clean then, and with tests/tsan-openblas.supp if not).
  *
  * Activations f32/f16/bf16 (runtime/halfconv.h); every accumulation in float32.
  * Shapes: x[n][ldx] (d_in used), y/dy[n][ld] (d_out used), dx[n][lddx]; M, dM [r̂][r̂] float32 row-major;
