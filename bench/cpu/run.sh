@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements behind bench/results/cpu-fast-epyc-2cores.md, in one go (about 3 minutes on 2 cores):
+# The measurements behind bench/results/cpu-fast-epyc-2cores.md, in one go (about 4 minutes on 2 quiet cores):
 #   bash bench/cpu/run.sh [build-dir]  > out.txt
 # Each step prints the load first: a step measured while other jobs ran says so. OPENBLAS_CORETYPE is
 # left as the environment has it, except for the peak (unset there, with OPENBLAS_L2_SIZE).
@@ -19,8 +19,8 @@ done
 step "tile sweep (threads 1 and 2), fastest of 5"
 "$B"/mora-cpu-bench --op rope --rank 8 --sweep --reps 5 --stat min | tail -n +3
 "$B"/mora-cpu-bench --op share --rank 256 --sweep --reps 5 --stat min | tail -n +3
-for shape in "--op rope --rank 8" "--op share --rank 256"; do
-  step "eager PyTorch vs libmora ($shape)"
-  python3 bench/cpu/torch_ref.py --lib "$B"/libmora.so $shape --dims 4096 --tokens 1024 --threads 2 --rounds 3 --reps 5 2>&1 |
+for thr in 2 1; do for shape in "--op rope --rank 8" "--op share --rank 256"; do
+  step "eager PyTorch vs libmora ($shape, $thr threads each)"
+  python3 bench/cpu/torch_ref.py --build "$B" $shape --dims 4096 --tokens 1024 --threads $thr --rounds 3 --reps 5 2>&1 |
     grep -v -e UserWarning -e "_conversion_method_template"
-done
+done; done

@@ -2,19 +2,21 @@
 """Eager PyTorch MoRA (the math of MORA.md, written the way the reference PEFT fork runs it) against
 libmora's cpu backend, on the same inputs, interleaved, several rounds, same thread count.
 
-libmora is driven through its public C API (ctypes on build/libmora.so: a "cpu" context, a layer,
-mora_forward / mora_backward), i.e. the path a user takes: the layer's cpu plan uses the default tile
-and one worker per online core. Both sides are checked against a float64 evaluation of the same torch
-code (y, dx, dM relative errors) before anything is timed.
+libmora is driven through ctypes, two ways (--via):
+  plan   build/libmora-cpu-shim.so: the cpu plan interface (runtime/cpu_kernels.h) with --threads
+         workers and the default tile (default; so both sides use the same thread count)
+  layer  build/libmora.so's public API: a "cpu" context, a layer, mora_forward / mora_backward, i.e.
+         the path a user takes (default tile, one worker per online core, whatever --threads says)
+Both sides are checked against a float64 evaluation of the same torch code (y, dx, dM relative
+errors) before anything is timed.
 
     pip install torch            # CPU wheels from PyPI (the default wheel works; it runs on the CPU)
-    python3 bench/cpu/torch_ref.py --lib build/libmora.so --op rope --rank 8
-    python3 bench/cpu/torch_ref.py --lib build/libmora.so --op share --rank 256
+    python3 bench/cpu/torch_ref.py --build build --op rope --rank 8
+    python3 bench/cpu/torch_ref.py --build build --op share --rank 256 --threads 1
 
 OpenBLAS threads: libmora's workers each call sgemm, so this script sets OPENBLAS_NUM_THREADS=1 before
 loading libmora (--openblas-threads to change it; the library itself never changes it). torch uses
---threads threads (MKL/OpenMP), libmora --threads workers (MORA_CPU_THREADS is not a thing: the layer
-uses the online cores, so run on a machine with --threads cores or pin with taskset).
+--threads threads (MKL/OpenMP), libmora --threads workers (--via plan).
 """
 import argparse
 import ctypes
@@ -25,7 +27,8 @@ import sys
 import time
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("--lib", default="build/libmora.so")
+ap.add_argument("--build", default="build", help="the build folder (libmora.so, libmora-cpu-shim.so)")
+ap.add_argument("--via", default="plan", choices=["plan", "layer"])
 ap.add_argument("--op", default="rope", choices=["rope", "share"])
 ap.add_argument("--dims", type=int, default=4096)
 ap.add_argument("--rank", type=int, default=8)
@@ -40,7 +43,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)  # read by OpenB
 import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
-lib = ctypes.CDLL(os.path.abspath(args.lib))
+lib = ctypes.CDLL(os.path.abspath(os.path.join(args.build, "libmora.so")))
 
 
 class Shape(ctypes.Structure):
@@ -69,8 +72,18 @@ shape = Shape()
 ok(lib.mora_shape_make(ctypes.byref(shape), args.dims, args.dims, args.rank, OPS[args.op]))
 d_in, d_out, rhat, n = shape.d_in, shape.d_out, shape.rhat, args.tokens
 ctx, layer = vp(), vp()
-ok(lib.mora_context_create(b"cpu", 0, ctypes.byref(ctx)))
-ok(lib.mora_layer_create(ctx, ctypes.byref(shape), 0, ctypes.byref(layer)))
+if args.via == "layer":
+    ok(lib.mora_context_create(b"cpu", 0, ctypes.byref(ctx)))
+    ok(lib.mora_layer_create(ctx, ctypes.byref(shape), 0, ctypes.byref(layer)))
+else:
+    shim = ctypes.CDLL(os.path.abspath(os.path.join(args.build, "libmora-cpu-shim.so")))
+    shim.shim_create.restype = vp
+    shim.shim_create.argtypes = [ctypes.POINTER(Shape), ctypes.c_int, ctypes.c_int, ctypes.c_int64]
+    shim.shim_forward.argtypes = [vp, vp, vp, vp, ctypes.c_int64, ctypes.c_float]
+    shim.shim_backward.argtypes = [vp, vp, vp, vp, vp, vp, ctypes.c_int64]
+    plan = shim.shim_create(ctypes.byref(shape), 0, args.threads, n)
+    if not plan:
+        sys.exit(f"libmora: cpu plan: {lib.mora_last_error().decode()}")
 
 B = -(-d_in // rhat)
 padded = B * rhat
@@ -106,7 +119,23 @@ g = torch.Generator().manual_seed(1)
 x = torch.rand(n, d_in, generator=g) * 2 - 1
 dy = torch.rand(n, d_out, generator=g) * 2 - 1
 M = (torch.rand(rhat, rhat, generator=g) * 2 - 1) * 0.01
-ok(lib.mora_layer_set_weight(layer, M.data_ptr()))
+dM_acc = torch.zeros(rhat, rhat)  # --via plan: dM accumulates here
+
+
+def lib_forward(y):
+    if args.via == "layer":
+        return lib.mora_forward(layer, x.data_ptr(), y.data_ptr(), n, 1.0)
+    return shim.shim_forward(plan, M.data_ptr(), x.data_ptr(), y.data_ptr(), n, 1.0)
+
+
+def lib_backward(dx):
+    if args.via == "layer":
+        return lib.mora_backward(layer, x.data_ptr(), dy.data_ptr(), dx.data_ptr(), n)
+    return shim.shim_backward(plan, M.data_ptr(), x.data_ptr(), dy.data_ptr(), dx.data_ptr(), dM_acc.data_ptr(), n)
+
+
+if args.via == "layer":
+    ok(lib.mora_layer_set_weight(layer, M.data_ptr()))
 
 
 def rel(a, ref):
@@ -121,12 +150,16 @@ xt, Mt = x.clone().requires_grad_(), M.clone().requires_grad_()
 yt = mora_delta(xt, Mt)
 yt.backward(dy)
 y_lib, dx_lib, dM_lib = torch.zeros(n, d_out), torch.zeros(n, d_in), torch.zeros(rhat, rhat)
-ok(lib.mora_forward(layer, x.data_ptr(), y_lib.data_ptr(), n, 1.0))
-ok(lib.mora_layer_zero_grad(layer))
-ok(lib.mora_backward(layer, x.data_ptr(), dy.data_ptr(), dx_lib.data_ptr(), n))
-ok(lib.mora_layer_get_grad(layer, dM_lib.data_ptr()))
+ok(lib_forward(y_lib))
+ok(lib_backward(dx_lib))
+if args.via == "layer":
+    ok(lib.mora_layer_get_grad(layer, dM_lib.data_ptr()))
+else:
+    dM_lib.copy_(dM_acc)
+workers = f"{args.threads} workers" if args.via == "plan" else f"{os.cpu_count()} workers (layer)"
 print(f"shape: {args.op} d_in={d_in} d_out={d_out} r̂={rhat} (rank {args.rank}) n={n} f32; "
-      f"torch {torch.__version__} threads={torch.get_num_threads()}; libmora cpu, OPENBLAS_NUM_THREADS={args.openblas_threads}")
+      f"torch {torch.__version__} threads={torch.get_num_threads()}; libmora cpu {workers}, "
+      f"OPENBLAS_NUM_THREADS={args.openblas_threads}")
 print("relative error vs float64      y          dx         dM")
 print(f"  torch eager f32          {rel(yt.detach(), y64.detach()):.2e}   {rel(xt.grad, x64.grad):.2e}   {rel(Mt.grad, M64.grad):.2e}")
 print(f"  libmora cpu              {rel(y_lib, y64.detach()):.2e}   {rel(dx_lib, x64.grad):.2e}   {rel(dM_lib, M64.grad):.2e}")
@@ -147,12 +180,12 @@ def t_torch_fwdbwd():
 
 
 def t_lib_fwd():
-    lib.mora_forward(layer, x.data_ptr(), y_lib.data_ptr(), n, 1.0)
+    lib_forward(y_lib)
 
 
 def t_lib_fwdbwd():
-    lib.mora_forward(layer, x.data_ptr(), y_lib.data_ptr(), n, 1.0)
-    lib.mora_backward(layer, x.data_ptr(), dy.data_ptr(), dx_lib.data_ptr(), n)
+    lib_forward(y_lib)
+    lib_backward(dx_lib)
 
 
 def median_ms(fn):
