@@ -12,8 +12,11 @@
  * b is the number of blocks a token's h has that decomp reads (geometry.blocks_read): blocks that
  * decomp never reads are neither computed in forward nor contribute in backward (their g is 0).
  *
- * Workers. Tokens are split into contiguous ranges, one per worker (caller = worker 0, the others
- * pthread_create'd per call and joined); every worker owns one slice of the workspace. Each worker
+ * Workers. Tokens are cut into tiles of T; the workers (caller = worker 0, the others
+ * pthread_create'd per call and joined) take tiles from a shared atomic counter, except when the
+ * call accumulates dM: then each worker takes a fixed contiguous range of tiles, so that its dM
+ * partial sums the same rows in the same order every time. Every worker owns one slice of the
+ * workspace. Each worker
  * writes only its own token rows of y / dx, and its own dM partial; the caller reduces the partials
  * in worker order after the join. A worker that could not be started runs on the caller's thread
  * after the others: same ranges, same partials, same bits.
@@ -39,6 +42,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -436,16 +440,36 @@ typedef struct job {
     float scale;
     int backward;
     int w;          /* worker index */
-    int64_t t0, t1; /* tokens [t0, t1) */
+    int64_t t0, t1; /* static split: tokens [t0, t1) */
+    atomic_llong *next; /* dynamic split (not NULL): the next tile index to take, shared by the workers */
+    int64_t n;          /* dynamic split: the tokens of the call */
 } job;
+
+/* The next tile of a worker: from its own range (static), or the next one nobody has taken
+ * (dynamic). Tiles are the same token ranges [k·T, (k+1)·T) either way, and a tile's result does not
+ * depend on which worker computes it, so y and dx are the same bits for any schedule; dM's partials
+ * are per worker, so a call that accumulates dM always splits statically. */
+static int next_tile(const job *jb, int64_t *cursor, int64_t *r0, int64_t *tn) {
+    const int64_t T = jb->L->tile;
+    if (jb->next) {
+        *r0 = (int64_t)atomic_fetch_add_explicit(jb->next, 1, memory_order_relaxed) * T;
+        if (*r0 >= jb->n) return 0;
+        *tn = jb->n - *r0 < T ? jb->n - *r0 : T;
+        return 1;
+    }
+    if (*cursor >= jb->t1) return 0;
+    *r0 = *cursor;
+    *tn = jb->t1 - *r0 < T ? jb->t1 - *r0 : T;
+    *cursor += *tn;
+    return 1;
+}
 
 static void forward_range(const job *jb) {
     const mora_cpu_plan *p = jb->p;
     const slice sl = slice_at(jb->L, jb->workspace, jb->w);
-    const int64_t E = p->entries, rhat = p->rhat, T = jb->L->tile;
+    const int64_t E = p->entries, rhat = p->rhat;
     const mora_dtype dt = p->dtype;
-    for (int64_t r0 = jb->t0; r0 < jb->t1; r0 += T) {
-        const int64_t tn = jb->t1 - r0 < T ? jb->t1 - r0 : T;
+    for (int64_t cursor = jb->t0, r0, tn; next_tile(jb, &cursor, &r0, &tn);) {
         for (int64_t i = 0; i < tn; ++i)
             pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), sl.A + i * E, sl.r1);
         /* H[rows][r̂] = scale · C · Mᵀ: h = M c for every (token, block) row */
@@ -462,15 +486,15 @@ static void forward_range(const job *jb) {
 static void backward_range(const job *jb) {
     const mora_cpu_plan *p = jb->p;
     const slice sl = slice_at(jb->L, jb->workspace, jb->w);
-    const int64_t E = p->entries, rhat = p->rhat, T = jb->L->tile;
+    const int64_t E = p->entries, rhat = p->rhat;
     const mora_dtype dt = p->dtype;
     if (jb->want_dm) {
         memset(sl.S, 0, (size_t)(rhat * rhat) * sizeof *sl.S);
         memset(sl.K, 0, (size_t)(rhat * rhat) * sizeof *sl.K);
     }
     int64_t group_rows = 0; /* rows summed into P since it last joined S */
-    for (int64_t r0 = jb->t0; r0 < jb->t1; r0 += T) {
-        const int64_t tn = jb->t1 - r0 < T ? jb->t1 - r0 : T, rows = tn * p->blocks;
+    for (int64_t cursor = jb->t0, r0, tn; next_tile(jb, &cursor, &r0, &tn);) {
+        const int64_t rows = tn * p->blocks;
         float *G = sl.B, *C = sl.A;
         for (int64_t i = 0; i < tn; ++i) pack_decomp_t(p, load_row(dt, jb->dy, jb->lddy, r0 + i, p->d_out, sl.r0), G + i * E);
         if (jb->want_dm) {
@@ -508,9 +532,13 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-/* Runs jobs[0..L->workers) (ranges filled in here): workers 1.. on new threads, 0 on the caller's. */
-static void run_workers(job *jobs, const layout *L, int64_t n) {
+/* Runs jobs[0..L->workers) (ranges filled in here): workers 1.. on new threads, 0 on the caller's.
+ * dynamic: the workers take tiles from a shared counter, so a worker whose core is busy with
+ * something else takes fewer (only for calls whose results do not depend on the schedule). */
+static void run_workers(job *jobs, const layout *L, int64_t n, int dynamic) {
     const int W = L->workers;
+    atomic_llong next_tile_index;
+    atomic_init(&next_tile_index, 0);
     /* split the tiles evenly: worker w gets tiles [w·tiles/W, (w+1)·tiles/W) */
     const int64_t tiles = (n + L->tile - 1) / L->tile;
     for (int w = 0; w < W; ++w) {
@@ -519,6 +547,8 @@ static void run_workers(job *jobs, const layout *L, int64_t n) {
         jobs[w].t1 = (tiles * (w + 1) / W) * L->tile;
         if (jobs[w].t1 > n) jobs[w].t1 = n;
         if (jobs[w].t0 > n) jobs[w].t0 = n;
+        jobs[w].next = dynamic ? &next_tile_index : NULL;
+        jobs[w].n = n;
     }
     pthread_t th[CPU_MAX_THREADS];
     int started[CPU_MAX_THREADS] = {0};
@@ -528,7 +558,8 @@ static void run_workers(job *jobs, const layout *L, int64_t n) {
         if (started[w])
             pthread_join(th[w], NULL);
         else
-            worker_main(&jobs[w]); /* could not start a thread: same range, same slice, on this one */
+            worker_main(&jobs[w]); /* could not start a thread: same range (static; dynamic: whatever is
+                                      left, i.e. nothing), same slice, on this one */
     }
 }
 
@@ -543,7 +574,7 @@ mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void 
     for (int w = 0; w < L.workers; ++w)
         jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .out = y, .ldo = ldy,
                         .scale = scale};
-    run_workers(jobs, &L, n);
+    run_workers(jobs, &L, n, 1);
     return MORA_OK;
 }
 
@@ -556,7 +587,7 @@ mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void
     for (int w = 0; w < L.workers; ++w)
         jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .dy = dy, .lddy = lddy,
                         .out = dx, .ldo = lddx, .want_dm = dM != NULL, .scale = scale, .backward = 1};
-    run_workers(jobs, &L, n);
+    run_workers(jobs, &L, n, dM == NULL);
     if (dM) {
         /* reduce the workers' partials in worker order: dM += scale · Σ_w (S_w − K_w) */
         const int64_t count = p->rhat * p->rhat;

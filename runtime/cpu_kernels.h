@@ -1,12 +1,13 @@
 /* Internal: the cpu backend's kernels, a tile pipeline around OpenBLAS's sgemm.
  *
- * Each call splits the tokens into contiguous ranges, one per worker thread (the caller's thread is
- * worker 0); per tile of T tokens a worker packs comp(x) (or decompᵀ(dy)) into a buffer of its own
- * workspace that stays in L2, runs one sgemm, and writes the result back through decomp (or compᵀ),
- * adding into y (dx). dM is accumulated per worker, tile by tile in a fixed order (each tile's
- * product into a fresh partial, added with compensated summation), and the workers' partials are
- * reduced in worker order: for a given plan (thread count, tile size) results are bit-identical run
- * to run, and dM's error does not grow with n.
+ * Each call cuts the tokens into tiles of T and shares them among its worker threads (the caller's
+ * thread is worker 0); per tile a worker packs comp(x) (or decompᵀ(dy)) into a buffer of its own
+ * workspace, runs one sgemm, and writes the result back through decomp (or compᵀ), adding into y
+ * (dx). Workers take tiles from a shared counter, except in a backward call with dM: there each
+ * worker takes a fixed contiguous range of tiles and accumulates its own dM partial in a fixed
+ * order (tile products summed by sgemm over groups of >= 2048 rows, groups added with compensated
+ * summation), and the partials are reduced in worker order. So for a given plan (thread count, tile
+ * size) results are bit-identical run to run, and dM's error does not grow with n.
  *
  * Threads: workers 1..k-1 are started per call with pthread_create and joined before the call
  * returns (no pool, nothing left running, nothing to leak). OpenBLAS: every worker calls
