@@ -1,461 +1,660 @@
-/* The cpu backend's kernels: MoRA forward, backward and merge in float32, in gather form.
+/* The cpu backend's kernels: MoRA forward, backward and merge as a tile pipeline around sgemm.
  *
- * Every output element is computed from the inputs it reads (the form the GPU kernels use, where
- * one work item owns one output), independently of the float64 reference's tap tables:
+ *   forward   per tile of T tokens: C[T·b][r̂] = comp(x) packed (sums, wrap padding and rope's
+ *             rotation done while packing), H = scale · C·Mᵀ (one sgemm), y += decomp(H) on write-back
+ *   backward  G[T·b][r̂] = decompᵀ(dy) packed; dM: P += Gᵀ·C (one sgemm per tile, beta 0 on a
+ *             group's first tile) over groups of >= CPU_DM_GROUP_ROWS rows, each group's P added into
+ *             the worker's sum with compensated (Kahan) summation; dx: U = scale · G·M (one sgemm),
+ *             dx += compᵀ(U) (rope's Rᵀ per block, then the wrapped positions folded back)
+ *   merge     W[j][p] += s · ΔW[j][p] entry by entry, only where ΔW has entries (no sgemm: ΔW is
+ *             M tiled, rotated or folded, so merge is a memory pass)
  *
- *   compression   c_t[b]  from the x positions it reads (per family, see compress_row)
- *   M product     h_t = M c_t, per block, float accumulation over b in ascending order
- *   decompression y[j] += scale · h_{t,a} for the one (t, a) that output j reads
- *   backward      g_t = decomp^T(dy) (each (t, a) sums the dy it feeds), dM += Σ g_t ⊗ c_t,
- *                 u_t = M^T g_t, dx[p] += what position p sent into the compression (comp^T)
- *   merge         W[j][p] += sign · ΔW[j][p], entry by entry, only where ΔW has entries
+ * b is the number of blocks a token's h has that decomp reads (geometry.blocks_read): blocks that
+ * decomp never reads are neither computed in forward nor contribute in backward (their g is 0).
  *
- * Tokens are processed in tiles so that the r̂ x r̂ matrix streams once per tile rather than once
- * per token; the tile size changes no result (each accumulation keeps its order), so outputs are
- * bit-identical for any n and any tiling. Rope's cos/sin come from a float32 table built per call:
- * angles from mora_rope_angle in double, cos and sin in double, then rounded to float.
+ * Workers. Tokens are cut into tiles of T; the workers (caller = worker 0, the others
+ * pthread_create'd per call and joined) take tiles from a shared atomic counter, except when the
+ * call accumulates dM: then each worker takes a fixed contiguous range of tiles, so that its dM
+ * partial sums the same rows in the same order every time. Every worker owns one slice of the
+ * workspace. Each worker
+ * writes only its own token rows of y / dx, and its own dM partial; the caller reduces the partials
+ * in worker order after the join. A worker that could not be started runs on the caller's thread
+ * after the others: same ranges, same partials, same bits.
+ *
+ * OpenBLAS and threads. Every worker calls cblas_sgemm. OpenBLAS 0.3.21 (Debian 12) has no per-call
+ * or thread-local thread count (openblas_set_num_threads is process-wide, and changing it would
+ * change the caller's own BLAS calls behind their back), so the plan leaves it alone. With a
+ * single-threaded OpenBLAS (OPENBLAS_NUM_THREADS=1, or the caller's openblas_set_num_threads(1))
+ * each worker's sgemm runs on that worker's core: the intended configuration, the one the results
+ * in bench/results/cpu-fast-*.md recommend. With a multi-threaded OpenBLAS each worker's sgemm fans
+ * out onto OpenBLAS's threads too (OpenBLAS serialises concurrent multi-threaded level-3 calls on
+ * an internal lock), so the cores are oversubscribed while packing overlaps GEMMs. Results agree
+ * either way within rounding (a threaded OpenBLAS GEMM is split over rows and columns, not over k);
+ * tests/CMakeLists.txt runs the tests in both settings. ThreadSanitizer: clean with a
+ * single-threaded OpenBLAS; a multi-threaded one hands results between its own threads through
+ * spin-waited flags that TSan cannot see, which tests/tsan-openblas.supp suppresses.
+ *
+ * Precision: every accumulation is float32; rope's cos/sin come from double and are rounded to float
+ * once, in the plan.
  */
 #include "cpu_kernels.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "halfconv.h"
 #include "shape.h"
 
-/* ---------------------------------------------------------------------------------------------
- * Vector helper. GCC/Clang vector extensions give SIMD code at -O2 without reassociating any sum:
- * every lane is an independent element, so results equal the scalar loop's bit for bit.
- * ------------------------------------------------------------------------------------------- */
-typedef float mora_v4f __attribute__((vector_size(16)));
+/* Default rows per tile (tokens × blocks read): the packed tile and its product together stay in L2
+ * for r̂ up to ~512 and the sgemm has enough rows to amortise packing M; measured in
+ * bench/results/cpu-fast-epyc-2cores.md. */
+#define CPU_TILE_ROWS 256
+#define CPU_MAX_THREADS 64
+/* A worker gets at least this many tokens (fewer tokens: fewer workers) so tiny calls do not pay
+ * for starting threads: a token at d = 4096, r̂ = 256 is ~2 MFLOP, ~20 µs on one core, against some
+ * tens of µs to create and join a thread. */
+#define CPU_MIN_TOKENS_PER_WORKER 4
+#define CPU_ALIGN 64
+/* dM: tile products are summed by sgemm (beta 1) into one partial for at least this many rows, then
+ * the partial joins the worker's compensated sum. The rounding error of a partial is bounded by this
+ * (plus one tile), not by n; the compensated add costs 3·r̂² memory traffic per group, which for
+ * large r̂ would dominate if done every tile. */
+#define CPU_DM_GROUP_ROWS 2048
 
-/* y[0:len] += alpha · x[0:len] */
-static inline void axpy(float *restrict y, const float *restrict x, float alpha, int64_t len) {
-    int64_t i = 0;
-    const mora_v4f va = {alpha, alpha, alpha, alpha};
-    for (; i + 8 <= len; i += 8) {
-        mora_v4f y0, y1, x0, x1;
-        memcpy(&y0, y + i, sizeof y0);
-        memcpy(&y1, y + i + 4, sizeof y1);
-        memcpy(&x0, x + i, sizeof x0);
-        memcpy(&x1, x + i + 4, sizeof x1);
-        y0 += va * x0;
-        y1 += va * x1;
-        memcpy(y + i, &y0, sizeof y0);
-        memcpy(y + i + 4, &y1, sizeof y1);
-    }
-    for (; i < len; ++i) y[i] += alpha * x[i];
-}
-
-/* out[k][:] = Σ_b in[k][b] · A[b][:] for k < rows (row length r). Forward: A = M^T gives
- * out = M in; backward: A = M gives out = M^T in. The b loop is outermost so that row b of A is
- * reused by every row of the tile; each out[k][a] still sums b = 0, 1, ... in order. */
-static void rows_times(const float *restrict A, const float *restrict in, float *restrict out, int64_t rows,
-                       int64_t r) {
-    memset(out, 0, (size_t)(rows * r) * sizeof *out);
-    for (int64_t b = 0; b < r; ++b) {
-        const float *a_row = A + b * r;
-        for (int64_t k = 0; k < rows; ++k) axpy(out + k * r, a_row, in[k * r + b], r);
-    }
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Per-call plan: sizes, the wrap table of the padded input and rope's cos/sin table.
- * ------------------------------------------------------------------------------------------- */
-typedef struct plan {
+struct mora_cpu_plan {
+    mora_shape shape;
+    mora_dtype dtype;
     int64_t d_in, d_out, rhat, half;
-    int64_t blocks;  /* h blocks per token */
-    int64_t padded;  /* B·r̂, length of the wrapped input */
-    int64_t entries; /* blocks·r̂: compressed entries per token */
+    int64_t wrap_blocks; /* B = ceil(d_in / r̂) */
+    int64_t padded;      /* B·r̂ */
+    int64_t blocks;      /* blocks per token the sgemms use: those decomp reads */
+    int64_t entries;     /* blocks·r̂: packed floats per token */
+    int64_t rowlen;      /* max(d_in, d_out, padded): a scratch row */
     mora_comp_family comp;
     mora_decomp_family decomp;
-    int64_t *wrap; /* wrap[q] = q mod d_in for q < padded (share, reshape, rope) */
-    float *cos_t;  /* [blocks][half]: cos θ_{t,i} (rope) */
-    float *sin_t;
-} plan;
+    int64_t tile;  /* tokens per tile */
+    int threads;   /* workers per call */
+    int64_t *run_in;  /* group comp: run starts of [0, d_in), r̂ + 1 entries */
+    int64_t *run_out; /* group decomp: run starts of [0, d_out), r̂ + 1 entries */
+    float *cos_t, *sin_t; /* rope: [B][r̂/2] */
+};
 
-static void plan_free(plan *pl) {
-    free(pl->wrap);
-    free(pl->cos_t);
-    free(pl->sin_t);
+/* ---------------------------------------------------------------------------------------------
+ * Plan
+ * ------------------------------------------------------------------------------------------- */
+void mora_cpu_plan_destroy(mora_cpu_plan *p) {
+    if (!p) return;
+    free(p->run_in);
+    free(p->run_out);
+    free(p->cos_t);
+    free(p->sin_t);
+    free(p);
 }
 
-static mora_status no_memory(const char *what, const mora_shape *s) {
-    return mora_fail(MORA_E_NO_MEMORY, "cpu %s for d_in=%lld, d_out=%lld, rhat=%lld: out of host memory", what,
-                     (long long)s->d_in, (long long)s->d_out, (long long)s->rhat);
+static int64_t *run_table(int64_t length, int64_t runs) {
+    int64_t *t = malloc((size_t)(runs + 1) * sizeof *t);
+    if (!t) return NULL;
+    for (int64_t g = 0; g <= runs; ++g) t[g] = g < runs ? mora_run_start(length, runs, g) : length;
+    return t;
 }
 
-static mora_status plan_make(const mora_shape *s, plan *pl) {
+mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params,
+                                 mora_cpu_plan **out) {
+    MORA_CHECK_PTR(s);
+    MORA_CHECK_PTR(out);
+    MORA_TRY(mora_shape_check(s));
+    if (mora_dtype_size(dtype) == 0)
+        return mora_fail(MORA_E_UNKNOWN_DTYPE, "dtype=%d: unknown; expected 0 (f32), 1 (f16) or 2 (bf16)", (int)dtype);
+    const mora_cpu_params none = {0, 0};
+    if (!params) params = &none;
+    if (params->tile_tokens < 0)
+        return mora_fail(MORA_E_PARAM, "tile_tokens=%d: must be >= 0 (0: default)", params->tile_tokens);
+    if (params->threads < 0 || params->threads > CPU_MAX_THREADS)
+        return mora_fail(MORA_E_PARAM, "threads=%d: must be in [0, %d] (0: online cores)", params->threads,
+                         CPU_MAX_THREADS);
+    if (s->rhat > INT32_MAX)
+        return mora_fail(MORA_E_SIZE, "rhat=%lld: sgemm takes int sizes, must be <= %d", (long long)s->rhat, INT32_MAX);
+
+    mora_cpu_plan *p = calloc(1, sizeof *p);
+    if (!p) return mora_fail(MORA_E_NO_MEMORY, "cpu plan: out of host memory");
     const mora_geometry geo = mora_shape_geometry(s);
-    memset(pl, 0, sizeof *pl);
-    pl->d_in = s->d_in;
-    pl->d_out = s->d_out;
-    pl->rhat = s->rhat;
-    pl->half = geo.half;
-    pl->blocks = geo.blocks;
-    pl->padded = geo.padded;
-    pl->entries = geo.blocks * s->rhat;
-    pl->comp = mora_op_comp_family(s->op);
-    pl->decomp = mora_op_decomp_family(s->op);
-    if (pl->comp == MORA_COMP_SHARE || pl->comp == MORA_COMP_RESHAPE || pl->comp == MORA_COMP_ROPE) {
-        pl->wrap = malloc((size_t)pl->padded * sizeof *pl->wrap);
-        if (!pl->wrap) return no_memory("wrap table", s);
-        for (int64_t q = 0, p = 0; q < pl->padded; ++q) {
-            pl->wrap[q] = p;
-            if (++p == pl->d_in) p = 0;
+    p->shape = *s;
+    p->dtype = dtype;
+    p->d_in = s->d_in;
+    p->d_out = s->d_out;
+    p->rhat = s->rhat;
+    p->half = geo.half;
+    p->wrap_blocks = geo.wrap_blocks;
+    p->padded = geo.padded;
+    p->blocks = geo.blocks_read;
+    p->entries = p->blocks * s->rhat;
+    p->rowlen = s->d_in > s->d_out ? s->d_in : s->d_out;
+    if (p->padded > p->rowlen) p->rowlen = p->padded;
+    p->comp = mora_op_comp_family(s->op);
+    p->decomp = mora_op_decomp_family(s->op);
+
+    if (params->tile_tokens > 0) {
+        p->tile = params->tile_tokens;
+        if (p->tile * p->blocks > INT32_MAX) {
+            mora_cpu_plan_destroy(p);
+            return mora_fail(MORA_E_PARAM, "tile_tokens=%d: times %lld blocks, more sgemm rows than an int holds",
+                             params->tile_tokens, (long long)geo.blocks_read);
         }
+    } else {
+        p->tile = CPU_TILE_ROWS / p->blocks;
+        if (p->tile < 1) p->tile = 1;
     }
-    if (pl->comp == MORA_COMP_ROPE) {
-        const size_t count = (size_t)(pl->blocks * pl->half);
-        pl->cos_t = malloc((count ? count : 1) * sizeof *pl->cos_t);
-        pl->sin_t = malloc((count ? count : 1) * sizeof *pl->sin_t);
-        if (!pl->cos_t || !pl->sin_t) {
-            plan_free(pl);
-            return no_memory("rope table", s);
-        }
-        for (int64_t t = 0; t < pl->blocks; ++t)
-            for (int64_t i = 0; i < pl->half; ++i) {
-                const double angle = mora_rope_angle(pl->rhat, t, i);
-                pl->cos_t[t * pl->half + i] = (float)cos(angle);
-                pl->sin_t[t * pl->half + i] = (float)sin(angle);
+    if (params->threads > 0) {
+        p->threads = params->threads;
+    } else {
+        /* one worker per core when OpenBLAS is single-threaded; with a multi-threaded OpenBLAS (its
+         * default) one worker, whose sgemm OpenBLAS spreads over the cores itself: the default never
+         * oversubscribes, whatever the process set (bench/results/cpu-fast-epyc-2cores.md) */
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        p->threads = openblas_get_num_threads() > 1 ? 1 : cores < 1 ? 1 : cores > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)cores;
+    }
+
+    int ok = 1;
+    if (p->comp == MORA_COMP_GROUP) ok &= (p->run_in = run_table(p->d_in, p->rhat)) != NULL;
+    if (p->decomp == MORA_DECOMP_GROUP) ok &= (p->run_out = run_table(p->d_out, p->rhat)) != NULL;
+    if (ok && p->comp == MORA_COMP_ROPE) {
+        const size_t count = (size_t)(p->wrap_blocks * p->half);
+        p->cos_t = malloc((count ? count : 1) * sizeof *p->cos_t);
+        p->sin_t = malloc((count ? count : 1) * sizeof *p->sin_t);
+        ok = p->cos_t && p->sin_t;
+        for (int64_t t = 0; ok && t < p->wrap_blocks; ++t)
+            for (int64_t i = 0; i < p->half; ++i) {
+                const double angle = mora_rope_angle(p->rhat, t, i);
+                p->cos_t[t * p->half + i] = (float)cos(angle);
+                p->sin_t[t * p->half + i] = (float)sin(angle);
             }
     }
+    if (!ok) {
+        mora_cpu_plan_destroy(p);
+        return mora_fail(MORA_E_NO_MEMORY, "cpu plan for d_in=%lld, d_out=%lld, rhat=%lld: out of host memory",
+                         (long long)s->d_in, (long long)s->d_out, (long long)s->rhat);
+    }
+    *out = p;
     return MORA_OK;
 }
 
-/* Tokens per tile: about 16K floats of compressed entries, at least one token. */
-static int64_t tile_tokens(const plan *pl, int64_t n) {
-    int64_t tile = 16384 / pl->entries;
-    if (tile < 1) tile = 1;
-    return tile < n ? tile : n;
+/* ---------------------------------------------------------------------------------------------
+ * Workspace layout. A call on n tokens uses `workers` slices of `slice` bytes, each holding:
+ *   A, B     tile buffers, tile·entries floats each (packed comp(x) / decompᵀ(dy), sgemm products)
+ *   r0, r1   scratch rows, rowlen floats each (a converted activation row, the padded row)
+ *   P, S, K  r̂ x r̂ floats each: a tile's dM product, the worker's partial sum, its compensation
+ * A call with fewer tokens never needs more (workers and tile only shrink with n).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct layout {
+    int workers;
+    int64_t tile;
+    size_t tile_bytes, row_bytes, mat_bytes, slice;
+} layout;
+
+static size_t round_up(size_t v) { return (v + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN; }
+
+static layout make_layout(const mora_cpu_plan *p, int64_t n) {
+    layout L;
+    if (n < 1) n = 1;
+    int64_t w = p->threads;
+    const int64_t by_size = (n + CPU_MIN_TOKENS_PER_WORKER - 1) / CPU_MIN_TOKENS_PER_WORKER;
+    if (w > by_size) w = by_size;
+    if (w < 1) w = 1;
+    int64_t tile = p->tile, share = (n + w - 1) / w;
+    if (tile > share) tile = share;
+    L.workers = (int)w;
+    L.tile = tile;
+    L.tile_bytes = round_up((size_t)(tile * p->entries) * sizeof(float));
+    L.row_bytes = round_up((size_t)p->rowlen * sizeof(float));
+    L.mat_bytes = round_up((size_t)(p->rhat * p->rhat) * sizeof(float));
+    L.slice = 2 * L.tile_bytes + 2 * L.row_bytes + 3 * L.mat_bytes;
+    return L;
 }
 
-static void load_row(mora_dtype dtype, const void *base, int64_t offset, int64_t len, float *out) {
-    if (dtype == MORA_F32) {
-        memcpy(out, (const float *)base + offset, (size_t)len * sizeof *out);
-        return;
-    }
-    for (int64_t i = 0; i < len; ++i) out[i] = mora_load_act(dtype, base, offset + i);
+size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n) {
+    const layout L = make_layout(p, n);
+    return (size_t)L.workers * L.slice + CPU_ALIGN; /* + CPU_ALIGN: the caller's pointer may be unaligned */
+}
+
+typedef struct slice {
+    float *A, *B, *r0, *r1, *P, *S, *K;
+} slice;
+
+static slice slice_at(const layout *L, void *workspace, int w) {
+    uintptr_t base = ((uintptr_t)workspace + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    char *c = (char *)base + (size_t)w * L->slice;
+    slice sl;
+    sl.A = (float *)c, c += L->tile_bytes;
+    sl.B = (float *)c, c += L->tile_bytes;
+    sl.r0 = (float *)c, c += L->row_bytes;
+    sl.r1 = (float *)c, c += L->row_bytes;
+    sl.P = (float *)c, c += L->mat_bytes;
+    sl.S = (float *)c, c += L->mat_bytes;
+    sl.K = (float *)c;
+    return sl;
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Compression (gather): c[blocks·r̂] of one token from its float input row xf[d_in].
+ * Rows: loading activations as float, storing them back.
  * ------------------------------------------------------------------------------------------- */
-static void compress_row(const plan *pl, const float *restrict xf, float *restrict c) {
-    const int64_t rhat = pl->rhat, h = pl->half;
-    switch (pl->comp) {
-    case MORA_COMP_TRUNC: /* c[b] = x[b] */
-        memcpy(c, xf, (size_t)rhat * sizeof *c);
+static size_t act_size(mora_dtype dt) { return dt == MORA_F32 ? 4 : 2; }
+
+/* Row i of an activation matrix as floats: the row itself for f32, else converted into buf. */
+static const float *load_row(mora_dtype dt, const void *base, int64_t ld, int64_t i, int64_t len, float *buf) {
+    const char *row = (const char *)base + (size_t)(i * ld) * act_size(dt);
+    if (dt == MORA_F32) return (const float *)row;
+    for (int64_t k = 0; k < len; ++k) buf[k] = mora_load_act(dt, row, k);
+    return buf;
+}
+
+/* A writable float view of row i: the row itself for f32; else buf loaded with it (store_row writes
+ * it back). */
+static float *open_row(mora_dtype dt, void *base, int64_t ld, int64_t i, int64_t len, float *buf) {
+    char *row = (char *)base + (size_t)(i * ld) * act_size(dt);
+    if (dt == MORA_F32) return (float *)row;
+    for (int64_t k = 0; k < len; ++k) buf[k] = mora_load_act(dt, row, k);
+    return buf;
+}
+
+static void store_row(mora_dtype dt, void *base, int64_t ld, int64_t i, int64_t len, const float *buf) {
+    if (dt == MORA_F32) return;
+    char *row = (char *)base + (size_t)(i * ld) * act_size(dt);
+    for (int64_t k = 0; k < len; ++k) mora_store_act(dt, row, k, buf[k]);
+}
+
+/* out[0:len] = x_pad[0:len] (the input repeated, wrapping around); returns x itself when len <= d_in. */
+static const float *padded_row(const float *restrict x, int64_t d_in, int64_t len, float *restrict out) {
+    if (len <= d_in) return x;
+    for (int64_t q0 = 0; q0 < len; q0 += d_in) memcpy(out + q0, x, (size_t)(len - q0 < d_in ? len - q0 : d_in) * sizeof *out);
+    return out;
+}
+
+/* y[0:len] += x[0:len] */
+static inline void add_to(float *restrict y, const float *restrict x, int64_t len) {
+    for (int64_t i = 0; i < len; ++i) y[i] += x[i];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Packing: comp(x) and decompᵀ(dy) of one token, `entries` floats.
+ * ------------------------------------------------------------------------------------------- */
+static void pack_comp(const mora_cpu_plan *p, const float *restrict x, float *restrict c, float *restrict pad) {
+    const int64_t rhat = p->rhat, h = p->half;
+    switch (p->comp) {
+    case MORA_COMP_TRUNC: /* c = x[0:r̂] */
+        memcpy(c, x, (size_t)rhat * sizeof *c);
         break;
-    case MORA_COMP_SHARE: /* c[b] = Σ_{q = b, b + r̂, ... < B·r̂} x[q mod d_in] */
-        for (int64_t b = 0; b < rhat; ++b) {
-            float acc = 0.0f;
-            for (int64_t q = b; q < pl->padded; q += rhat) acc += xf[pl->wrap[q]];
-            c[b] = acc;
-        }
-        break;
-    case MORA_COMP_GROUP: /* c[g] = sum of run g of [0, d_in) */
+    case MORA_COMP_GROUP: /* c[g] = sum of run g */
         for (int64_t g = 0; g < rhat; ++g) {
-            const int64_t start = mora_run_start(pl->d_in, rhat, g), len = mora_run_length(pl->d_in, rhat, g);
             float acc = 0.0f;
-            for (int64_t p = start; p < start + len; ++p) acc += xf[p];
+            for (int64_t q = p->run_in[g]; q < p->run_in[g + 1]; ++q) acc += x[q];
             c[g] = acc;
         }
         break;
-    case MORA_COMP_RESHAPE: /* c_t[b] = x[(t·r̂ + b) mod d_in] */
-        for (int64_t q = 0; q < pl->padded; ++q) c[q] = xf[pl->wrap[q]];
+    case MORA_COMP_SHARE: { /* c[b] = Σ_t x_pad[t·r̂ + b], t ascending */
+        const float *v = padded_row(x, p->d_in, p->padded, pad);
+        memcpy(c, v, (size_t)rhat * sizeof *c);
+        for (int64_t t = 1; t < p->wrap_blocks; ++t) add_to(c, v + t * rhat, rhat);
         break;
-    case MORA_COMP_ROPE: /* c_t = R_t v_t, v_t = wrapped block t */
-        for (int64_t t = 0; t < pl->blocks; ++t) {
-            const int64_t *w = pl->wrap + t * rhat;
-            const float *cs = pl->cos_t + t * h, *sn = pl->sin_t + t * h;
-            float *ct = c + t * rhat;
+    }
+    case MORA_COMP_RESHAPE: /* c_t = block t of x_pad, t < blocks */
+        if (p->entries <= p->d_in)
+            memcpy(c, x, (size_t)p->entries * sizeof *c);
+        else
+            padded_row(x, p->d_in, p->entries, c);
+        break;
+    case MORA_COMP_ROPE: { /* c_t = R_t · block t of x_pad */
+        const float *v = padded_row(x, p->d_in, p->entries, pad);
+        for (int64_t t = 0; t < p->blocks; ++t) {
+            const float *restrict lo = v + t * rhat, *restrict hi = lo + h;
+            const float *restrict cs = p->cos_t + t * h, *restrict sn = p->sin_t + t * h;
+            float *restrict ct = c + t * rhat;
             for (int64_t i = 0; i < h; ++i) {
-                const float lo = xf[w[i]], hi = xf[w[i + h]];
-                ct[i] = lo * cs[i] - hi * sn[i];
-                ct[i + h] = hi * cs[i] + lo * sn[i];
+                ct[i] = lo[i] * cs[i] - hi[i] * sn[i];
+                ct[i + h] = hi[i] * cs[i] + lo[i] * sn[i];
             }
         }
         break;
     }
+    }
+}
+
+static void pack_decomp_t(const mora_cpu_plan *p, const float *restrict dy, float *restrict g) {
+    const int64_t rhat = p->rhat, d_out = p->d_out;
+    switch (p->decomp) {
+    case MORA_DECOMP_TRUNC: /* g = dy[0:r̂] */
+        memcpy(g, dy, (size_t)rhat * sizeof *g);
+        break;
+    case MORA_DECOMP_GROUP: /* g[a] = sum of run a of dy */
+        for (int64_t a = 0; a < rhat; ++a) {
+            float acc = 0.0f;
+            for (int64_t j = p->run_out[a]; j < p->run_out[a + 1]; ++j) acc += dy[j];
+            g[a] = acc;
+        }
+        break;
+    case MORA_DECOMP_SHARE:     /* g[a] = Σ_{j ≡ a mod r̂} dy[j] */
+    case MORA_DECOMP_RESHAPE: { /* g_flat[k] = Σ_{j ≡ k mod B·r̂} dy[j], k < blocks·r̂ */
+        const int64_t period = p->decomp == MORA_DECOMP_SHARE ? rhat : p->padded, len = p->entries;
+        const int64_t first = d_out < len ? d_out : len;
+        memcpy(g, dy, (size_t)first * sizeof *g);
+        if (first < len) memset(g + first, 0, (size_t)(len - first) * sizeof *g);
+        for (int64_t j0 = period; j0 < d_out; j0 += period) add_to(g, dy + j0, d_out - j0 < period ? d_out - j0 : period);
+        break;
+    }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Decompression (gather): y[j] += scale · h[(t, a) read by j], one token.
+ * Write-back: y += decomp(h) and dx += compᵀ(u) of one token.
  * ------------------------------------------------------------------------------------------- */
-static void decompress_add_row(const plan *pl, mora_dtype dtype, void *y, int64_t off, const float *hv,
-                               float scale) {
-    const int64_t rhat = pl->rhat, d_out = pl->d_out;
-    switch (pl->decomp) {
-    case MORA_DECOMP_TRUNC: /* j < r̂ reads h[j]; the rest reads nothing and is left alone */
-        for (int64_t j = 0; j < rhat && j < d_out; ++j)
-            mora_store_act(dtype, y, off + j, mora_load_act(dtype, y, off + j) + scale * hv[j]);
+static void add_decomp(const mora_cpu_plan *p, const float *restrict hv, float *restrict y) {
+    const int64_t rhat = p->rhat, d_out = p->d_out;
+    switch (p->decomp) {
+    case MORA_DECOMP_TRUNC: /* y[j] += h[j], j < r̂; the rest reads nothing */
+        add_to(y, hv, rhat);
         break;
-    case MORA_DECOMP_SHARE: /* j reads h[j mod r̂] */
-        for (int64_t j0 = 0; j0 < d_out; j0 += rhat)
-            for (int64_t a = 0; a < rhat && j0 + a < d_out; ++a)
-                mora_store_act(dtype, y, off + j0 + a, mora_load_act(dtype, y, off + j0 + a) + scale * hv[a]);
-        break;
-    case MORA_DECOMP_GROUP: /* j in run a of [0, d_out) reads h[a] */
+    case MORA_DECOMP_GROUP: /* y[j] += h[run of j] */
         for (int64_t a = 0; a < rhat; ++a) {
-            const int64_t start = mora_run_start(d_out, rhat, a), len = mora_run_length(d_out, rhat, a);
-            const float v = scale * hv[a];
-            for (int64_t j = start; j < start + len; ++j)
-                mora_store_act(dtype, y, off + j, mora_load_act(dtype, y, off + j) + v);
+            const float v = hv[a];
+            for (int64_t j = p->run_out[a]; j < p->run_out[a + 1]; ++j) y[j] += v;
         }
         break;
-    case MORA_DECOMP_RESHAPE: /* j reads h_flat[j mod B·r̂] */
-        for (int64_t j0 = 0; j0 < d_out; j0 += pl->padded)
-            for (int64_t k = 0; k < pl->padded && j0 + k < d_out; ++k)
-                mora_store_act(dtype, y, off + j0 + k, mora_load_act(dtype, y, off + j0 + k) + scale * hv[k]);
+    case MORA_DECOMP_SHARE:   /* y[j] += h[j mod r̂] */
+    case MORA_DECOMP_RESHAPE: { /* y[j] += h_flat[j mod B·r̂] */
+        const int64_t period = p->decomp == MORA_DECOMP_SHARE ? rhat : p->padded;
+        for (int64_t j0 = 0; j0 < d_out; j0 += period) add_to(y + j0, hv, d_out - j0 < period ? d_out - j0 : period);
         break;
+    }
     }
 }
 
-/* g[blocks·r̂] = decomp^T(dy): entry (t, a) sums the dy of every output that reads it. */
-static void decompress_transpose_row(const plan *pl, const float *restrict dyf, float *restrict g) {
-    const int64_t rhat = pl->rhat, d_out = pl->d_out;
-    switch (pl->decomp) {
-    case MORA_DECOMP_TRUNC:
-        memcpy(g, dyf, (size_t)rhat * sizeof *g);
-        break;
-    case MORA_DECOMP_SHARE: /* g[a] = Σ_{j = a, a + r̂, ... < d_out} dy[j] */
-        for (int64_t a = 0; a < rhat; ++a) {
-            float acc = 0.0f;
-            for (int64_t j = a; j < d_out; j += rhat) acc += dyf[j];
-            g[a] = acc;
-        }
-        break;
-    case MORA_DECOMP_GROUP:
-        for (int64_t a = 0; a < rhat; ++a) {
-            const int64_t start = mora_run_start(d_out, rhat, a), len = mora_run_length(d_out, rhat, a);
-            float acc = 0.0f;
-            for (int64_t j = start; j < start + len; ++j) acc += dyf[j];
-            g[a] = acc;
-        }
-        break;
-    case MORA_DECOMP_RESHAPE: /* g_flat[k] = Σ_{j = k, k + B·r̂, ... < d_out} dy[j] */
-        for (int64_t k = 0; k < pl->padded; ++k) {
-            float acc = 0.0f;
-            for (int64_t j = k; j < d_out; j += pl->padded) acc += dyf[j];
-            g[k] = acc;
-        }
-        break;
-    }
+/* dx[p] += Σ_{q ≡ p mod d_in, q < len} w[q]; w is scratch (folded in place). */
+static void fold_add(float *restrict w, int64_t len, int64_t d_in, float *restrict dx) {
+    const int64_t first = len < d_in ? len : d_in;
+    for (int64_t q0 = d_in; q0 < len; q0 += d_in) add_to(w, w + q0, len - q0 < d_in ? len - q0 : d_in);
+    add_to(dx, w, first);
 }
 
-/* v = R_t^T u for one rope block: v[i] = u[i]cos + u[i+h]sin, v[i+h] = −u[i]sin + u[i+h]cos. */
-static void rope_transpose(const float *restrict u, float *restrict v, const float *cs, const float *sn, int64_t h) {
-    for (int64_t i = 0; i < h; ++i) {
-        const float lo = u[i], hi = u[i + h];
-        v[i] = lo * cs[i] + hi * sn[i];
-        v[i + h] = hi * cs[i] - lo * sn[i];
-    }
-}
-
-/* dx[p] += Σ over the (t, b) that read p of coef · u_t[b], for one token (comp^T in gather form).
- * wbuf: scratch of `padded` floats. */
-static void compress_transpose_add_row(const plan *pl, mora_dtype dtype, void *dx, int64_t off,
-                                       const float *restrict u, float *restrict wbuf) {
-    const int64_t rhat = pl->rhat, d_in = pl->d_in;
-    const float *w = NULL; /* w[q]: what padded position q sends back (share, reshape, rope) */
-    switch (pl->comp) {
-    case MORA_COMP_TRUNC:
-        for (int64_t p = 0; p < rhat; ++p) mora_store_act(dtype, dx, off + p, mora_load_act(dtype, dx, off + p) + u[p]);
-        return;
-    case MORA_COMP_GROUP:
+/* u: blocks·r̂ floats of Mᵀg (scratch, modified); wbuf: rowlen floats of scratch. */
+static void add_comp_t(const mora_cpu_plan *p, float *restrict u, float *restrict dx, float *restrict wbuf) {
+    const int64_t rhat = p->rhat, h = p->half;
+    switch (p->comp) {
+    case MORA_COMP_TRUNC: /* dx[p] += u[p], p < r̂ */
+        add_to(dx, u, rhat);
+        break;
+    case MORA_COMP_GROUP: /* dx[p] += u[run of p] */
         for (int64_t g = 0; g < rhat; ++g) {
-            const int64_t start = mora_run_start(d_in, rhat, g), len = mora_run_length(d_in, rhat, g);
-            for (int64_t p = start; p < start + len; ++p)
-                mora_store_act(dtype, dx, off + p, mora_load_act(dtype, dx, off + p) + u[g]);
+            const float v = u[g];
+            for (int64_t q = p->run_in[g]; q < p->run_in[g + 1]; ++q) dx[q] += v;
         }
-        return;
-    case MORA_COMP_SHARE: /* padded position q fed c[q mod r̂]: it receives u[q mod r̂] */
-        for (int64_t q0 = 0; q0 < pl->padded; q0 += rhat) memcpy(wbuf + q0, u, (size_t)rhat * sizeof *wbuf);
-        w = wbuf;
         break;
-    case MORA_COMP_RESHAPE: /* q fed c_flat[q] */
-        w = u;
+    case MORA_COMP_SHARE: /* padded position q fed c[q mod r̂]: w = u tiled B times, folded */
+        for (int64_t t = 0; t < p->wrap_blocks; ++t) memcpy(wbuf + t * rhat, u, (size_t)rhat * sizeof *wbuf);
+        fold_add(wbuf, p->padded, p->d_in, dx);
         break;
-    case MORA_COMP_ROPE: /* q (block t) receives (R_t^T u_t)[q mod r̂] */
-        for (int64_t t = 0; t < pl->blocks; ++t)
-            rope_transpose(u + t * rhat, wbuf + t * rhat, pl->cos_t + t * pl->half, pl->sin_t + t * pl->half,
-                           pl->half);
-        w = wbuf;
+    case MORA_COMP_RESHAPE: /* q fed c_flat[q] (q < blocks·r̂; later blocks have g = 0) */
+        fold_add(u, p->entries, p->d_in, dx);
         break;
-    }
-    /* fold the wrapped input: p receives from q = p, p + d_in, ... < B·r̂ */
-    for (int64_t p = 0; p < d_in; ++p) {
-        float acc = 0.0f;
-        for (int64_t q = p; q < pl->padded; q += d_in) acc += w[q];
-        mora_store_act(dtype, dx, off + p, mora_load_act(dtype, dx, off + p) + acc);
-    }
-}
-
-static mora_status check_call(const mora_shape *s, int64_t n) {
-    MORA_CHECK_PTR(s);
-    MORA_TRY(mora_shape_check(s));
-    if (n < 0) return mora_fail(MORA_E_SIZE, "n=%lld: must be >= 0", (long long)n);
-    return MORA_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Forward
- * ------------------------------------------------------------------------------------------- */
-static mora_status legacy_forward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x, void *y,
-                             int64_t n, float scale) {
-    MORA_TRY(check_call(s, n));
-    if (n == 0) return MORA_OK;
-    MORA_CHECK_PTR(M);
-    MORA_CHECK_PTR(x);
-    MORA_CHECK_PTR(y);
-
-    plan pl;
-    MORA_TRY(plan_make(s, &pl));
-    const int64_t rhat = pl.rhat, entries = pl.entries, tile = tile_tokens(&pl, n);
-    float *MT = malloc((size_t)(rhat * rhat) * sizeof *MT);
-    float *xf = malloc((size_t)pl.d_in * sizeof *xf);
-    float *C = malloc((size_t)(tile * entries) * sizeof *C);
-    float *H = malloc((size_t)(tile * entries) * sizeof *H);
-    if (!MT || !xf || !C || !H) {
-        free(MT), free(xf), free(C), free(H), plan_free(&pl);
-        return no_memory("forward scratch", s);
-    }
-    for (int64_t a = 0; a < rhat; ++a) /* MT[b][a] = M[a][b] */
-        for (int64_t b = 0; b < rhat; ++b) MT[b * rhat + a] = M[a * rhat + b];
-
-    for (int64_t r0 = 0; r0 < n; r0 += tile) {
-        const int64_t tn = n - r0 < tile ? n - r0 : tile;
-        for (int64_t i = 0; i < tn; ++i) {
-            load_row(dtype, x, (r0 + i) * pl.d_in, pl.d_in, xf);
-            compress_row(&pl, xf, C + i * entries);
-        }
-        rows_times(MT, C, H, tn * pl.blocks, rhat); /* h_t = M c_t for every block of the tile */
-        for (int64_t i = 0; i < tn; ++i) decompress_add_row(&pl, dtype, y, (r0 + i) * pl.d_out, H + i * entries, scale);
-    }
-    free(MT), free(xf), free(C), free(H), plan_free(&pl);
-    return MORA_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Backward
- * ------------------------------------------------------------------------------------------- */
-static mora_status legacy_backward(const mora_shape *s, mora_dtype dtype, const float *M, const void *x,
-                              const void *dy, void *dx, float *dM, int64_t n) {
-    MORA_TRY(check_call(s, n));
-    if (n == 0 || (dx == NULL && dM == NULL)) return MORA_OK;
-    MORA_CHECK_PTR(M);
-    MORA_CHECK_PTR(dy);
-    if (dM != NULL) MORA_CHECK_PTR(x);
-
-    plan pl;
-    MORA_TRY(plan_make(s, &pl));
-    const int64_t rhat = pl.rhat, entries = pl.entries, tile = tile_tokens(&pl, n);
-    const size_t tile_bytes = (size_t)(tile * entries) * sizeof(float);
-    float *dyf = malloc((size_t)pl.d_out * sizeof *dyf);
-    float *G = malloc(tile_bytes);
-    float *xf = dM ? malloc((size_t)pl.d_in * sizeof *xf) : NULL;
-    float *C = dM ? malloc(tile_bytes) : NULL;
-    float *acc = dM ? calloc((size_t)(rhat * rhat), sizeof *acc) : NULL;
-    float *U = dx ? malloc(tile_bytes) : NULL;
-    float *wbuf = dx ? malloc((size_t)pl.padded * sizeof *wbuf) : NULL;
-    if (!dyf || !G || (dM && (!xf || !C || !acc)) || (dx && (!U || !wbuf))) {
-        free(dyf), free(G), free(xf), free(C), free(acc), free(U), free(wbuf), plan_free(&pl);
-        return no_memory("backward scratch", s);
-    }
-
-    for (int64_t r0 = 0; r0 < n; r0 += tile) {
-        const int64_t tn = n - r0 < tile ? n - r0 : tile, rows = tn * pl.blocks;
-        for (int64_t i = 0; i < tn; ++i) {
-            load_row(dtype, dy, (r0 + i) * pl.d_out, pl.d_out, dyf);
-            decompress_transpose_row(&pl, dyf, G + i * entries);
-        }
-        if (dM) {
-            for (int64_t i = 0; i < tn; ++i) {
-                load_row(dtype, x, (r0 + i) * pl.d_in, pl.d_in, xf);
-                compress_row(&pl, xf, C + i * entries);
+    case MORA_COMP_ROPE: /* q in block t receives (R_tᵀ u_t)[q mod r̂] */
+        for (int64_t t = 0; t < p->blocks; ++t) {
+            const float *restrict lo = u + t * rhat, *restrict hi = lo + h;
+            const float *restrict cs = p->cos_t + t * h, *restrict sn = p->sin_t + t * h;
+            float *restrict v = wbuf + t * rhat;
+            for (int64_t i = 0; i < h; ++i) {
+                v[i] = lo[i] * cs[i] + hi[i] * sn[i];
+                v[i + h] = hi[i] * cs[i] - lo[i] * sn[i];
             }
-            /* acc[a][:] += Σ over (token, block) rows k of g_k[a] · c_k, k ascending */
-            for (int64_t a = 0; a < rhat; ++a)
-                for (int64_t k = 0; k < rows; ++k) axpy(acc + a * rhat, C + k * rhat, G[k * rhat + a], rhat);
         }
-        if (dx) {
-            rows_times(M, G, U, rows, rhat); /* u_t = M^T g_t */
-            for (int64_t i = 0; i < tn; ++i)
-                compress_transpose_add_row(&pl, dtype, dx, (r0 + i) * pl.d_in, U + i * entries, wbuf);
+        fold_add(wbuf, p->entries, p->d_in, dx);
+        break;
+    }
+}
+
+/* S + K (Kahan): S += P with the running compensation K (S − K is the sum so far). */
+static void kahan_add(float *restrict S, float *restrict K, const float *restrict P, int64_t len) {
+    for (int64_t e = 0; e < len; ++e) {
+        const float y = P[e] - K[e];
+        const float t = S[e] + y;
+        K[e] = (t - S[e]) - y;
+        S[e] = t;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Workers
+ * ------------------------------------------------------------------------------------------- */
+typedef struct job {
+    const mora_cpu_plan *p;
+    const layout *L;
+    void *workspace;
+    const float *M;
+    const void *x;
+    int64_t ldx;
+    const void *dy;
+    int64_t lddy;
+    void *out; /* y (forward) or dx (backward) */
+    int64_t ldo;
+    int want_dm; /* backward: accumulate dM into this worker's S/K */
+    float scale;
+    int backward;
+    int w;          /* worker index */
+    int64_t t0, t1; /* static split: tokens [t0, t1) */
+    atomic_llong *next; /* dynamic split (not NULL): the next tile index to take, shared by the workers */
+    int64_t n;          /* dynamic split: the tokens of the call */
+} job;
+
+/* The next tile of a worker: from its own range (static), or the next one nobody has taken
+ * (dynamic). Tiles are the same token ranges [k·T, (k+1)·T) either way, and a tile's result does not
+ * depend on which worker computes it, so y and dx are the same bits for any schedule; dM's partials
+ * are per worker, so a call that accumulates dM always splits statically. */
+static int next_tile(const job *jb, int64_t *cursor, int64_t *r0, int64_t *tn) {
+    const int64_t T = jb->L->tile;
+    if (jb->next) {
+        *r0 = (int64_t)atomic_fetch_add_explicit(jb->next, 1, memory_order_relaxed) * T;
+        if (*r0 >= jb->n) return 0;
+        *tn = jb->n - *r0 < T ? jb->n - *r0 : T;
+        return 1;
+    }
+    if (*cursor >= jb->t1) return 0;
+    *r0 = *cursor;
+    *tn = jb->t1 - *r0 < T ? jb->t1 - *r0 : T;
+    *cursor += *tn;
+    return 1;
+}
+
+static void forward_range(const job *jb) {
+    const mora_cpu_plan *p = jb->p;
+    const slice sl = slice_at(jb->L, jb->workspace, jb->w);
+    const int64_t E = p->entries, rhat = p->rhat;
+    const mora_dtype dt = p->dtype;
+    for (int64_t cursor = jb->t0, r0, tn; next_tile(jb, &cursor, &r0, &tn);) {
+        for (int64_t i = 0; i < tn; ++i)
+            pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), sl.A + i * E, sl.r1);
+        /* H[rows][r̂] = scale · C · Mᵀ: h = M c for every (token, block) row */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(tn * p->blocks), (int)rhat, (int)rhat, jb->scale,
+                    sl.A, (int)rhat, jb->M, (int)rhat, 0.0f, sl.B, (int)rhat);
+        for (int64_t i = 0; i < tn; ++i) {
+            float *y = open_row(dt, jb->out, jb->ldo, r0 + i, p->d_out, sl.r0);
+            add_decomp(p, sl.B + i * E, y);
+            store_row(dt, jb->out, jb->ldo, r0 + i, p->d_out, y);
         }
     }
-    if (dM)
-        for (int64_t e = 0; e < rhat * rhat; ++e) dM[e] += acc[e];
-    free(dyf), free(G), free(xf), free(C), free(acc), free(U), free(wbuf), plan_free(&pl);
+}
+
+static void backward_range(const job *jb) {
+    const mora_cpu_plan *p = jb->p;
+    const slice sl = slice_at(jb->L, jb->workspace, jb->w);
+    const int64_t E = p->entries, rhat = p->rhat;
+    const mora_dtype dt = p->dtype;
+    if (jb->want_dm) {
+        memset(sl.S, 0, (size_t)(rhat * rhat) * sizeof *sl.S);
+        memset(sl.K, 0, (size_t)(rhat * rhat) * sizeof *sl.K);
+    }
+    int64_t group_rows = 0; /* rows summed into P since it last joined S */
+    for (int64_t cursor = jb->t0, r0, tn; next_tile(jb, &cursor, &r0, &tn);) {
+        const int64_t rows = tn * p->blocks;
+        float *G = sl.B, *C = sl.A;
+        for (int64_t i = 0; i < tn; ++i) pack_decomp_t(p, load_row(dt, jb->dy, jb->lddy, r0 + i, p->d_out, sl.r0), G + i * E);
+        if (jb->want_dm) {
+            for (int64_t i = 0; i < tn; ++i)
+                pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), C + i * E, sl.r1);
+            /* P[a][b] (+)= Σ_rows g[a]·c[b] of this tile; a full group joins S, compensated */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rhat, (int)rhat, (int)rows, 1.0f, G, (int)rhat,
+                        C, (int)rhat, group_rows ? 1.0f : 0.0f, sl.P, (int)rhat);
+            group_rows += rows;
+            if (group_rows >= CPU_DM_GROUP_ROWS || r0 + tn >= jb->t1) {
+                kahan_add(sl.S, sl.K, sl.P, rhat * rhat);
+                group_rows = 0;
+            }
+        }
+        if (jb->out) {
+            float *U = C; /* C is free again */
+            /* U[rows][r̂] = scale · G · M: u = Mᵀ g per row */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rhat, (int)rhat, jb->scale, G,
+                        (int)rhat, jb->M, (int)rhat, 0.0f, U, (int)rhat);
+            for (int64_t i = 0; i < tn; ++i) {
+                float *dx = open_row(dt, jb->out, jb->ldo, r0 + i, p->d_in, sl.r0);
+                add_comp_t(p, U + i * E, dx, sl.r1);
+                store_row(dt, jb->out, jb->ldo, r0 + i, p->d_in, dx);
+            }
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
+    const job *jb = arg;
+    if (jb->backward)
+        backward_range(jb);
+    else
+        forward_range(jb);
+    return NULL;
+}
+
+/* Runs jobs[0..L->workers) (ranges filled in here): workers 1.. on new threads, 0 on the caller's.
+ * dynamic: the workers take tiles from a shared counter, so a worker whose core is busy with
+ * something else takes fewer (only for calls whose results do not depend on the schedule). */
+static void run_workers(job *jobs, const layout *L, int64_t n, int dynamic) {
+    const int W = L->workers;
+    atomic_llong next_tile_index;
+    atomic_init(&next_tile_index, 0);
+    /* split the tiles evenly: worker w gets tiles [w·tiles/W, (w+1)·tiles/W) */
+    const int64_t tiles = (n + L->tile - 1) / L->tile;
+    for (int w = 0; w < W; ++w) {
+        jobs[w].w = w;
+        jobs[w].t0 = (tiles * w / W) * L->tile;
+        jobs[w].t1 = (tiles * (w + 1) / W) * L->tile;
+        if (jobs[w].t1 > n) jobs[w].t1 = n;
+        if (jobs[w].t0 > n) jobs[w].t0 = n;
+        jobs[w].next = dynamic ? &next_tile_index : NULL;
+        jobs[w].n = n;
+    }
+    pthread_t th[CPU_MAX_THREADS];
+    int started[CPU_MAX_THREADS] = {0};
+    for (int w = 1; w < W; ++w) started[w] = pthread_create(&th[w], NULL, worker_main, &jobs[w]) == 0;
+    worker_main(&jobs[0]);
+    for (int w = 1; w < W; ++w) {
+        if (started[w])
+            pthread_join(th[w], NULL);
+        else
+            worker_main(&jobs[w]); /* could not start a thread: same range (static; dynamic: whatever is
+                                      left, i.e. nothing), same slice, on this one */
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------------------------------- */
+mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy,
+                             int64_t n, float scale, void *workspace) {
+    if (n <= 0) return MORA_OK;
+    const layout L = make_layout(p, n);
+    job jobs[CPU_MAX_THREADS];
+    for (int w = 0; w < L.workers; ++w)
+        jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .out = y, .ldo = ldy,
+                        .scale = scale};
+    run_workers(jobs, &L, n, 1);
+    return MORA_OK;
+}
+
+mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, const void *dy,
+                              int64_t lddy, void *dx, int64_t lddx, float *dM, int64_t n, float scale,
+                              void *workspace) {
+    if (n <= 0 || (dx == NULL && dM == NULL)) return MORA_OK;
+    const layout L = make_layout(p, n);
+    job jobs[CPU_MAX_THREADS];
+    for (int w = 0; w < L.workers; ++w)
+        jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .dy = dy, .lddy = lddy,
+                        .out = dx, .ldo = lddx, .want_dm = dM != NULL, .scale = scale, .backward = 1};
+    run_workers(jobs, &L, n, dM == NULL);
+    if (dM) {
+        /* reduce the workers' partials in worker order: dM += scale · Σ_w (S_w − K_w) */
+        const int64_t count = p->rhat * p->rhat;
+        const slice s0 = slice_at(&L, workspace, 0);
+        float *restrict total = s0.P; /* tile scratch of worker 0, free now */
+        for (int64_t e = 0; e < count; ++e) total[e] = s0.S[e] - s0.K[e];
+        for (int w = 1; w < L.workers; ++w) {
+            const slice sw = slice_at(&L, workspace, w);
+            for (int64_t e = 0; e < count; ++e) total[e] += sw.S[e] - sw.K[e];
+        }
+        for (int64_t e = 0; e < count; ++e) dM[e] += scale * total[e];
+    }
     return MORA_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Merge: W[j][p] += sign · ΔW[j][p]. Row j of ΔW is row a of M (rope: of M·R_t) pushed through the
- * compression's transpose for the block t that j reads; only the columns that compression reads
- * are written.
+ * Merge: W[j][p] += s · ΔW[j][p]. Row j of ΔW is the row e = M[a] (rope: (M·R_t)[a]) of the (t, a)
+ * that output j reads, pushed through compᵀ; only the columns the compression reads are written.
  * ------------------------------------------------------------------------------------------- */
-static inline void w_add(mora_dtype w_dtype, void *W, int64_t i, float v) {
-    mora_store_act(w_dtype, W, i, mora_load_act(w_dtype, W, i) + v);
+/* e[b] of row a, block t: M[a][b], or for rope (M R_t)[a][b]. */
+static inline float eff(const mora_cpu_plan *p, const float *Ma, int64_t t, int64_t b) {
+    if (p->comp != MORA_COMP_ROPE) return Ma[b];
+    const int64_t h = p->half, i = b < h ? b : b - h;
+    const float cs = p->cos_t[t * h + i], sn = p->sin_t[t * h + i];
+    return b < h ? Ma[i] * cs + Ma[i + h] * sn : Ma[i + h] * cs - Ma[i] * sn;
 }
 
-static mora_status legacy_merge(const mora_shape *s, const float *M, void *W, mora_dtype w_dtype, float sign) {
-    MORA_TRY(check_call(s, 0));
-    MORA_CHECK_PTR(M);
-    MORA_CHECK_PTR(W);
-    if ((int)w_dtype < 0 || (int)w_dtype >= MORA_DTYPE_COUNT)
-        return mora_fail(MORA_E_UNKNOWN_DTYPE, "w_dtype=%d: unknown data type", (int)w_dtype);
+static inline void w_add(mora_dtype w_dtype, void *row, int64_t i, float v) {
+    mora_store_act(w_dtype, row, i, mora_load_act(w_dtype, row, i) + v);
+}
 
-    plan pl;
-    MORA_TRY(plan_make(s, &pl));
-    const int64_t rhat = pl.rhat, d_in = pl.d_in, d_out = pl.d_out;
-    float *e = malloc((size_t)rhat * sizeof *e);          /* effective row: M[a] or (M R_t)[a] */
-    float *tiled = malloc((size_t)pl.padded * sizeof *e); /* share: e tiled over the padded input */
-    if (!e || !tiled) {
-        free(e), free(tiled), plan_free(&pl);
-        return no_memory("merge scratch", s);
-    }
-
+mora_status mora_cpu_merge(const mora_cpu_plan *p, const float *M, void *W, int64_t ldw, mora_dtype w_dtype, float s) {
+    const int64_t rhat = p->rhat, d_in = p->d_in, d_out = p->d_out;
+    const size_t es = act_size(w_dtype);
     for (int64_t j = 0; j < d_out; ++j) {
         int64_t t = 0, a;
-        switch (pl.decomp) {
+        switch (p->decomp) {
         case MORA_DECOMP_TRUNC: a = j < rhat ? j : -1; break;
         case MORA_DECOMP_SHARE: a = j % rhat; break;
         case MORA_DECOMP_GROUP: a = mora_run_of(d_out, rhat, j); break;
         case MORA_DECOMP_RESHAPE: {
-            const int64_t k = j % pl.padded;
+            const int64_t k = j % p->padded;
             t = k / rhat;
             a = k % rhat;
             break;
         }
         default: a = -1; break;
         }
-        if (a < 0) continue; /* row j reads nothing: ΔW row is structurally empty */
-        const int64_t row = j * d_in;
-        if (pl.comp == MORA_COMP_ROPE)
-            rope_transpose(M + a * rhat, e, pl.cos_t + t * pl.half, pl.sin_t + t * pl.half, pl.half);
-        else
-            memcpy(e, M + a * rhat, (size_t)rhat * sizeof *e);
-
-        switch (pl.comp) {
-        case MORA_COMP_TRUNC: /* columns p < r̂ */
-            for (int64_t p = 0; p < rhat; ++p) w_add(w_dtype, W, row + p, sign * e[p]);
+        if (a < 0) continue; /* row j reads nothing: its ΔW row is structurally empty */
+        void *row = (char *)W + (size_t)(j * ldw) * es;
+        const float *Ma = M + a * rhat;
+        switch (p->comp) {
+        case MORA_COMP_TRUNC: /* columns q < r̂ */
+            for (int64_t q = 0; q < rhat; ++q) w_add(w_dtype, row, q, s * Ma[q]);
             break;
-        case MORA_COMP_GROUP: /* column p in run g gets e[g] */
-            for (int64_t g = 0; g < rhat; ++g) {
-                const int64_t start = mora_run_start(d_in, rhat, g), len = mora_run_length(d_in, rhat, g);
-                for (int64_t p = start; p < start + len; ++p) w_add(w_dtype, W, row + p, sign * e[g]);
-            }
+        case MORA_COMP_GROUP: /* column q in run g gets e[g] */
+            for (int64_t g = 0; g < rhat; ++g)
+                for (int64_t q = p->run_in[g]; q < p->run_in[g + 1]; ++q) w_add(w_dtype, row, q, s * Ma[g]);
             break;
-        case MORA_COMP_SHARE: /* column p gets Σ_{q = p, p + d_in, ... < B·r̂} e[q mod r̂] */
-            for (int64_t q0 = 0; q0 < pl.padded; q0 += rhat) memcpy(tiled + q0, e, (size_t)rhat * sizeof *e);
-            for (int64_t p = 0; p < d_in; ++p) {
+        case MORA_COMP_SHARE: /* column q gets Σ_{q' = q, q + d_in, ... < B·r̂} e[q' mod r̂] */
+            for (int64_t q = 0; q < d_in; ++q) {
                 float v = 0.0f;
-                for (int64_t q = p; q < pl.padded; q += d_in) v += tiled[q];
-                w_add(w_dtype, W, row + p, sign * v);
+                for (int64_t qq = q; qq < p->padded; qq += d_in) v += Ma[qq % rhat];
+                w_add(w_dtype, row, q, s * v);
             }
             break;
         case MORA_COMP_RESHAPE:
@@ -464,83 +663,12 @@ static mora_status legacy_merge(const mora_shape *s, const float *M, void *W, mo
             const int64_t width = rhat < d_in ? rhat : d_in;
             for (int64_t b = 0; b < width; ++b) {
                 float v = 0.0f;
-                for (int64_t bb = b; bb < rhat; bb += d_in) v += e[bb];
-                w_add(w_dtype, W, row + pl.wrap[t * rhat + b], sign * v);
+                for (int64_t bb = b; bb < rhat; bb += d_in) v += eff(p, Ma, t, bb);
+                w_add(w_dtype, row, (t * rhat + b) % d_in, s * v);
             }
             break;
         }
         }
     }
-    free(e), free(tiled), plan_free(&pl);
     return MORA_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * The plan interface (cpu_kernels.h) over the row-contiguous kernels above, a row at a time.
- * ------------------------------------------------------------------------------------------- */
-struct mora_cpu_plan {
-    mora_shape shape;
-    mora_dtype dtype;
-};
-
-mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params, mora_cpu_plan **out) {
-    (void)params;
-    mora_cpu_plan *p = calloc(1, sizeof *p);
-    if (!p) return no_memory("plan", s);
-    p->shape = *s;
-    p->dtype = dtype;
-    *out = p;
-    return MORA_OK;
-}
-
-void mora_cpu_plan_destroy(mora_cpu_plan *p) { free(p); }
-
-size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n) {
-    (void)n;
-    return (size_t)(p->shape.rhat * p->shape.rhat + p->shape.d_in) * sizeof(float);
-}
-
-mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy,
-                             int64_t n, float scale, void *workspace) {
-    (void)workspace;
-    const size_t es = mora_dtype_size(p->dtype);
-    for (int64_t i = 0; i < n; ++i)
-        MORA_TRY(legacy_forward(&p->shape, p->dtype, M, (const char *)x + (size_t)(i * ldx) * es,
-                                (char *)y + (size_t)(i * ldy) * es, 1, scale));
-    return MORA_OK;
-}
-
-mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, const void *dy,
-                              int64_t lddy, void *dx, int64_t lddx, float *dM, int64_t n, float scale, void *workspace) {
-    const mora_shape *s = &p->shape;
-    const size_t es = mora_dtype_size(p->dtype);
-    float *dm_sum = workspace;                   /* r̂ x r̂: Σ g ⊗ c, unscaled */
-    void *dx_row = dm_sum + s->rhat * s->rhat;   /* one dx row of the dtype, unscaled */
-    if (dM) memset(dm_sum, 0, (size_t)(s->rhat * s->rhat) * sizeof(float));
-    for (int64_t i = 0; i < n; ++i) {
-        if (dx) memset(dx_row, 0, (size_t)s->d_in * es);
-        MORA_TRY(legacy_backward(s, p->dtype, M, (const char *)x + (size_t)(i * ldx) * es,
-                                 (const char *)dy + (size_t)(i * lddy) * es, dx ? dx_row : NULL, dM ? dm_sum : NULL, 1));
-        if (!dx) continue;
-        char *row = (char *)dx + (size_t)(i * lddx) * es;
-        for (int64_t q = 0; q < s->d_in; ++q)
-            mora_store_act(p->dtype, row, q, mora_load_act(p->dtype, row, q) + scale * mora_load_act(p->dtype, dx_row, q));
-    }
-    if (dM)
-        for (int64_t e = 0; e < s->rhat * s->rhat; ++e) dM[e] += scale * dm_sum[e];
-    return MORA_OK;
-}
-
-mora_status mora_cpu_merge(const mora_cpu_plan *p, const float *M, void *W, int64_t ldw, mora_dtype w_dtype, float s) {
-    const mora_shape *sh = &p->shape;
-    if (ldw == sh->d_in) return legacy_merge(sh, M, W, w_dtype, s);
-    const size_t es = mora_dtype_size(w_dtype);
-    char *packed = malloc((size_t)(sh->d_out * sh->d_in) * es);
-    if (!packed) return no_memory("merge", sh);
-    for (int64_t j = 0; j < sh->d_out; ++j) memcpy(packed + (size_t)(j * sh->d_in) * es, (char *)W + (size_t)(j * ldw) * es, (size_t)sh->d_in * es);
-    const mora_status st = legacy_merge(sh, M, packed, w_dtype, s);
-    for (int64_t j = 0; st == MORA_OK && j < sh->d_out; ++j)
-        memcpy((char *)W + (size_t)(j * ldw) * es, packed + (size_t)(j * sh->d_in) * es, (size_t)sh->d_in * es);
-    free(packed);
-    return st;
 }

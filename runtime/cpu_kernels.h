@@ -1,11 +1,26 @@
-/* Internal: the cpu backend's kernels, plain C in float32 (activations stored as f32/f16/bf16,
- * every accumulation in float32). They implement the same operations as the generated GPU kernels,
- * in the same gather form (each output computed from the inputs it reads), written independently of
- * the float64 reference so that tests comparing the two can fail.
+/* Internal: the cpu backend's kernels, a tile pipeline around OpenBLAS's sgemm.
  *
- * Shapes are already checked by the caller (mora_shape_check); pointers are host pointers:
- *   x[n][d_in], y[n][d_out], dy[n][d_out], dx[n][d_in] of `dtype`; M, dM [r̂][r̂] float32;
- *   W [d_out][d_in] of `w_dtype`. y, dx, dM, W accumulate (+=). */
+ * Each call cuts the tokens into tiles of T and shares them among its worker threads (the caller's
+ * thread is worker 0); per tile a worker packs comp(x) (or decompᵀ(dy)) into a buffer of its own
+ * workspace, runs one sgemm, and writes the result back through decomp (or compᵀ), adding into y
+ * (dx). Workers take tiles from a shared counter, except in a backward call with dM: there each
+ * worker takes a fixed contiguous range of tiles and accumulates its own dM partial in a fixed
+ * order (tile products summed by sgemm over groups of >= 2048 rows, groups added with compensated
+ * summation), and the partials are reduced in worker order. So for a given plan (thread count, tile
+ * size) results are bit-identical run to run, and dM's error does not grow with n.
+ *
+ * Threads: workers 1..k-1 are started per call with pthread_create and joined before the call
+ * returns (no pool, nothing left running, nothing to leak). OpenBLAS: every worker calls
+ * cblas_sgemm itself; the plan never changes OpenBLAS's process-wide thread count (OpenBLAS 0.3.21
+ * has no per-call or thread-local one), so with a multi-threaded OpenBLAS each sgemm may fan out
+ * onto OpenBLAS's own threads as well. The default thread count avoids that: one worker per core
+ * with a single-threaded OpenBLAS (OPENBLAS_NUM_THREADS=1), else one worker and OpenBLAS's threads
+ * (cpu_kernels.c says what each costs; ThreadSanitizer is clean with the former, and with
+ * tests/tsan-openblas.supp with the latter).
+ *
+ * Activations f32/f16/bf16 (runtime/halfconv.h); every accumulation in float32.
+ * Shapes: x[n][ldx] (d_in used), y/dy[n][ld] (d_out used), dx[n][lddx]; M, dM [r̂][r̂] float32 row-major;
+ * W[d_out][ldw] of w_dtype. y, dx, dM, W accumulate (+=). */
 #ifndef MORA_RUNTIME_CPU_KERNELS_H
 #define MORA_RUNTIME_CPU_KERNELS_H
 
@@ -17,19 +32,17 @@
 typedef struct mora_cpu_plan mora_cpu_plan;
 typedef struct mora_cpu_params {
     int tile_tokens; /* tokens per tile of the pipeline; 0: default */
-    int threads;     /* worker threads per call (the caller's thread included); 0: online cores */
+    int threads;     /* worker threads per call (the caller's thread included); 0: online cores with a
+                        single-threaded OpenBLAS, 1 with a multi-threaded one */
 } mora_cpu_params;
-mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params /* NULL: defaults */,
-                                 mora_cpu_plan **out);
+mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params /* NULL: defaults */, mora_cpu_plan **out);
 void mora_cpu_plan_destroy(mora_cpu_plan *p);
 /* Bytes of workspace that any call below needs for up to n tokens (forward and backward). */
 size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n);
 /* y[i*ldy + j] += scale·decomp(M comp(x_i)), x_i = x + i*ldx (row strides in elements, >= d_in / d_out). */
-mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy,
-                             int64_t n, float scale, void *workspace);
-/* dM += scale·Σ_tokens Σ_blocks g⊗c (dM may be NULL); dx += scale·comp^T(M^T g) (dx may be NULL); g = decomp^T(dy). */
-mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, const void *dy,
-                              int64_t lddy, void *dx, int64_t lddx, float *dM, int64_t n, float scale, void *workspace);
+mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy, int64_t n, float scale, void *workspace);
+/* dM += scale·Σ_tokens Σ_blocks g⊗c (dM may be NULL); dx += scale·compᵀ(Mᵀg) (dx may be NULL); g = decompᵀ(dy). */
+mora_status mora_cpu_backward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, const void *dy, int64_t lddy, void *dx, int64_t lddx, float *dM, int64_t n, float scale, void *workspace);
 /* W[j*ldw + p] += s·ΔW[j][p], only the entries ΔW structurally has; W of w_dtype; ldw >= d_in. No workspace. */
 mora_status mora_cpu_merge(const mora_cpu_plan *p, const float *M, void *W, int64_t ldw, mora_dtype w_dtype, float s);
 

@@ -8,7 +8,7 @@ packages=(
   ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo  # OpenCL on PoCL (CPU)
   libjansson-dev                           # kernels-cache records, checkpoints (JSON)
   openmpi-bin libopenmpi-dev               # the data-parallel example and its test
-  libopenblas-dev                          # the BLAS baseline of mora-bench
+  libopenblas-dev                          # required: the cpu backend's GEMMs (and mora-bench's baseline)
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
   gnuplot-nox                              # mora-bench --plot
   libamdhip64-dev hipcc rocm-device-libs libamd-comgr-dev  # hiprtc: HIP kernels compiled without a GPU
