@@ -54,6 +54,12 @@ static unsigned kinds_of_calls(unsigned calls) {
 
 mora_context *mora_plan_context(const mora_plan *plan) { return plan->ctx; }
 
+mora_status mora_plan_cpu_params(const mora_plan *plan, mora_cpu_params *params) {
+    if (!plan->cpu) return mora_fail(MORA_E_UNSUPPORTED, "plan: not on the cpu backend");
+    *params = mora_cpu_plan_params(plan->cpu);
+    return MORA_OK;
+}
+
 mora_kernel_spec mora_plan_spec(const mora_plan *plan, mora_kind kind) {
     if (kind == MORA_KIND_MERGE && plan->merge_kernels[plan->dtype].program) return plan->merge_kernels[plan->dtype].spec;
     if (kind != MORA_KIND_MERGE && plan->kernels[kind].program) return plan->kernels[kind].spec;
@@ -166,6 +172,28 @@ static mora_status prepare_generated(mora_plan *p, const mora_plan_options *o) {
     return prepare_kinds(p, specs, kinds);
 }
 
+/* The cpu path: its tile and threads from the cache (tuned when asked and missing), else defaults. */
+static mora_status prepare_cpu(mora_plan *p, const mora_plan_options *o) {
+    mora_cpu_params params;
+    const char *source = mora_select_cpu_params(p->ctx, &p->shape, p->dtype, p->max_tokens, &params);
+    const char *env = getenv("MORA_AUTOTUNE");
+    if (strcmp(source, "cache") != 0 && ((o && o->autotune) || (env && strcmp(env, "1") == 0))) {
+        mora_tune_options options = {0};
+        options.tokens = p->max_tokens;
+        options.budget_seconds = o ? o->tune_budget_seconds : 0;
+        mora_cpu_tune_result result;
+        MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
+        params = result.best;
+        source = result.from_cache ? "cache" : "tuned";
+    }
+    mora_cpu_plan *cpu = NULL;
+    MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, &params, &cpu));
+    mora_cpu_plan_destroy(p->cpu);
+    p->cpu = cpu;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = source;
+    return MORA_OK;
+}
+
 mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
                              const mora_plan_options *options, mora_plan **out) {
     mora_error_clear();
@@ -198,7 +226,7 @@ mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype 
     p->calls = calls;
     p->merge_dtypes = merge_dtypes;
     pthread_mutex_init(&p->lock, NULL);
-    mora_status st = compiles(ctx) ? prepare_generated(p, options) : mora_cpu_plan_create(s, dtype, NULL, &p->cpu);
+    mora_status st = compiles(ctx) ? prepare_generated(p, options) : prepare_cpu(p, options);
     if (st == MORA_OK && !(options && options->external_workspace)) st = allocate_own_workspace(p);
     if (st == MORA_OK) st = ctx->be->synchronize(ctx->be_ctx); /* the rope table's upload, before any hot call */
     if (st != MORA_OK) {
@@ -258,7 +286,21 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
     if (tokens < 0 || tokens >= KERNEL_INDEX_LIMIT)
         return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [0, 2^31) (0: max_tokens)", (long long)tokens);
     if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
-    if (p->cpu) return MORA_OK; /* the cpu backend has nothing to tune */
+    if (p->cpu) { /* the cpu path: its tile and threads */
+        mora_tune_options options = {0};
+        options.tokens = tokens ? tokens : p->max_tokens;
+        options.budget_seconds = budget_seconds;
+        mora_cpu_tune_result result;
+        MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
+        mora_cpu_plan *cpu = NULL;
+        MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, &result.best, &cpu));
+        mora_cpu_plan_destroy(p->cpu);
+        p->cpu = cpu;
+        for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = result.from_cache ? "cache" : "tuned";
+        if (p->own_workspace) MORA_TRY(allocate_own_workspace(p));
+        mora_error_clear();
+        return MORA_OK;
+    }
     const unsigned kinds = kinds_of_calls(p->calls);
     mora_kernel_spec specs[MORA_KIND_COUNT];
     for (int k = 0; k < MORA_KIND_COUNT; ++k) specs[k] = mora_plan_spec(p, (mora_kind)k);

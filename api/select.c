@@ -18,6 +18,28 @@ static int bucket_log(int64_t tokens) {
     return log;
 }
 
+const char *mora_select_cpu_params(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens,
+                                   mora_cpu_params *params) {
+    mora_cache *cache = mora_context_cache(ctx);
+    *params = (mora_cpu_params){0, 0};
+    if (!cache || !mora_cache_enabled(cache)) return "default";
+    const int own = bucket_log(tokens > 0 ? tokens : 1);
+    for (int distance = 0; distance <= BUCKET_LOG_MAX; ++distance)
+        for (int side = 0; side < (distance ? 2 : 1); ++side) {
+            const int log = side == 0 ? own + distance : own - distance;
+            if (log < 0 || log > BUCKET_LOG_MAX) continue;
+            char key[1024];
+            mora_cpu_tuning_key(ctx, s, dtype, (int64_t)1 << log, key, sizeof key);
+            mora_tuning_record rec;
+            if (mora_cache_record_load(cache, key, &rec) == MORA_OK && mora_cpu_params_from_record(&rec, params) == MORA_OK) {
+                mora_error_clear();
+                return "cache";
+            }
+        }
+    mora_error_clear();
+    return "default";
+}
+
 const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_t tokens) {
     mora_cache *cache = mora_context_cache(ctx);
     if (cache && mora_cache_enabled(cache)) {

@@ -159,7 +159,9 @@ MORA_API mora_status mora_ref_delta_weight(const mora_shape *s, const double *M,
  * ------------------------------------------------------------------------------------------- */
 typedef struct mora_context mora_context;
 
-/* backend: "auto" (cuda, then hip, then opencl, then cpu), "cpu", "opencl", "cuda" or "hip".
+/* backend: "auto" (cuda, then hip, then opencl on a device that is not the host's CPU, then cpu —
+ * on the host's CPU libmora's own cpu path is faster than an OpenCL CPU driver such as PoCL), "cpu",
+ * "opencl", "cuda" or "hip".
  * device: index among that backend's devices (0 = first). */
 MORA_API mora_status mora_context_create(const char *backend, int device, mora_context **ctx);
 /* A context around the application's own OpenCL objects (cl_context, a cl_device_id of it, and a
@@ -250,7 +252,7 @@ MORA_API mora_status mora_plan_workspace_size(const mora_plan *plan, int64_t n, 
 MORA_API mora_status mora_plan_set_workspace(mora_plan *plan, void *workspace, size_t bytes);
 /* Tunes every kind the plan prepared on its device (tokens to time with, 0: max_tokens; the budget
  * for all kinds together, 0: 60 s), stores the winners (records and binaries) in the kernels
- * cache, and uses them from now on. A no-op on the cpu backend. */
+ * cache, and uses them from now on. On the cpu backend: the cpu path's tokens per tile and threads. */
 MORA_API mora_status mora_plan_autotune(mora_plan *plan, int64_t tokens, double budget_seconds);
 
 /* y[i][:] += scale · decomp(M · comp(x[i][:])) for n tokens; x rows are ldx elements apart

@@ -450,10 +450,35 @@ static int key_field(const char *key, const char *name, char *out, size_t capaci
     return 0;
 }
 
+/* A record of the cpu path's parameters: CPU_TILE_TOKENS and CPU_THREADS, each once, within the
+ * limits mora_cpu_plan_create takes. */
+static mora_status cpu_record_check(const mora_tuning_record *r) {
+    static const struct {
+        const char *name;
+        int max;
+    } params[2] = {{"CPU_TILE_TOKENS", MORA_CPU_MAX_TILE_TOKENS}, {"CPU_THREADS", MORA_CPU_MAX_THREADS}};
+    if (r->param_count < 0 || r->param_count > 2)
+        return mora_fail(MORA_E_PARAM, "record of kind cpu: %d parameters; it has 2", r->param_count);
+    unsigned seen = 0;
+    for (int i = 0; i < r->param_count; ++i) {
+        if (!memchr(r->param_names[i], '\0', sizeof r->param_names[i]))
+            return mora_fail(MORA_E_PARAM, "record of kind cpu: parameter name %d is not a string", i);
+        int k = 0;
+        while (k < 2 && strcmp(params[k].name, r->param_names[i]) != 0) ++k;
+        if (k == 2) return mora_fail(MORA_E_PARAM, "record of kind cpu: %s is not one of its parameters", r->param_names[i]);
+        if (seen & (1u << k)) return mora_fail(MORA_E_PARAM, "record of kind cpu: %s given twice", params[k].name);
+        seen |= 1u << k;
+        if (r->param_values[i] < 1 || r->param_values[i] > params[k].max)
+            return mora_fail(MORA_E_PARAM, "param %s=%d: outside [1, %d]", params[k].name, r->param_values[i], params[k].max);
+    }
+    return MORA_OK;
+}
+
 mora_status mora_cache_record_check(const char *key, const mora_tuning_record *record) {
     MORA_CHECK_PTR(key);
     MORA_CHECK_PTR(record);
     const mora_tuning_record *r = record;
+    if (memchr(r->kind, '\0', sizeof r->kind) && strcmp(r->kind, MORA_CPU_RECORD_KIND) == 0) return cpu_record_check(r);
     mora_kind kind;
     if (!memchr(r->kind, '\0', sizeof r->kind) || mora_kind_from_string(r->kind, &kind) != MORA_OK)
         return mora_fail(MORA_E_PARAM, "record kind \"%.*s\": not a kernel kind", (int)sizeof r->kind, r->kind);
@@ -616,7 +641,8 @@ static const char *record_from_json(json_t *root, const char *key, mora_tuning_r
         return "the key echoed in the file is not the key looked up";
     if (!get_string(root, "kind", r->kind, sizeof r->kind)) return "\"kind\" missing, not a string or too long";
     mora_kind kind;
-    if (mora_kind_from_string(r->kind, &kind) != MORA_OK) return "\"kind\" is not a kernel kind";
+    if (strcmp(r->kind, MORA_CPU_RECORD_KIND) != 0 && mora_kind_from_string(r->kind, &kind) != MORA_OK)
+        return "\"kind\" is not a kernel kind";
     json_t *params = json_object_get(root, "params");
     if (!json_is_object(params)) return "\"params\" missing or not an object";
     if (json_object_size(params) > MORA_MAX_PARAMS) return "more than MORA_MAX_PARAMS \"params\"";

@@ -25,7 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpu_kernels.h" /* the cpu path's parameter limits */
 #include "kernels.h"
+
+/* The kind of the records that hold the cpu path's parameters (CPU_TILE_TOKENS, CPU_THREADS) rather
+ * than a generated kernel kind's. */
+#define MORA_CPU_RECORD_KIND "cpu"
 
 #define MORA_CACHE_FORMAT_VERSION 1 /* binaries; also part of the tuner's keys */
 #define MORA_CACHE_RECORD_FORMAT 2  /* records; 2: with "checksum", parameters validated on load */

@@ -64,6 +64,14 @@ static mora_status context_create(const char *backend, int device, const mora_na
         char reasons[1024] = "";
         for (size_t i = 0; i < BACKEND_COUNT && st != MORA_OK; ++i) {
             st = open_backend(&backends[i], device, NULL, c);
+            /* An OpenCL device that is the host's CPU (PoCL) loses to the cpu backend, whose tile
+             * pipeline over OpenBLAS is several times faster there (bench/results/
+             * cpu-fast-epyc-2cores.md against opencl-pocl-epyc-2cores.md); "opencl" still opens it. */
+            if (st == MORA_OK && strcmp(backends[i].name, "opencl") == 0 && c->info.is_cpu) {
+                c->be->destroy(c->be_ctx);
+                st = mora_fail(MORA_E_NO_BACKEND, "opencl: device \"%s\" is the host's CPU: the cpu backend is faster there",
+                               c->info.name);
+            }
             if (st != MORA_OK) {
                 strncat(reasons, "; ", sizeof reasons - strlen(reasons) - 1);
                 strncat(reasons, mora_last_error(), sizeof reasons - strlen(reasons) - 1);

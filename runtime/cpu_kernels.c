@@ -55,7 +55,7 @@
  * for r̂ up to ~512 and the sgemm has enough rows to amortise packing M; measured in
  * bench/results/cpu-fast-epyc-2cores.md. */
 #define CPU_TILE_ROWS 256
-#define CPU_MAX_THREADS 64
+#define CPU_MAX_THREADS MORA_CPU_MAX_THREADS
 /* A worker gets at least this many tokens (fewer tokens: fewer workers) so tiny calls do not pay
  * for starting threads: a token at d = 4096, r̂ = 256 is ~2 MFLOP, ~20 µs on one core, against some
  * tens of µs to create and join a thread. */
@@ -88,6 +88,11 @@ struct mora_cpu_plan {
 /* ---------------------------------------------------------------------------------------------
  * Plan
  * ------------------------------------------------------------------------------------------- */
+mora_cpu_params mora_cpu_plan_params(const mora_cpu_plan *p) {
+    const mora_cpu_params params = {(int)p->tile, p->threads};
+    return params;
+}
+
 void mora_cpu_plan_destroy(mora_cpu_plan *p) {
     if (!p) return;
     free(p->run_in);

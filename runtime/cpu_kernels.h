@@ -37,6 +37,11 @@ typedef struct mora_cpu_params {
 } mora_cpu_params;
 mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params /* NULL: defaults */, mora_cpu_plan **out);
 void mora_cpu_plan_destroy(mora_cpu_plan *p);
+/* The tile and thread count a plan uses (its defaults resolved). */
+mora_cpu_params mora_cpu_plan_params(const mora_cpu_plan *p);
+/* The tuning parameters' limits (mora_cpu_plan_create refuses others; records are checked against them). */
+#define MORA_CPU_MAX_THREADS 64
+#define MORA_CPU_MAX_TILE_TOKENS 65536
 /* Bytes of workspace that any call below needs for up to n tokens (forward and backward). */
 size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n);
 /* y[i*ldy + j] += scale·decomp(M comp(x_i)), x_i = x + i*ldx (row strides in elements, >= d_in / d_out). */

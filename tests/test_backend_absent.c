@@ -4,6 +4,7 @@
  * opens another backend. A backend whose GPU is present is reported and not checked; when both are
  * present the test exits 77 (the ops suites cover them). */
 #include "check.h"
+#include "context.h"
 
 /* Returns 1 when the backend opened (a GPU is present), 0 after checking that it failed cleanly. */
 static int check_absent(const char *backend) {
@@ -41,6 +42,8 @@ int main(void) {
     printf("auto: %s (%s)\n", chosen, mora_context_device_name(ctx));
     if (!cuda_present) CHECK(strcmp(chosen, "cuda") != 0);
     if (!hip_present) CHECK(strcmp(chosen, "hip") != 0);
+    /* an OpenCL device that is the host's CPU (PoCL) loses to the cpu backend */
+    CHECK(!(strcmp(chosen, "opencl") == 0 && ctx->info.is_cpu));
     mora_context_destroy(ctx);
     return check_report();
 }

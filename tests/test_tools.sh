@@ -52,7 +52,7 @@ expect_status 2 "mora-tune --max-candidates beyond int" "$build/mora-tune" --dim
 expect_status 2 "mora-tune --device beyond int" "$build/mora-tune" --dims 64 --rank 2 --device 4294967296
 expect_status 2 "a repeated --dims" "$build/mora-tune" --dims 256 --dims 128 --rank 8
 grep -q "given twice" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: a repeated option is not refused"; }
-check "mora-tune --budget with a fraction" "$build/mora-tune" --dims 48 --rank 2 --budget 0.5 --kinds merge --max-candidates 2
+check "mora-tune --budget with a fraction" "$build/mora-tune" --backend opencl --dims 48 --rank 2 --budget 0.5 --kinds merge --max-candidates 2
 
 check "mora-gen prints the source" "$build/mora-gen" --dims 4096 --rank 8 --op rope --kind fwd --dtype bf16
 grep -q "KERNEL void mora_fwd" "$tmp/out" && grep -q "#define RHAT 256" "$tmp/out" ||
@@ -62,14 +62,25 @@ for kind in fwd bwd_dx bwd_dm merge; do
   check "mora-gen --check $kind on OpenCL" "$build/mora-gen" --dims 50 --dims-out 37 --rhat 8 --op rope --kind $kind --dtype f16 --check
 done
 
-check "mora-tune first run" "$build/mora-tune" --dims 64 --dims-out 48 --rank 4 --budget 20 --max-candidates 4
+check "mora-tune first run" "$build/mora-tune" --backend opencl --dims 64 --dims-out 48 --rank 4 --budget 20 --max-candidates 4
 grep -q "tuned" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: first mora-tune run tuned nothing"; }
-check "mora-tune second run" "$build/mora-tune" --dims 64 --dims-out 48 --rank 4 --budget 20 --max-candidates 4
+check "mora-tune second run" "$build/mora-tune" --backend opencl --dims 64 --dims-out 48 --rank 4 --budget 20 --max-candidates 4
 grep -q "answered from the kernels cache" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: second run not from the cache"; cat "$tmp/out"; }
 checks=$((checks + 1))
-"$build/mora-tune" --dims 64 --dims-out 48 --rank 4 --json --kinds fwd >"$tmp/json" 2>/dev/null  # stdout alone
+"$build/mora-tune" --backend opencl --dims 64 --dims-out 48 --rank 4 --json --kinds fwd >"$tmp/json" 2>/dev/null  # stdout alone
 python3 -c "import json,sys; d=json.load(open('$tmp/json')); assert d['kinds'][0]['source']=='cache'" 2>/dev/null ||
   { fails=$((fails + 1)); echo "FAILED: --json output is not the expected JSON"; cat "$tmp/json"; }
+
+# the cpu path (auto's choice without a GPU: the cpu backend beats PoCL): tile and threads tuned, then
+# answered from the cache
+check "mora-tune on the cpu path" "$build/mora-tune" --backend cpu --dims 96 --rank 4 --tokens 64 --budget 3
+grep -q "cpu path" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: mora-tune --backend cpu tuned no cpu path"; }
+check "mora-tune on the cpu path again" "$build/mora-tune" --dims 96 --rank 4 --tokens 64 --budget 3
+grep -q "answered from the kernels cache" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: the cpu path's second run (auto) not from the cache"; cat "$tmp/out"; }
+checks=$((checks + 1))
+"$build/mora-tune" --backend cpu --dims 96 --rank 4 --tokens 64 --json >"$tmp/json" 2>/dev/null
+python3 -c "import json; d=json.load(open('$tmp/json')); assert d['backend']=='cpu' and d['threads']>=1 and d['tile_tokens']>=1" 2>/dev/null ||
+  { fails=$((fails + 1)); echo "FAILED: the cpu path's --json output"; cat "$tmp/json"; }
 
 echo "$((checks - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

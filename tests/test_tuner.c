@@ -308,6 +308,48 @@ int main(void) {
         mora_context_destroy(ctx2);
     }
 
+    /* the cpu path: tile and threads tuned, stored, answered from the cache, taken by plans; a record
+     * outside the plan's limits is refused on load */
+    {
+        mora_context *cpu = NULL;
+        REQUIRE_OK(mora_context_create("cpu", 0, &cpu));
+        const mora_shape c = {96, 80, 16, MORA_OP_ROPE};
+        mora_tune_options co = {0};
+        co.tokens = 64;
+        co.budget_seconds = 3;
+        mora_cpu_tune_result r;
+        REQUIRE_OK(mora_tune_cpu(cpu, &c, MORA_F32, &co, &r));
+        printf("cpu path: %d candidates, default %.3g ms, best %.3g ms (tile %d, threads %d)\n", r.candidates, r.default_ms,
+               r.best_ms, r.best.tile_tokens, r.best.threads);
+        CHECK(!r.from_cache && r.candidates >= 2 && r.best_ms > 0 && r.best_ms <= r.default_ms * 1.5);
+        CHECK(r.best.tile_tokens >= 1 && r.best.threads >= 1);
+        mora_cpu_tune_result again;
+        REQUIRE_OK(mora_tune_cpu(cpu, &c, MORA_F32, &co, &again));
+        CHECK(again.from_cache && again.best.tile_tokens == r.best.tile_tokens && again.best.threads == r.best.threads);
+        mora_plan *cp = NULL;
+        REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp));
+        CHECK_STR(mora_plan_param_source(cp, MORA_KIND_FWD), "cache");
+        mora_cpu_params taken;
+        REQUIRE_OK(mora_plan_cpu_params(cp, &taken));
+        CHECK(taken.tile_tokens == r.best.tile_tokens && taken.threads == r.best.threads);
+        mora_plan_destroy(cp);
+        char key[1024];
+        mora_cpu_tuning_key(cpu, &c, MORA_F32, 64, key, sizeof key);
+        mora_tuning_record bad = {0};
+        snprintf(bad.kind, sizeof bad.kind, "cpu");
+        bad.param_count = 1;
+        snprintf(bad.param_names[0], sizeof bad.param_names[0], "CPU_THREADS");
+        bad.param_values[0] = 1000;
+        mora_cache *cc = mora_context_cache(cpu);
+        REQUIRE_OK(mora_cache_record_store(cc, key, &bad));
+        mora_tuning_record got;
+        CHECK_STATUS(mora_cache_record_load(cc, key, &got), MORA_E_NOT_FOUND);
+        REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp)); /* the bad record: defaults */
+        CHECK_STR(mora_plan_param_source(cp, MORA_KIND_FWD), "default");
+        mora_plan_destroy(cp);
+        mora_context_destroy(cpu);
+    }
+
     /* bad options */
     o.tokens = -5;
     CHECK_STATUS(mora_tune(ctx, &s, MORA_F32, &o, results), MORA_E_SIZE);

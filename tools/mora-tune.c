@@ -38,7 +38,9 @@ static void usage(FILE *out) {
             "  --max-candidates N    candidates per kind at most (default 48)\n"
             "  --seed N              seed of the random sampling (default 1)\n"
             "  --force               tune again even when the cache has the answer\n"
-            "  --backend NAME        auto, opencl, cuda or hip (default auto: cuda, hip, then opencl)\n"
+            "  --backend NAME        auto, opencl, cuda, hip or cpu (default auto: cuda, hip, opencl on a\n"
+            "                        device other than the host's CPU, then cpu; on cpu the tuned\n"
+            "                        parameters are the cpu path's tokens per tile and threads)\n"
             "  --device N            device index within the backend (default 0)\n"
             "  --cache-dir DIR       kernels cache location (default: $MORA_CACHE_DIR, $XDG_CACHE_HOME/mora,\n"
             "                        ~/.cache/mora; MORA_CACHE_DIR=off disables it)\n\n"
@@ -209,10 +211,10 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
-    const char *backends[] = {"auto", "opencl", "cuda", "hip"};
+    const char *backends[] = {"auto", "opencl", "cuda", "hip", "cpu"};
     int known = 0;
-    for (size_t i = 0; i < 4; ++i) known |= strcmp(backend, backends[i]) == 0;
-    if (!known) cli_usage_error(prog, "--backend=%s: expected auto, opencl, cuda or hip", backend);
+    for (size_t i = 0; i < 5; ++i) known |= strcmp(backend, backends[i]) == 0;
+    if (!known) cli_usage_error(prog, "--backend=%s: expected auto, opencl, cuda, hip or cpu", backend);
     mora_shape shape;
     mora_dtype dtype;
     cli_shape_resolve(prog, &shape_options, &shape, &dtype);
@@ -223,12 +225,35 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, mora_last_error());
         return 1;
     }
-    if (!ctx->be->program_build) {
-        fprintf(stderr, "%s: only the %s backend is available (\"%s\"), which runs no generated kernels: nothing to tune.\n"
-                        "Install an OpenCL platform (Debian: pocl-opencl-icd) or a GPU driver.\n",
-                prog, mora_context_backend(ctx), mora_context_device_name(ctx));
+    if (!ctx->be->program_build) { /* the cpu path: its tokens per tile and worker threads */
+        mora_cache *cpu_cache = NULL;
+        if (cache_dir && mora_cache_open(cache_dir, &cpu_cache) != MORA_OK) {
+            fprintf(stderr, "%s: --cache-dir=%s: %s\n", prog, cache_dir, mora_last_error());
+            mora_context_destroy(ctx);
+            return 1;
+        }
+        options.cache = cpu_cache;
+        const int64_t tokens = options.tokens ? options.tokens : mora_default_tune_tokens(ctx);
+        if (!quiet && !json)
+            fprintf(stderr, "%s: tuning the cpu path (tile, threads) for d_in=%lld d_out=%lld r̂=%lld op=%s dtype=%s with %lld tokens\n",
+                    prog, (long long)shape.d_in, (long long)shape.d_out, (long long)shape.rhat, mora_op_name(shape.op),
+                    mora_dtype_name(dtype), (long long)tokens);
+        mora_cpu_tune_result r;
+        const mora_status st = mora_tune_cpu(ctx, &shape, dtype, &options, &r);
+        if (st != MORA_OK) fprintf(stderr, "%s: %s\n", prog, mora_last_error());
+        else if (json)
+            printf("{\"backend\": \"cpu\", \"tokens\": %lld, \"source\": \"%s\", \"tile_tokens\": %d, \"threads\": %d, "
+                   "\"ms\": %.6g, \"default_ms\": %.6g, \"candidates\": %d}\n",
+                   (long long)tokens, r.from_cache ? "cache" : "tuned", r.best.tile_tokens, r.best.threads, r.best_ms,
+                   r.default_ms, r.candidates);
+        else
+            printf("cpu path (forward + backward of %lld tokens): default %.4g ms, tuned %.4g ms (%.2fx): tile %d tokens, "
+                   "%d worker thread(s); %d candidates%s\n",
+                   (long long)tokens, r.default_ms, r.best_ms, r.default_ms > 0 && r.best_ms > 0 ? r.default_ms / r.best_ms : 1.0,
+                   r.best.tile_tokens, r.best.threads, r.candidates, r.from_cache ? " (answered from the kernels cache)" : "");
+        if (cpu_cache) mora_cache_close(cpu_cache);
         mora_context_destroy(ctx);
-        return 1;
+        return st == MORA_OK ? 0 : 1;
     }
     mora_cache *cache = NULL;
     if (cache_dir) {

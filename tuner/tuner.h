@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "cpu_kernels.h"
 #include "kernels.h"
 #include "runner.h"
 #include "context.h"
@@ -139,6 +140,23 @@ typedef struct mora_tune_result {
  * The caller's buffers are never touched: everything runs on buffers the tuner allocates. */
 mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
                       mora_tune_result results[MORA_KIND_COUNT]);
+
+/* ---- the cpu path (tune_cpu.c): tokens per tile and worker threads ---- */
+typedef struct mora_cpu_tune_result {
+    mora_cpu_params best;   /* the winner (the plan's default when nothing beat it) */
+    double best_ms, default_ms; /* a forward + a backward (dx and dM) of the tuning tokens; -1 unknown */
+    int candidates;
+    int from_cache;
+    double seconds;
+} mora_cpu_tune_result;
+/* Tunes the cpu path for (shape, dtype) on the cpu backend and stores the winner in the cache
+ * (tokens, budget_seconds, force and cache of the options apply; the rest is ignored). */
+mora_status mora_tune_cpu(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
+                          mora_cpu_tune_result *result);
+/* The cache key of the cpu path's record, and its parameters from a record. */
+void mora_cpu_tuning_key(const mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens, char *key,
+                         size_t size);
+mora_status mora_cpu_params_from_record(const mora_tuning_record *record, mora_cpu_params *params);
 
 /* The cache key of a tuning record (see cache.h); tokens are bucketed to the next power of two. */
 void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *s, mora_dtype dtype, int64_t tokens,
