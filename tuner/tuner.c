@@ -446,8 +446,17 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         char key[1024];
         mora_tuning_key(ctx, (mora_kind)k, s, dtype, tokens, key, sizeof key);
         mora_tuning_record rec;
-        if (!o->force && mora_cache_record_load(cache, key, &rec) == MORA_OK &&
-            mora_spec_apply_record(&res->best, &rec) == MORA_OK) {
+        int cached = !o->force && mora_cache_record_load(cache, key, &rec) == MORA_OK &&
+                     mora_spec_apply_record(&res->best, &rec) == MORA_OK;
+        if (cached && !mora_space_valid(&res->best, &ctx->info)) {
+            /* valid as a record, but not on this device: not a tuner's here; removed and tuned again */
+            mora_log(MORA_LOG_WARNING, "kernels cache: record for kind %s, key %s: outside this device's limits; "
+                     "removed, will be re-tuned", mora_kind_name((mora_kind)k), key);
+            (void)mora_cache_record_remove(cache, key);
+            res->best = mora_spec_default(s, dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
+            cached = 0;
+        }
+        if (cached) {
             res->from_cache = 1;
             res->best_ms = rec.time_ms, res->best_spread = rec.spread, res->default_ms = rec.default_ms;
             res->candidates = rec.candidates, res->rejected = rec.rejected, res->failed = rec.failed;
