@@ -52,6 +52,17 @@ expect_status 2 "mora-tune --max-candidates beyond int" "$build/mora-tune" --dim
 expect_status 2 "mora-tune --device beyond int" "$build/mora-tune" --dims 64 --rank 2 --device 4294967296
 expect_status 2 "a repeated --dims" "$build/mora-tune" --dims 256 --dims 128 --rank 8
 grep -q "given twice" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: a repeated option is not refused"; }
+# tuning fwd alone allocates no W: d = 16384 would need 1 GiB for W on the host and 1 GiB on the
+# device (PoCL: host memory again); fwd's own buffers are ~35 MB (issue 10, item 5)
+if [ -x /usr/bin/time ]; then
+  checks=$((checks + 1))
+  /usr/bin/time -f "%M" -o "$tmp/rss" "$build/mora-tune" --backend opencl --dims 16384 --rank 8 --kinds fwd --budget 2 \
+    --max-candidates 1 >"$tmp/out" 2>&1
+  rss=$(tail -1 "$tmp/rss")
+  if [ "${rss:-0}" -le 0 ] || [ "$rss" -gt 1000000 ]; then
+    fails=$((fails + 1)); echo "FAILED: mora-tune --kinds fwd at d=16384 peaked at ${rss:-?} KB (W allocated?)"
+  fi
+fi
 check "mora-tune --budget with a fraction" "$build/mora-tune" --backend opencl --dims 48 --rank 2 --budget 0.5 --kinds merge --max-candidates 2
 
 check "mora-gen prints the source" "$build/mora-gen" --dims 4096 --rank 8 --op rope --kind fwd --dtype bf16
