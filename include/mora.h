@@ -190,8 +190,10 @@ MORA_API const char *mora_context_device_name(const mora_context *ctx);
 MORA_API mora_status mora_context_set_stream(mora_context *ctx, void *native_stream);
 
 /* Device buffers of the context (see "Conventions" for what a buffer is on each backend). read and
- * write wait for the stream; offsets and sizes are checked against the buffer where the backend can
- * tell its size (OpenCL, CUDA, HIP). */
+ * write wait for the stream; offsets and sizes are checked against the buffer where its size can be
+ * told: always on OpenCL, CUDA and HIP; on the cpu backend for buffers from mora_buffer_alloc, not for
+ * the caller's own host pointers (accepted too, but a too-small one is the caller's overrun, as with
+ * memcpy). */
 MORA_API mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf);
 MORA_API mora_status mora_buffer_free(mora_context *ctx, void *buf);
 MORA_API mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src,
@@ -212,8 +214,9 @@ MORA_API mora_status mora_synchronize(mora_context *ctx);
  * only when asked), every kernel the plan will run is compiled (or loaded from the cache's
  * binaries), and the workspace is allocated. After that, mora_forward, mora_backward and mora_merge
  * never compile, allocate, free or synchronise: they validate their arguments and enqueue kernels
- * on the context's stream. On CUDA and HIP they can therefore be captured into a graph (on the
- * cpu backend they run synchronously on the calling thread, with worker threads of their own).
+ * on the context's stream. On CUDA and HIP they can therefore be captured into a graph. (On the
+ * cpu backend they run synchronously, on the calling thread and worker threads started and joined
+ * within the call: no device memory is allocated, but thread creation is.)
  *
  * Threading: a context and its plans may be used from several threads at once — plan creation,
  * the three calls, buffer calls. Calls on one plan are serialised by the plan (they share its
