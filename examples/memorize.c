@@ -24,10 +24,10 @@
  *
  *   build/examples/memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S]
  *       [--ranks 8,32] [--lrs 1e-3,3e-3,1e-2] [--methods lora,mora-rope,mora-share,remora-share]
- *       [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--seed S]
+ *       [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]
  *
  * Writes into DIR: curves_main.csv, curves_linear.csv (every run), summary.csv, spectra.csv,
- * best_*.dat (the best run of each method), plots (*.png, when gnuplot is installed) and report.md.
+ * curve_*.dat (one per run), best_sv_*.csv (the spectra the plots show), plots (*.png, when gnuplot is installed) and report.md.
  * Exit status: 0; 1 when a check fails (--quick: a method whose loss did not fall, a missing report
  * file, the example's AdamW disagreeing with libmora's); 2 on a usage error.
  * Run with OPENBLAS_NUM_THREADS=1 (the README explains why). */
@@ -319,6 +319,7 @@ typedef struct config {
     int64_t lin_d, lin_n, lin_steps;
     uint64_t seed;
     int log_every, lin_log_every;
+    int task_on[2]; /* uuid, linear */
 } config;
 
 typedef struct result {
@@ -689,7 +690,8 @@ static void sig_string(const result *x, char *buf, size_t size) {
     for (int l = 0; l < x->L && used + 8 < size; ++l) used += (size_t)snprintf(buf + used, size - used, "%s%d", l ? "/" : "", x->sig[l]);
 }
 
-static int write_plots(const config *c, const char *tasks[2], int have_sv) {
+static const result *best_of(const result *rs, int count, const char *task, const method *m, int r);
+static int write_plots(const config *c, const char *tasks[2], int have_sv, const result *rs, int count) {
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         printf("memorize: gnuplot is not installed (Debian: gnuplot-nox): no plots\n");
         return 0;
@@ -697,21 +699,23 @@ static int write_plots(const config *c, const char *tasks[2], int have_sv) {
     FILE *g = open_out(c, "plots.gp", "w");
     fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset datafile separator whitespace\nset key bottom right\nset grid\n");
     for (int tk = 0; tk < 2; ++tk)
-        for (int ri = 0; ri < c->nranks; ++ri) {
+        for (int ri = 0; ri < c->nranks && c->task_on[tk]; ++ri) {
             const int r = c->ranks[ri];
             fprintf(g, "set output '%s_r%d.png'\nset xlabel 'step'\nset ylabel '%s'\nset yrange [0:1.02]\nset logscale y2\nset y2tics\nset y2label 'loss (dashed)'\n",
                     tasks[tk], r, tk == 0 ? "character accuracy" : "recall");
             fprintf(g, "set title '%s, r = %d (best learning rate of each method)'\nplot ",
                     tk == 0 ? "UUID memorisation" : "linear associative memory", r);
-            for (int mi = 0; mi < c->nmethods; ++mi)
-                fprintf(g, "%s'best_%s_r%d_%s.dat' using 1:3 with lines lw 2 lc %d title '%s', '' using 1:2 axes x1y2 with lines dt 2 lc %d notitle",
-                        mi ? ", " : "", tasks[tk], r, c->methods[mi]->name, mi + 1, c->methods[mi]->name, mi + 1);
+            for (int mi = 0; mi < c->nmethods; ++mi) {
+                const result *b = best_of(rs, count, tasks[tk], c->methods[mi], r);
+                fprintf(g, "%s'curve_%s_r%d_%s_lr%g.dat' using 1:3 with lines lw 2 lc %d title '%s (lr %g)', '' using 1:2 axes x1y2 with lines dt 2 lc %d notitle",
+                        mi ? ", " : "", tasks[tk], r, c->methods[mi]->name, b->lr, mi + 1, c->methods[mi]->name, b->lr, mi + 1);
+            }
             fprintf(g, "\nunset logscale y2\nunset y2tics\nunset y2label\nset yrange [*:*]\n");
         }
     if (have_sv) { /* spectra of the best runs: a chosen layer (the uuid net's first hidden block, the linear layer) */
         fprintf(g, "set datafile separator ','\nset logscale y\nset xlabel 'index'\nset ylabel 'singular value / largest'\nset key top right\n");
         for (int tk = 0; tk < 2; ++tk)
-            for (int ri = 0; ri < c->nranks; ++ri) {
+            for (int ri = 0; ri < c->nranks && c->task_on[tk]; ++ri) {
                 const int r = c->ranks[ri], layer = tk == 0 ? 1 : 0;
                 fprintf(g, "set output 'spectra_%s_r%d.png'\nset title 'singular values of the learned update (%s, layer %d, r = %d)'\nplot ",
                         tasks[tk], r, tasks[tk], layer, r);
@@ -766,7 +770,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S] [--ranks 8,32]\n"
             "                [--lrs 1e-3,3e-3,1e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]\n"
-            "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--seed S]\n");
+            "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]\n");
     exit(2);
 }
 
@@ -791,7 +795,7 @@ static int parse_floats(const char *s, float *out) {
 
 int main(int argc, char **argv) {
     config c = {0};
-    const char *ranks = NULL, *lrs = NULL, *methods = NULL;
+    const char *ranks = NULL, *lrs = NULL, *methods = NULL, *tasks_opt = "uuid,linear";
     int64_t n = 0, width = 0, depth = -1, steps = 0, every = 0, lin_d = 0, lin_n = 0, lin_steps = 0;
     c.out = "memorize-out", c.seed = 1;
     for (int i = 1; i < argc; ++i) {
@@ -811,6 +815,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--lin-d") == 0) lin_d = atoll(argv[++i]);
         else if (strcmp(a, "--lin-n") == 0) lin_n = atoll(argv[++i]);
         else if (strcmp(a, "--lin-steps") == 0) lin_steps = atoll(argv[++i]);
+        else if (strcmp(a, "--tasks") == 0) tasks_opt = argv[++i];
         else if (strcmp(a, "--seed") == 0) c.seed = (uint64_t)atoll(argv[++i]);
         else usage();
     }
@@ -835,6 +840,8 @@ int main(int argc, char **argv) {
             if (!found) usage();
         }
     }
+    c.task_on[0] = strstr(tasks_opt, "uuid") != NULL, c.task_on[1] = strstr(tasks_opt, "linear") != NULL;
+    if (!c.task_on[0] && !c.task_on[1]) usage();
     if (c.n < 1 || c.width < 2 || c.depth < 0 || c.depth + 2 > MAX_LAYERS || c.steps < 1 || c.lin_d < 2 || c.lin_n < 2 ||
         c.lin_steps < 1 || c.nranks < 1 || c.nlrs < 1 || c.nmethods < 1)
         usage();
@@ -875,9 +882,16 @@ int main(int argc, char **argv) {
         for (int ri = 0; ri < c.nranks; ++ri)
             for (int mi = 0; mi < c.nmethods; ++mi)
                 for (int li = 0; li < c.nlrs; ++li) {
+                    if (!c.task_on[tk]) continue;
                     result *x = &rs[count++];
-                    if (tk == 0) uuid_run(&c, ctx, &ut, c.methods[mi], c.ranks[ri], c.lrs[li], fc_main, NULL, fs, x);
-                    else lin_run(&c, ctx, &lt, c.methods[mi], c.ranks[ri], c.lrs[li], fc_lin, NULL, fs, x);
+                    char name[256];
+                    snprintf(name, sizeof name, "curve_%s_r%d_%s_lr%g.dat", tk == 0 ? "uuid" : "linear", c.ranks[ri],
+                             c.methods[mi]->name, c.lrs[li]);
+                    FILE *fcurve = open_out(&c, name, "w");
+                    fprintf(fcurve, "# step loss %s\n", tk == 0 ? "accuracy" : "recall");
+                    if (tk == 0) uuid_run(&c, ctx, &ut, c.methods[mi], c.ranks[ri], c.lrs[li], fc_main, fcurve, fs, x);
+                    else lin_run(&c, ctx, &lt, c.methods[mi], c.ranks[ri], c.lrs[li], fc_lin, fcurve, fs, x);
+                    fclose(fcurve);
                     char sig[128];
                     sig_string(x, sig, sizeof sig);
                     printf("  %-6s %-13s r=%-3d lr=%-7g params %7lld  loss %.4f -> %.4f  %s %.4f  sig. SVs %s  (%.1f s)\n",
@@ -892,23 +906,9 @@ int main(int argc, char **argv) {
                 }
     fclose(fc_main), fclose(fc_lin), fclose(fs);
 
-    /* best runs again, writing their curves (deterministic: the same numbers) */
-    for (int tk = 0; tk < 2; ++tk)
-        for (int ri = 0; ri < c.nranks; ++ri)
-            for (int mi = 0; mi < c.nmethods; ++mi) {
-                const result *b = best_of(rs, count, tk == 0 ? "uuid" : "linear", c.methods[mi], c.ranks[ri]);
-                char name[256];
-                snprintf(name, sizeof name, "best_%s_r%d_%s.dat", tk == 0 ? "uuid" : "linear", c.ranks[ri], c.methods[mi]->name);
-                FILE *f = open_out(&c, name, "w"), *devnull = fopen("/dev/null", "w");
-                fprintf(f, "# step loss %s (lr %g)\n", tk == 0 ? "accuracy" : "recall", b->lr);
-                result again;
-                if (tk == 0) uuid_run(&c, ctx, &ut, b->m, b->r, b->lr, devnull, f, NULL, &again);
-                else lin_run(&c, ctx, &lt, b->m, b->r, b->lr, devnull, f, NULL, &again);
-                fclose(f), fclose(devnull);
-            }
     double target_sv[4096];
     int have_target = 0;
-    if (c.lin_d <= 4096) {
+    if (c.lin_d <= 4096 && c.task_on[1]) {
         FILE *fs2 = open_out(&c, "spectra.csv", "a");
         have_target = lin_target(&lt, fs2, target_sv);
         fclose(fs2);
@@ -916,7 +916,7 @@ int main(int argc, char **argv) {
     write_best_spectra(&c, rs, count);
     const char *tasks[2] = {"uuid", "linear"};
     const int have_sv = count > 0 && rs[0].have_sv;
-    const int plotted = write_plots(&c, tasks, have_sv);
+    const int plotted = write_plots(&c, tasks, have_sv, rs, count);
     clock_gettime(CLOCK_MONOTONIC, &end);
     const double wall = (double)(end.tv_sec - start.tv_sec) + 1e-9 * (double)(end.tv_nsec - start.tv_nsec);
 
@@ -959,6 +959,7 @@ int main(int argc, char **argv) {
     fprintf(md, "- significant singular values: above 1 %% of the largest, per adapted layer (first/…/last)%s\n\n",
             have_sv ? "" : " — not computed: built without LAPACKE");
     for (int tk = 0; tk < 2; ++tk) {
+        if (!c.task_on[tk]) continue;
         fprintf(md, "## %s\n\n| method | r | r̂ per layer | trainable params | best lr | final %s | best %s | loss | significant SVs |\n|---|---|---|---|---|---|---|---|---|\n",
                 tk == 0 ? "UUID memorisation (character accuracy)" : "Linear associative memory (recall)",
                 tk == 0 ? "accuracy" : "recall", tk == 0 ? "accuracy" : "recall");
