@@ -23,7 +23,7 @@
  * merged; LoRA: B·A) come from LAPACKE; "significant" = above 1 % of the largest.
  *
  *   build/examples/memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S]
- *       [--ranks 8,32] [--lrs 1e-3,3e-3,1e-2] [--methods lora,mora-rope,mora-share,remora-share]
+ *       [--ranks 8,32] [--lrs 3e-3,1e-2,3e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]
  *       [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]
  *
  * Writes into DIR: curves_main.csv, curves_linear.csv (every run), summary.csv, spectra.csv,
@@ -769,7 +769,7 @@ static void write_best_spectra(const config *c, const result *rs, int count) {
 static void usage(void) {
     fprintf(stderr,
             "usage: memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S] [--ranks 8,32]\n"
-            "                [--lrs 1e-3,3e-3,1e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]\n"
+            "                [--lrs 3e-3,1e-2,3e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]\n"
             "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]\n");
     exit(2);
 }
@@ -823,16 +823,16 @@ int main(int argc, char **argv) {
     c.n = n ? n : c.quick ? 48 : 512;
     c.width = width ? width : c.quick ? 64 : 256;
     c.depth = depth >= 0 ? depth : c.quick ? 1 : 2;
-    c.steps = steps ? steps : c.quick ? 60 : 600;
+    c.steps = steps ? steps : c.quick ? 60 : 1000;
     c.lin_d = lin_d ? lin_d : c.quick ? 64 : 256;
     c.lin_n = lin_n ? lin_n : c.quick ? 32 : 128;
-    c.lin_steps = lin_steps ? lin_steps : c.quick ? 60 : 600;
+    c.lin_steps = lin_steps ? lin_steps : c.quick ? 60 : 1500;
     c.remora_every = every ? every : (c.steps / 6 > 0 ? c.steps / 6 : 1);
     c.nranks = parse_ints(ranks ? ranks : c.quick ? "8" : "8,32", c.ranks);
-    c.nlrs = parse_floats(lrs ? lrs : c.quick ? "1e-2" : "1e-3,3e-3,1e-2", c.lrs);
+    c.nlrs = parse_floats(lrs ? lrs : c.quick ? "1e-2" : "3e-3,1e-2,3e-2", c.lrs);
     {
         char buf[256];
-        snprintf(buf, sizeof buf, "%s", methods ? methods : "lora,mora-rope,mora-share,remora-share");
+        snprintf(buf, sizeof buf, "%s", methods ? methods : "lora,mora-rope,mora-share,remora-share,remora-rope");
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             int found = 0;
             for (int k = 0; k < METHOD_COUNT; ++k)
