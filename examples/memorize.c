@@ -320,6 +320,7 @@ typedef struct config {
     uint64_t seed;
     int log_every, lin_log_every;
     int task_on[2]; /* uuid, linear */
+    int have_target; /* sv_linear_target.csv written */
 } config;
 
 typedef struct result {
@@ -713,7 +714,7 @@ static int write_plots(const config *c, const char *tasks[2], int have_sv, const
             fprintf(g, "\nunset logscale y2\nunset y2tics\nunset y2label\nset yrange [*:*]\n");
         }
     if (have_sv) { /* spectra of the best runs: a chosen layer (the uuid net's first hidden block, the linear layer) */
-        fprintf(g, "set datafile separator ','\nset logscale y\nset xlabel 'index'\nset ylabel 'singular value / largest'\nset key top right\n");
+        fprintf(g, "set datafile separator ','\nset logscale y\nset yrange [1e-4:2]\nset xlabel 'index'\nset ylabel 'singular value / largest'\nset key bottom left\n");
         for (int tk = 0; tk < 2; ++tk)
             for (int ri = 0; ri < c->nranks && c->task_on[tk]; ++ri) {
                 const int r = c->ranks[ri], layer = tk == 0 ? 1 : 0;
@@ -722,7 +723,9 @@ static int write_plots(const config *c, const char *tasks[2], int have_sv, const
                 for (int mi = 0; mi < c->nmethods; ++mi)
                     fprintf(g, "%s'best_sv_%s_r%d_%s.csv' using 1:2 with lines lw 2 lc %d title '%s'", mi ? ", " : "", tasks[tk], r,
                             c->methods[mi]->name, mi + 1, c->methods[mi]->name);
-                fprintf(g, ", 0.01 with lines dt 3 lc rgb 'gray' title '1 %%'\n");
+                if (tk == 1 && c->have_target)
+                    fprintf(g, ", 'sv_linear_target.csv' using 1:2 with lines lw 2 lc rgb 'gray' title 'least-squares ΔW*'");
+                fprintf(g, ", 0.01 with lines dt 2 lw 2 lc rgb 'black' title '1 %% of the largest'\n");
             }
     }
     fclose(g);
@@ -914,6 +917,12 @@ int main(int argc, char **argv) {
         fclose(fs2);
     }
     write_best_spectra(&c, rs, count);
+    if (have_target) {
+        FILE *ft = open_out(&c, "sv_linear_target.csv", "w");
+        for (int64_t i = 0; i < c.lin_d; ++i) fprintf(ft, "%lld,%.9g\n", (long long)i, target_sv[i] / target_sv[0]);
+        fclose(ft);
+        c.have_target = 1;
+    }
     const char *tasks[2] = {"uuid", "linear"};
     const int have_sv = count > 0 && rs[0].have_sv;
     const int plotted = write_plots(&c, tasks, have_sv, rs, count);
