@@ -980,6 +980,21 @@ int main(int argc, char **argv) {
                 fprintf(md, "| %s | %d | %s | %lld | %g | %.4f | %.4f | %.4f | %s |\n", b->m->name, b->r, b->rhats,
                         (long long)b->params, b->lr, b->final_metric, b->best_metric, b->final_loss, sig);
             }
+        fprintf(md, "\nThe sweep (final %s at each learning rate):\n\n| method | r |", tk == 0 ? "accuracy" : "recall");
+        for (int li = 0; li < c.nlrs; ++li) fprintf(md, " lr %g |", c.lrs[li]);
+        fprintf(md, "\n|---|---|");
+        for (int li = 0; li < c.nlrs; ++li) fprintf(md, "---|");
+        fprintf(md, "\n");
+        for (int ri = 0; ri < c.nranks; ++ri)
+            for (int mi = 0; mi < c.nmethods; ++mi) {
+                fprintf(md, "| %s | %d |", c.methods[mi]->name, c.ranks[ri]);
+                for (int li = 0; li < c.nlrs; ++li)
+                    for (int i = 0; i < count; ++i)
+                        if (!strcmp(rs[i].task, tasks[tk]) && rs[i].m == c.methods[mi] && rs[i].r == c.ranks[ri] &&
+                            rs[i].lr == c.lrs[li])
+                            fprintf(md, " %.4f (loss %.3f) |", rs[i].final_metric, rs[i].final_loss);
+                fprintf(md, "\n");
+            }
         fprintf(md, "\n");
         if (plotted)
             for (int ri = 0; ri < c.nranks; ++ri)
