@@ -10,7 +10,8 @@ packages=(
   openmpi-bin libopenmpi-dev               # the data-parallel example and its test
   libopenblas-dev                          # required: the cpu backend's GEMMs (and mora-bench's baseline)
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
-  gnuplot-nox                              # mora-bench --plot
+  gnuplot-nox                              # mora-bench --plot, examples/memorize
+  liblapacke-dev                           # examples/memorize: singular values of ΔW (optional there)
   libamdhip64-dev hipcc rocm-device-libs libamd-comgr-dev  # hiprtc: HIP kernels compiled without a GPU
   clang-14 libclang-rt-14-dev              # the fuzzers (tests/fuzz/run.sh: libFuzzer, ASan, UBSan)
 )
