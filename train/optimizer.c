@@ -3,8 +3,10 @@
  * same order of operations. The gradient norm's sum is cut into the same fixed chunks on both, so
  * its result depends only on the arena's length. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapter_internal.h"
 #include "error.h"
@@ -47,34 +49,84 @@ static mora_status prepare(mora_adapter *a) {
     return st;
 }
 
-/* The host's version, on the arenas' host memory (cpu backend). */
-static void step_on_host(mora_adapter *a, const mora_adamw *hp, float decay, float neg_step_size, float bias2_sqrt) {
+/* The host's version, on the arenas' host memory (cpu backend), split over the cores: each worker
+ * takes a contiguous range of whole chunks, first for the norm's partial sums, then (after all have
+ * joined and the partials were added in chunk order) for the update. Every element's result and
+ * every partial is the same whatever the worker count: the serial loop's bits. */
+typedef struct host_step {
+    mora_adapter *a;
+    const mora_adamw *hp;
+    float decay, neg_step_size, bias2_sqrt, one_minus_beta1, one_minus_beta2;
+    int phase;            /* 0: the norm's partial sums; 1: the update */
+    int64_t chunk_begin, chunk_end;
+} host_step;
+
+static void *host_step_range(void *arg) {
+    const host_step *h = arg;
+    mora_adapter *a = h->a;
     float *p = a->arenas[MORA_ARENA_PARAMS], *g = a->arenas[MORA_ARENA_GRADS], *m = a->arenas[MORA_ARENA_EXP_AVG],
-          *v = a->arenas[MORA_ARENA_EXP_AVG_SQ], *partial = a->partial, *clip = a->clip;
+          *v = a->arenas[MORA_ARENA_EXP_AVG_SQ], *partial = a->partial;
+    const float *clip = a->clip;
     const int64_t count = a->total;
-    if (hp->max_grad_norm > 0) {
-        for (int64_t w = 0; w < a->partial_count; ++w) {
+    for (int64_t w = h->chunk_begin; w < h->chunk_end; ++w) {
+        const int64_t begin = w * MORA_ADAMW_CHUNK, end = begin + MORA_ADAMW_CHUNK < count ? begin + MORA_ADAMW_CHUNK : count;
+        if (h->phase == 0) {
             float s = 0.0f;
-            for (int64_t i = w * MORA_ADAMW_CHUNK; i < count && i < (w + 1) * MORA_ADAMW_CHUNK; ++i) s += g[i] * g[i];
+            for (int64_t i = begin; i < end; ++i) s += g[i] * g[i];
             partial[w] = s;
+            continue;
         }
-        float total = 0.0f;
+        for (int64_t i = begin; i < end; ++i) {
+            float grad = g[i];
+            if (h->hp->max_grad_norm > 0) g[i] = grad = grad * clip[1];
+            const float param = p[i] * h->decay;
+            const float mi = m[i] + h->one_minus_beta1 * (grad - m[i]);
+            const float vi = v[i] * h->hp->beta2 + (h->one_minus_beta2 * grad) * grad;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = param + (h->neg_step_size * mi) / (sqrtf(vi) / h->bias2_sqrt + h->hp->eps);
+        }
+    }
+    return NULL;
+}
+
+/* Runs one phase over every chunk on up to `workers` threads (the caller's included). */
+static void host_phase(host_step *base, int phase, int workers) {
+    host_step jobs[8];
+    pthread_t threads[8];
+    int started[8] = {0};
+    const int64_t chunks = base->a->partial_count;
+    for (int w = 0; w < workers; ++w) {
+        jobs[w] = *base;
+        jobs[w].phase = phase;
+        jobs[w].chunk_begin = chunks * w / workers;
+        jobs[w].chunk_end = chunks * (w + 1) / workers;
+    }
+    for (int w = 1; w < workers; ++w) started[w] = pthread_create(&threads[w], NULL, host_step_range, &jobs[w]) == 0;
+    host_step_range(&jobs[0]);
+    for (int w = 1; w < workers; ++w) {
+        if (started[w]) pthread_join(threads[w], NULL);
+        else host_step_range(&jobs[w]); /* no thread to be had: do its range here */
+    }
+}
+
+static void step_on_host(mora_adapter *a, const mora_adamw *hp, float decay, float neg_step_size, float bias2_sqrt) {
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int workers = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+    if (workers > a->partial_count) workers = (int)a->partial_count;
+    if (workers < 1) workers = 1;
+    host_step base = {a, hp, decay, neg_step_size, bias2_sqrt, (float)(1.0 - (double)hp->beta1),
+                      (float)(1.0 - (double)hp->beta2), 0, 0, 0};
+    if (hp->max_grad_norm > 0) {
+        host_phase(&base, 0, workers);
+        const float *partial = a->partial;
+        float *clip = a->clip, total = 0.0f;
         for (int64_t w = 0; w < a->partial_count; ++w) total += partial[w];
         clip[0] = sqrtf(total);
         const float coef = hp->max_grad_norm / (clip[0] + 1e-6f);
         clip[1] = coef < 1.0f ? coef : 1.0f;
     }
-    const float one_minus_beta1 = (float)(1.0 - (double)hp->beta1), one_minus_beta2 = (float)(1.0 - (double)hp->beta2);
-    for (int64_t i = 0; i < count; ++i) {
-        float grad = g[i];
-        if (hp->max_grad_norm > 0) g[i] = grad = grad * clip[1];
-        const float param = p[i] * decay;
-        const float mi = m[i] + one_minus_beta1 * (grad - m[i]);
-        const float vi = v[i] * hp->beta2 + (one_minus_beta2 * grad) * grad;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = param + (neg_step_size * mi) / (sqrtf(vi) / bias2_sqrt + hp->eps);
-    }
+    host_phase(&base, 1, workers);
 }
 
 mora_status mora_adapter_step(mora_adapter *a, const mora_adamw *hp) {
