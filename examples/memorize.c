@@ -769,13 +769,16 @@ static void write_best_spectra(const config *c, const result *rs, int count) {
     }
 }
 
-static void usage(void) {
-    fprintf(stderr,
+/* The usage text: on stdout with status 0 for --help, on stderr with status 2 for a usage error. */
+static void usage_exit(int status) {
+    fprintf(status ? stderr : stdout,
             "usage: memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S] [--ranks 8,32]\n"
             "                [--lrs 3e-3,1e-2,3e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]\n"
             "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]\n");
-    exit(2);
+    exit(status);
 }
+
+static void usage(void) { usage_exit(2); }
 
 static int parse_ints(const char *s, int *out) {
     int k = 0;
@@ -804,7 +807,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         if (strcmp(a, "--quick") == 0) c.quick = 1;
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage();
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage_exit(0);
         else if (i + 1 >= argc) usage();
         else if (strcmp(a, "--out") == 0) c.out = argv[++i];
         else if (strcmp(a, "--n") == 0) n = atoll(argv[++i]);

@@ -73,9 +73,11 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) backend = argv[++i];
         else if (strcmp(argv[i], "--single") == 0) single = 1;
         else {
-            fprintf(stderr, "usage: [mpirun -np P] train-data-parallel [--steps N] [--out FILE] [--backend NAME] [--single]\n"
-                            "       train-data-parallel --compare A B\n");
-            return 2;
+            const int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+            fprintf(help ? stdout : stderr,
+                    "usage: [mpirun -np P] train-data-parallel [--steps N] [--out FILE] [--backend NAME] [--single]\n"
+                    "       train-data-parallel --compare A B\n");
+            return help ? 0 : 2;
         }
     }
     MPI_Init(&argc, &argv);

@@ -29,9 +29,10 @@ static float uniform(unsigned *state) { /* a small LCG: the example needs no qua
 
 int main(int argc, char **argv) {
     const char *backend = argc > 1 ? argv[1] : "auto";
-    if (argc > 2 || strcmp(backend, "--help") == 0) {
-        fprintf(stderr, "usage: train_step [auto|cpu|opencl|cuda|hip]\n");
-        return 2;
+    if (argc > 2 || strcmp(backend, "--help") == 0 || strcmp(backend, "-h") == 0) {
+        const int help = argc == 2;
+        fprintf(help ? stdout : stderr, "usage: train_step [auto|cpu|opencl|cuda|hip]\n");
+        return help ? 0 : 2;
     }
     /* the layer: 96 -> 80 features, the parameter budget of LoRA rank 4, rope */
     mora_shape shape;

@@ -43,11 +43,14 @@ static float uniform(unsigned *state) {
     return (float)((*state >> 8) & 0xFFFFFF) / 16777216.0f - 0.5f;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: train-synthetic [--backend NAME] [--steps N] [--lr LR] [--remora-every K] [--clip NORM]\n"
+/* The usage text: on stdout with status 0 for --help, on stderr with status 2 for a usage error. */
+static void usage_exit(int status) {
+    fprintf(status ? stderr : stdout, "usage: train-synthetic [--backend NAME] [--steps N] [--lr LR] [--remora-every K] [--clip NORM]\n"
                     "                       [--save DIR] [--load DIR] [--expect-drop]\n");
-    exit(2);
+    exit(status);
 }
+
+static void usage(void) { usage_exit(2); }
 
 int main(int argc, char **argv) {
     const char *backend = "auto", *save = NULL, *load = NULL;
@@ -56,7 +59,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         if (strcmp(a, "--expect-drop") == 0) expect_drop = 1;
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage();
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage_exit(0);
         else if (i + 1 >= argc) usage();
         else if (strcmp(a, "--backend") == 0) backend = argv[++i];
         else if (strcmp(a, "--steps") == 0) steps = atoi(argv[++i]);

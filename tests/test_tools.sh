@@ -29,6 +29,12 @@ if ! "$build/mora-gen" --dims 8 --rhat 4 --op share --check >"$tmp/probe" 2>&1; 
   fi
 fi
 
+for tool in mora-bench mora-adamw-bench mora-cpu-bench examples/train-synthetic examples/memorize examples/train_step; do
+  if [ -x "$build/$tool" ]; then
+    expect_status 0 "$tool --help" "$build/$tool" --help
+    grep -qi "usage" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: $tool --help prints no usage"; }
+  fi
+done
 for tool in mora-gen mora-tune; do
   expect_status 0 "$tool --help" "$build/$tool" --help
   grep -q "Usage: $tool" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: $tool --help prints no usage"; }
