@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Eager PyTorch MoRA (the math of MORA.md, written the way the reference PEFT fork runs it) against
+"""Eager PyTorch MoRA (the math of docs/operators.md, written the way the reference PEFT fork runs it) against
 libmora's cpu backend, on the same inputs, interleaved, several rounds, same thread count.
 
 libmora is driven through ctypes, two ways (--via):
@@ -100,7 +100,7 @@ tables = {dt: rope_tables(dt) for dt in (torch.float32, torch.float64)}
 
 
 def mora_delta(x, M):
-    """decomp(M comp(x)) for the whole batch, eager, as MORA.md defines it."""
+    """decomp(M comp(x)) for the whole batch, eager, as docs/operators.md defines it."""
     xp = torch.cat([x, x[:, : padded - d_in]], dim=1) if padded > d_in else x  # wrap padding (padded < 2·d_in here)
     if args.op == "share":
         c = xp.view(n, B, rhat).sum(dim=1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench_moralinear — libmora's MoRALinear against the eager PyTorch MoRA (python/tests/mora_eager.py,
-the reference's _apply_mora written from MORA.md), forward and forward + backward.
+the reference's _apply_mora written from docs/operators.md), forward and forward + backward.
 
     LIBMORA_LIBRARY=build/libmora.so PYTHONPATH=python python3 bench/python/bench_moralinear.py \
         [--device cpu|cuda] [--dtype f32|bf16|f16] [--tokens 1024] [--shapes 4096:4096:8:rope,4096:4096:256:share]

@@ -1,6 +1,6 @@
-"""An eager PyTorch MoRA written from /work/shared/MORA.md's math (the reference's `_apply_mora`, with
-MORA.md's definitions where they differ: wrap-around padding, uneven group runs, rope angles in float32
-or better). Every operation is a plain differentiable torch op, so autograd gives dx and dM.
+"""An eager PyTorch MoRA written from the math of docs/operators.md (the reference's `_apply_mora`,
+with those definitions where they differ: wrap-around padding, uneven group runs, rope angles in
+float32 or better). Every operation is a plain differentiable torch op, so autograd gives dx and dM.
 
     mora_eager(x, M, d_out, op)   x (..., d_in), M (r̂, r̂) -> decomp(M · comp(x)) (..., d_out)
 

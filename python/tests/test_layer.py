@@ -1,5 +1,5 @@
 """MoRALinear's forward, dx and dM against the float64 eager reference (mora_eager.py, written from
-MORA.md), for every operator, dtype and awkward shape; strided inputs; finite differences; merge."""
+docs/operators.md), for every operator, dtype and awkward shape; strided inputs; finite differences; merge."""
 from __future__ import annotations
 
 import warnings
