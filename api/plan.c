@@ -155,6 +155,12 @@ static mora_status tune_kinds(mora_plan *p, unsigned kinds, int64_t tokens, doub
     return MORA_OK;
 }
 
+/* Tuning at creation: the option, or MORA_AUTOTUNE=1 in the environment. */
+static int autotune_asked(const mora_plan_options *o) {
+    const char *env = getenv("MORA_AUTOTUNE");
+    return (o && o->autotune) || (env && strcmp(env, "1") == 0);
+}
+
 static mora_status prepare_generated(mora_plan *p, const mora_plan_options *o) {
     MORA_TRY(mora_rope_table_create(p->ctx, &p->shape, &p->rope_table));
     const unsigned kinds = kinds_of_calls(p->calls);
@@ -166,32 +172,36 @@ static mora_status prepare_generated(mora_plan *p, const mora_plan_options *o) {
         p->param_source[k] = mora_select_params(p->ctx, &specs[k], p->max_tokens);
         if (strcmp(p->param_source[k], "cache") != 0) untuned |= 1u << k;
     }
-    const char *env = getenv("MORA_AUTOTUNE");
-    const int autotune = (o && o->autotune) || (env && strcmp(env, "1") == 0);
-    if (untuned && autotune) MORA_TRY(tune_kinds(p, untuned, p->max_tokens, o ? o->tune_budget_seconds : 0, 0, specs));
+    if (untuned && autotune_asked(o)) MORA_TRY(tune_kinds(p, untuned, p->max_tokens, o ? o->tune_budget_seconds : 0, 0, specs));
     return prepare_kinds(p, specs, kinds);
+}
+
+/* The cpu path's plan made with `params` (replacing the one there was); `source` says where they came from. */
+static mora_status use_cpu_params(mora_plan *p, const mora_cpu_params *params, const char *source) {
+    mora_cpu_plan *cpu = NULL;
+    MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, params, &cpu));
+    mora_cpu_plan_destroy(p->cpu);
+    p->cpu = cpu;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = source;
+    return MORA_OK;
+}
+
+/* Tunes the cpu path's tile and threads for `tokens` (from the cache if it has them) and uses them. */
+static mora_status tune_cpu_path(mora_plan *p, int64_t tokens, double budget_seconds) {
+    mora_tune_options options = {0};
+    options.tokens = tokens;
+    options.budget_seconds = budget_seconds;
+    mora_cpu_tune_result result;
+    MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
+    return use_cpu_params(p, &result.best, result.from_cache ? "cache" : "tuned");
 }
 
 /* The cpu path: its tile and threads from the cache (tuned when asked and missing), else defaults. */
 static mora_status prepare_cpu(mora_plan *p, const mora_plan_options *o) {
     mora_cpu_params params;
     const char *source = mora_select_cpu_params(p->ctx, &p->shape, p->dtype, p->max_tokens, &params);
-    const char *env = getenv("MORA_AUTOTUNE");
-    if (strcmp(source, "cache") != 0 && ((o && o->autotune) || (env && strcmp(env, "1") == 0))) {
-        mora_tune_options options = {0};
-        options.tokens = p->max_tokens;
-        options.budget_seconds = o ? o->tune_budget_seconds : 0;
-        mora_cpu_tune_result result;
-        MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
-        params = result.best;
-        source = result.from_cache ? "cache" : "tuned";
-    }
-    mora_cpu_plan *cpu = NULL;
-    MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, &params, &cpu));
-    mora_cpu_plan_destroy(p->cpu);
-    p->cpu = cpu;
-    for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = source;
-    return MORA_OK;
+    if (strcmp(source, "cache") != 0 && autotune_asked(o)) return tune_cpu_path(p, p->max_tokens, o ? o->tune_budget_seconds : 0);
+    return use_cpu_params(p, &params, source);
 }
 
 mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
@@ -287,17 +297,8 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
         return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [0, 2^31) (0: max_tokens)", (long long)tokens);
     if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
     if (p->cpu) { /* the cpu path: its tile and threads */
-        mora_tune_options options = {0};
-        options.tokens = tokens ? tokens : p->max_tokens;
-        options.budget_seconds = budget_seconds;
-        mora_cpu_tune_result result;
-        MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
-        mora_cpu_plan *cpu = NULL;
-        MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, &result.best, &cpu));
-        mora_cpu_plan_destroy(p->cpu);
-        p->cpu = cpu;
-        for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = result.from_cache ? "cache" : "tuned";
-        if (p->own_workspace) MORA_TRY(allocate_own_workspace(p));
+        MORA_TRY(tune_cpu_path(p, tokens ? tokens : p->max_tokens, budget_seconds));
+        if (p->own_workspace) MORA_TRY(allocate_own_workspace(p)); /* new tiles or threads may need more */
         mora_error_clear();
         return MORA_OK;
     }
