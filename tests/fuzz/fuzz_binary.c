@@ -20,9 +20,6 @@ static mora_cache *cache;
 static const char *const key = "v1|backend=opencl|program=fuzz";
 static char bin_path[1024];
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;

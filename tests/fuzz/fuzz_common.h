@@ -18,6 +18,10 @@
 
 #include "mora.h"
 
+/* libFuzzer's entry points, which every target defines (declared here once for -Wmissing-prototypes). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 /* An invariant of the code under test: abort() (a finding) with the expression when it breaks. */
 #define FUZZ_ASSERT(cond)                                                                       \
     do {                                                                                        \

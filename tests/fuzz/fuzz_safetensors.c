@@ -25,9 +25,6 @@ static const mora_adapter_layer_desc layers[2] = {
     {"model.layers.0.mlp.up_proj", 16, 24, 0, 2, MORA_OP_SHARE, MORA_F32, MORA_F32},
 };
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
