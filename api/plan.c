@@ -73,10 +73,11 @@ const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind) {
 
 /* ---- workspace ---- */
 
-/* Bytes of workspace a backward of n tokens needs. */
+/* Bytes of workspace a call of n tokens needs: a backward on generated kernels; forward and
+ * backward on the cpu path (its tiles are packed there). */
 static size_t workspace_need(const mora_plan *p, int64_t n) {
-    if (!(p->calls & MORA_PLAN_BACKWARD)) return 0;
     if (p->cpu) return mora_cpu_workspace_bytes(p->cpu, n);
+    if (!(p->calls & MORA_PLAN_BACKWARD)) return 0;
     const size_t dx = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DX].spec, n);
     const size_t dm = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DM].spec, n);
     return (dx > dm ? dx : dm) * sizeof(float); /* the two kinds run one after the other: one space */
@@ -355,6 +356,24 @@ static mora_status check_prepared(const mora_plan *p, unsigned call, const char 
     return MORA_OK;
 }
 
+/* The workspace holds a call of n tokens: n <= max_tokens with the plan's own, else enough bytes. */
+static mora_status check_workspace(const mora_plan *p, int64_t n) {
+    if (p->own_workspace && n > p->max_tokens)
+        return mora_fail(MORA_E_SIZE,
+                         "n=%lld: above the plan's max_tokens=%lld, for which its own workspace was sized (a plan with a "
+                         "larger max_tokens, or mora_plan_set_workspace)",
+                         (long long)n, (long long)p->max_tokens);
+    const size_t need = workspace_need(p, n);
+    if (need > p->workspace_bytes)
+        return mora_fail(MORA_E_SIZE,
+                         "n=%lld: needs %zu bytes of workspace, the plan has %zu (%s; a plan with a larger max_tokens "
+                         "or mora_plan_set_workspace)",
+                         (long long)n, need, p->workspace_bytes,
+                         p->workspace ? (p->own_workspace ? "its own, for max_tokens" : "the caller's")
+                                      : "none was given");
+    return MORA_OK;
+}
+
 static mora_status check_m(const mora_plan *p, const char *name, const void *m) {
     return check_buffer(p->ctx, name, m, (size_t)(p->shape.rhat * p->shape.rhat) * sizeof(float));
 }
@@ -369,6 +388,7 @@ mora_status mora_forward(mora_plan *p, const void *M, const void *x, int64_t ldx
     MORA_TRY(check_m(p, "M", M));
     MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
     MORA_TRY(check_rows(p, "y", "ldy", y, ldy, n, p->shape.d_out, p->dtype));
+    if (p->cpu) MORA_TRY(check_workspace(p, n)); /* the cpu path packs its tiles there; kernels need none */
     pthread_mutex_lock(&p->lock);
     mora_status st;
     if (p->cpu) {
@@ -394,19 +414,7 @@ mora_status mora_backward(mora_plan *p, const void *M, const void *x, int64_t ld
     if (dM) MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
     if (dM) MORA_TRY(check_m(p, "dM", dM));
     if (dx) MORA_TRY(check_rows(p, "dx", "lddx", dx, lddx, n, p->shape.d_in, p->dtype));
-    if (p->own_workspace && n > p->max_tokens)
-        return mora_fail(MORA_E_SIZE,
-                         "n=%lld: above the plan's max_tokens=%lld, for which its own workspace was sized (a plan with a "
-                         "larger max_tokens, or mora_plan_set_workspace)",
-                         (long long)n, (long long)p->max_tokens);
-    const size_t need = workspace_need(p, n);
-    if (need > p->workspace_bytes)
-        return mora_fail(MORA_E_SIZE,
-                         "n=%lld: needs %zu bytes of workspace, the plan has %zu (%s; a plan with a larger max_tokens "
-                         "or mora_plan_set_workspace)",
-                         (long long)n, need, p->workspace_bytes,
-                         p->workspace ? (p->own_workspace ? "its own, for max_tokens" : "the caller's")
-                                      : "none was given");
+    MORA_TRY(check_workspace(p, n));
     pthread_mutex_lock(&p->lock);
     mora_status st = MORA_OK;
     if (p->cpu) {

@@ -241,12 +241,14 @@ typedef struct mora_plan_options {
 } mora_plan_options;
 
 /* Creates a plan for `max_tokens` (the largest n a backward will take with the plan's own
- * workspace; forward and merge take any n). options may be NULL (all calls, W of the activation
+ * workspace — and a forward on the cpu backend, whose tiles are packed there; on the other backends
+ * forward and merge take any n). options may be NULL (all calls, W of the activation
  * dtype, the plan's own workspace, no tuning). */
 MORA_API mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
                                       const mora_plan_options *options, mora_plan **plan);
 MORA_API void mora_plan_destroy(mora_plan *plan);
-/* Bytes of workspace a backward of n tokens needs with the plan's parameters (0 is possible). */
+/* Bytes of workspace a call of n tokens needs with the plan's parameters (a backward; on the cpu
+ * backend a forward too; 0 is possible). */
 MORA_API mora_status mora_plan_workspace_size(const mora_plan *plan, int64_t n, size_t *bytes);
 /* Gives the plan the caller's workspace (a device buffer of the context, at least `bytes` bytes,
  * which bounds the n of a backward), or NULL to go back to a workspace of the plan's own for

@@ -159,6 +159,15 @@ int main(int argc, char **argv) {
     CHECK_STATUS(mora_forward(q, M, x, ldx, y, ldy, n, 1.0f), MORA_E_ARG); /* prepared for backward only */
     CHECK(strstr(mora_last_error(), "MORA_PLAN_FORWARD") != NULL);
     mora_plan_destroy(q);
+    /* a forward-only plan: on the cpu backend its forward packs tiles in the plan's workspace, so it
+     * has one and bounds n by max_tokens; generated kernels take any n */
+    options = (mora_plan_options){.calls = MORA_PLAN_FORWARD};
+    REQUIRE_OK(mora_plan_create(ctx, &s, MORA_F32, 2, &options, &q));
+    REQUIRE_OK(mora_forward(q, M, x, ldx, y, ldy, 2, 1.0f));
+    CHECK_STATUS(mora_forward(q, M, x, ldx, y, ldy, n, 1.0f), ctx->be->program_build ? MORA_OK : MORA_E_SIZE);
+    mora_plan_destroy(q);
+    REQUIRE_OK(mora_synchronize(ctx));
+    REQUIRE_OK(mora_buffer_write(ctx, y, 0, hy, sizeof hy)); /* y as the later checks expect it */
 
     /* a deliberately broken kernel yields MORA_E_COMPILE and the compiler's log */
     if (ctx->be->program_build) {
