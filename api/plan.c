@@ -1,15 +1,16 @@
 /* Plans (mora.h): everything chosen, compiled and allocated at creation; the hot calls validate and
- * enqueue. On a backend that compiles nothing (cpu) the cpu kernels run instead, on host pointers.
+ * enqueue. One path for every backend: each kind the plan's calls use has its kernels (generated
+ * on a GPU or OpenCL device, the host kernels on the cpu backend), its parameters from the one
+ * selector, its share of the one workspace, and its launch through codegen/launch.h.
  *
  * A plan's lock serialises its own calls: they share its workspace (bwd_dx's U, bwd_dm's partial
- * sums) and, on OpenCL, its kernel objects, whose arguments are set and enqueued as one step.
- * Plans never share kernel objects (each makes its own handles from the context's shared programs),
- * so calls on different plans do not contend. */
+ * sums, the host kernels' tiles) and, on OpenCL, its kernel objects, whose arguments are set and
+ * enqueued as one step. Plans never share kernel objects (each makes its own handles from the
+ * context's shared programs), so calls on different plans do not contend. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_kernels.h"
 #include "error.h"
 #include "launch.h"
 #include "plan_internal.h"
@@ -29,20 +30,15 @@ struct mora_plan {
     unsigned calls;        /* MORA_PLAN_* prepared */
     unsigned merge_dtypes; /* bit per W dtype merge was prepared for */
     pthread_mutex_t lock;  /* one call at a time on this plan (workspace, kernel objects) */
-    /* generated kernels (backends that compile) */
     mora_kind_kernels kernels[MORA_KIND_COUNT];        /* fwd, bwd_dx, bwd_dm (merge: merge_kernels) */
     mora_kind_kernels merge_kernels[MORA_DTYPE_COUNT]; /* one per W dtype */
     const char *param_source[MORA_KIND_COUNT];
-    void *rope_table;
-    /* the cpu kernels (backends that compile nothing) */
-    mora_cpu_plan *cpu;
+    void *rope_table; /* where an entry point takes it (rope on the generated kernels) */
     /* workspace: the plan's own (own = 1) or the caller's */
     void *workspace;
     size_t workspace_bytes;
     int own_workspace;
 };
-
-static int compiles(const mora_context *ctx) { return ctx->be->program_build != NULL; }
 
 static unsigned kinds_of_calls(unsigned calls) {
     unsigned kinds = 0;
@@ -52,19 +48,10 @@ static unsigned kinds_of_calls(unsigned calls) {
     return kinds;
 }
 
-mora_context *mora_plan_context(const mora_plan *plan) { return plan->ctx; }
-
-mora_status mora_plan_cpu_params(const mora_plan *plan, mora_cpu_params *params) {
-    if (!plan->cpu) return mora_fail(MORA_E_UNSUPPORTED, "plan: not on the cpu backend");
-    *params = mora_cpu_plan_params(plan->cpu);
-    return MORA_OK;
-}
-
 mora_kernel_spec mora_plan_spec(const mora_plan *plan, mora_kind kind) {
     if (kind == MORA_KIND_MERGE && plan->merge_kernels[plan->dtype].program) return plan->merge_kernels[plan->dtype].spec;
     if (kind != MORA_KIND_MERGE && plan->kernels[kind].program) return plan->kernels[kind].spec;
-    const int dialect = plan->ctx->be->dialect;
-    return mora_spec_default(&plan->shape, plan->dtype, kind, dialect < 0 ? MORA_DIALECT_OPENCL : (mora_dialect)dialect);
+    return mora_spec_default(&plan->shape, plan->dtype, kind, plan->ctx->be->dialect);
 }
 
 const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind) {
@@ -73,18 +60,23 @@ const char *mora_plan_param_source(const mora_plan *plan, mora_kind kind) {
 
 /* ---- workspace ---- */
 
-/* Bytes of workspace a call of n tokens needs: a backward on generated kernels; forward and
- * backward on the cpu path (its tiles are packed there). */
-static size_t workspace_need(const mora_plan *p, int64_t n) {
-    if (p->cpu) return mora_cpu_workspace_bytes(p->cpu, n);
-    if (!(p->calls & MORA_PLAN_BACKWARD)) return 0;
-    const size_t dx = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DX].spec, n);
-    const size_t dm = mora_spec_scratch_floats(&p->kernels[MORA_KIND_BWD_DM].spec, n);
-    return (dx > dm ? dx : dm) * sizeof(float); /* the two kinds run one after the other: one space */
+/* Bytes of workspace a call of n tokens of the given kinds needs: the largest scratch of them (the
+ * kinds of a call run one after the other: they share one space). */
+static size_t workspace_need_of(const mora_plan *p, unsigned kinds, int64_t n) {
+    size_t floats = 0;
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        if (!((kinds >> k) & 1) || k == MORA_KIND_MERGE) continue; /* merge takes no scratch */
+        const size_t need = mora_spec_scratch_floats(&p->kernels[k].spec, n);
+        if (need > floats) floats = need;
+    }
+    return floats * sizeof(float);
 }
 
+/* Every call the plan prepared. */
+static size_t workspace_need(const mora_plan *p, int64_t n) { return workspace_need_of(p, kinds_of_calls(p->calls), n); }
+
 static void release_own_workspace(mora_plan *p) {
-    if (p->own_workspace && p->workspace) p->ctx->be->buffer_free(p->ctx->be_ctx, p->workspace);
+    if (p->own_workspace) mora_context_buffer_free(p->ctx, p->workspace);
     p->workspace = NULL;
     p->workspace_bytes = 0;
     p->own_workspace = 0;
@@ -93,7 +85,7 @@ static void release_own_workspace(mora_plan *p) {
 static mora_status allocate_own_workspace(mora_plan *p) {
     const size_t bytes = workspace_need(p, p->max_tokens);
     void *buffer = NULL;
-    if (bytes) MORA_TRY(p->ctx->be->buffer_alloc(p->ctx->be_ctx, bytes, &buffer));
+    if (bytes) MORA_TRY(mora_context_buffer_alloc(p->ctx, bytes, &buffer));
     release_own_workspace(p);
     p->workspace = buffer;
     p->workspace_bytes = bytes;
@@ -103,36 +95,20 @@ static mora_status allocate_own_workspace(mora_plan *p) {
 
 /* ---- creation ---- */
 
-/* Compiles (or loads) the program of `spec` and makes the plan's launch handles for it. */
-static mora_status prepare_kind(mora_plan *p, const mora_kernel_spec *spec, mora_kind_kernels *k) {
-    MORA_TRY(mora_spec_check(spec, p->ctx->info.max_work_group, p->ctx->info.local_mem_bytes));
-    char *source = NULL;
-    MORA_TRY(mora_codegen(spec, &source));
-    void *program = NULL;
-    const mora_status st = mora_program_obtain(p->ctx, source, &program);
-    free(source);
-    MORA_TRY(st);
-    mora_kind_kernels fresh;
-    MORA_TRY(mora_kind_kernels_init(p->ctx, spec, program, &fresh));
-    mora_kind_kernels_release(p->ctx, k);
-    *k = fresh;
-    return MORA_OK;
-}
-
 /* Prepares every kind the plan needs with the given specs (kind order; merge's dtype is replaced
  * per prepared W dtype). */
 static mora_status prepare_kinds(mora_plan *p, const mora_kernel_spec specs[MORA_KIND_COUNT], unsigned kinds) {
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
         if (!((kinds >> k) & 1)) continue;
         if (k != MORA_KIND_MERGE) {
-            MORA_TRY(prepare_kind(p, &specs[k], &p->kernels[k]));
+            MORA_TRY(mora_kind_prepare(p->ctx, &specs[k], &p->kernels[k]));
             continue;
         }
         for (int d = 0; d < MORA_DTYPE_COUNT; ++d) {
             if (!((p->merge_dtypes >> d) & 1)) continue;
             mora_kernel_spec spec = specs[k];
             spec.dtype = (mora_dtype)d;
-            MORA_TRY(prepare_kind(p, &spec, &p->merge_kernels[d]));
+            MORA_TRY(mora_kind_prepare(p->ctx, &spec, &p->merge_kernels[d]));
         }
     }
     return MORA_OK;
@@ -162,47 +138,30 @@ static int autotune_asked(const mora_plan_options *o) {
     return (o && o->autotune) || (env && strcmp(env, "1") == 0);
 }
 
-static mora_status prepare_generated(mora_plan *p, const mora_plan_options *o) {
-    MORA_TRY(mora_rope_table_create(p->ctx, &p->shape, &p->rope_table));
+/* 1 when a kind the plan prepares takes the rope table. */
+static int needs_rope_table(const mora_plan *p) {
+    const unsigned kinds = kinds_of_calls(p->calls);
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        if (((kinds >> k) & 1) && mora_kind_takes(mora_kind_decl_get((mora_kind)k, p->ctx->be->dialect), MORA_KARG_ROPE_TABLE))
+            return 1;
+    return 0;
+}
+
+/* Parameters for every kind (cache → database → defaults, tuning the untuned when asked), then the
+ * kinds' programs and handles. */
+static mora_status prepare(mora_plan *p, const mora_plan_options *o) {
+    if (needs_rope_table(p)) MORA_TRY(mora_rope_table_create(p->ctx, &p->shape, &p->rope_table));
     const unsigned kinds = kinds_of_calls(p->calls);
     mora_kernel_spec specs[MORA_KIND_COUNT];
     unsigned untuned = 0;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
-        specs[k] = mora_spec_default(&p->shape, p->dtype, (mora_kind)k, (mora_dialect)p->ctx->be->dialect);
+        specs[k] = mora_spec_default(&p->shape, p->dtype, (mora_kind)k, p->ctx->be->dialect);
         if (!((kinds >> k) & 1)) continue;
         p->param_source[k] = mora_select_params(p->ctx, &specs[k], p->max_tokens);
         if (strcmp(p->param_source[k], "cache") != 0) untuned |= 1u << k;
     }
     if (untuned && autotune_asked(o)) MORA_TRY(tune_kinds(p, untuned, p->max_tokens, o ? o->tune_budget_seconds : 0, 0, specs));
     return prepare_kinds(p, specs, kinds);
-}
-
-/* The cpu path's plan made with `params` (replacing the one there was); `source` says where they came from. */
-static mora_status use_cpu_params(mora_plan *p, const mora_cpu_params *params, const char *source) {
-    mora_cpu_plan *cpu = NULL;
-    MORA_TRY(mora_cpu_plan_create(&p->shape, p->dtype, params, &cpu));
-    mora_cpu_plan_destroy(p->cpu);
-    p->cpu = cpu;
-    for (int k = 0; k < MORA_KIND_COUNT; ++k) p->param_source[k] = source;
-    return MORA_OK;
-}
-
-/* Tunes the cpu path's tile and threads for `tokens` (from the cache if it has them) and uses them. */
-static mora_status tune_cpu_path(mora_plan *p, int64_t tokens, double budget_seconds) {
-    mora_tune_options options = {0};
-    options.tokens = tokens;
-    options.budget_seconds = budget_seconds;
-    mora_cpu_tune_result result;
-    MORA_TRY(mora_tune_cpu(p->ctx, &p->shape, p->dtype, &options, &result));
-    return use_cpu_params(p, &result.best, result.from_cache ? "cache" : "tuned");
-}
-
-/* The cpu path: its tile and threads from the cache (tuned when asked and missing), else defaults. */
-static mora_status prepare_cpu(mora_plan *p, const mora_plan_options *o) {
-    mora_cpu_params params;
-    const char *source = mora_select_cpu_params(p->ctx, &p->shape, p->dtype, p->max_tokens, &params);
-    if (strcmp(source, "cache") != 0 && autotune_asked(o)) return tune_cpu_path(p, p->max_tokens, o ? o->tune_budget_seconds : 0);
-    return use_cpu_params(p, &params, source);
 }
 
 mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
@@ -226,7 +185,7 @@ mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype 
                          merge_dtypes, MORA_DTYPE_COUNT - 1);
     if (options && !(options->tune_budget_seconds >= 0))
         return mora_fail(MORA_E_ARG, "options->tune_budget_seconds=%g: must be >= 0 (0: 60 s)", options->tune_budget_seconds);
-    if (compiles(ctx)) MORA_TRY(mora_kernel_shape_check(s));
+    MORA_TRY(mora_kernel_shape_check(s, ctx->be->dialect));
 
     mora_plan *p = calloc(1, sizeof *p);
     if (!p) return mora_fail(MORA_E_NO_MEMORY, "plan: out of host memory");
@@ -237,9 +196,9 @@ mora_status mora_plan_create(mora_context *ctx, const mora_shape *s, mora_dtype 
     p->calls = calls;
     p->merge_dtypes = merge_dtypes;
     pthread_mutex_init(&p->lock, NULL);
-    mora_status st = compiles(ctx) ? prepare_generated(p, options) : prepare_cpu(p, options);
+    mora_status st = prepare(p, options);
     if (st == MORA_OK && !(options && options->external_workspace)) st = allocate_own_workspace(p);
-    if (st == MORA_OK) st = ctx->be->synchronize(ctx->be_ctx); /* the rope table's upload, before any hot call */
+    if (st == MORA_OK) st = mora_context_synchronize(ctx); /* the rope table's upload, before any hot call */
     if (st != MORA_OK) {
         mora_plan_destroy(p);
         return st;
@@ -253,9 +212,8 @@ void mora_plan_destroy(mora_plan *p) {
     if (!p) return;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) mora_kind_kernels_release(p->ctx, &p->kernels[k]);
     for (int d = 0; d < MORA_DTYPE_COUNT; ++d) mora_kind_kernels_release(p->ctx, &p->merge_kernels[d]);
-    if (p->rope_table) p->ctx->be->buffer_free(p->ctx->be_ctx, p->rope_table);
+    mora_context_buffer_free(p->ctx, p->rope_table);
     release_own_workspace(p);
-    mora_cpu_plan_destroy(p->cpu);
     pthread_mutex_destroy(&p->lock);
     free(p); /* programs belong to the context's registry */
 }
@@ -272,9 +230,8 @@ mora_status mora_plan_workspace_size(const mora_plan *p, int64_t n, size_t *byte
 /* Checks a caller's buffer: not NULL and, where the backend can tell, at least `need` bytes. */
 static mora_status check_buffer(const mora_context *ctx, const char *name, const void *buf, size_t need) {
     if (!buf) return mora_fail(MORA_E_NULL, "%s=NULL: must not be NULL", name);
-    if (!ctx->be->buffer_size) return MORA_OK;
     size_t have = 0;
-    MORA_TRY(ctx->be->buffer_size(ctx->be_ctx, buf, &have));
+    MORA_TRY(mora_context_buffer_size(ctx, buf, &have));
     if (have < need)
         return mora_fail(MORA_E_ARG, "%s: buffer of %zu bytes is smaller than the %zu this call needs", name, have, need);
     return MORA_OK;
@@ -297,12 +254,6 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
     if (tokens < 0 || tokens >= KERNEL_INDEX_LIMIT)
         return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [0, 2^31) (0: max_tokens)", (long long)tokens);
     if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
-    if (p->cpu) { /* the cpu path: its tile and threads */
-        MORA_TRY(tune_cpu_path(p, tokens ? tokens : p->max_tokens, budget_seconds));
-        if (p->own_workspace) MORA_TRY(allocate_own_workspace(p)); /* new tiles or threads may need more */
-        mora_error_clear();
-        return MORA_OK;
-    }
     const unsigned kinds = kinds_of_calls(p->calls);
     mora_kernel_spec specs[MORA_KIND_COUNT];
     for (int k = 0; k < MORA_KIND_COUNT; ++k) specs[k] = mora_plan_spec(p, (mora_kind)k);
@@ -314,7 +265,9 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
 }
 
 mora_status mora_plan_use_spec(mora_plan *p, const mora_kernel_spec *spec) {
-    if (p->cpu) return mora_fail(MORA_E_UNSUPPORTED, "backend \"cpu\": runs no generated kernels");
+    if (spec->dialect != p->ctx->be->dialect)
+        return mora_fail(MORA_E_ARG, "spec: dialect %s differs from the plan's backend's %s", mora_dialect_name(spec->dialect),
+                         mora_dialect_name(p->ctx->be->dialect));
     if (!mora_shape_same(&spec->shape, &p->shape))
         return mora_fail(MORA_E_ARG, "spec: its shape differs from the plan's");
     if (spec->kind != MORA_KIND_MERGE && spec->dtype != p->dtype)
@@ -356,14 +309,16 @@ static mora_status check_prepared(const mora_plan *p, unsigned call, const char 
     return MORA_OK;
 }
 
-/* The workspace holds a call of n tokens: n <= max_tokens with the plan's own, else enough bytes. */
-static mora_status check_workspace(const mora_plan *p, int64_t n) {
+/* The workspace holds a call of n tokens of `kinds`: nothing to check when they need none; else n <=
+ * max_tokens with the plan's own, and enough bytes. */
+static mora_status check_workspace(const mora_plan *p, unsigned kinds, int64_t n) {
+    const size_t need = workspace_need_of(p, kinds, n);
+    if (need == 0) return MORA_OK;
     if (p->own_workspace && n > p->max_tokens)
         return mora_fail(MORA_E_SIZE,
                          "n=%lld: above the plan's max_tokens=%lld, for which its own workspace was sized (a plan with a "
                          "larger max_tokens, or mora_plan_set_workspace)",
                          (long long)n, (long long)p->max_tokens);
-    const size_t need = workspace_need(p, n);
     if (need > p->workspace_bytes)
         return mora_fail(MORA_E_SIZE,
                          "n=%lld: needs %zu bytes of workspace, the plan has %zu (%s; a plan with a larger max_tokens "
@@ -388,16 +343,11 @@ mora_status mora_forward(mora_plan *p, const void *M, const void *x, int64_t ldx
     MORA_TRY(check_m(p, "M", M));
     MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
     MORA_TRY(check_rows(p, "y", "ldy", y, ldy, n, p->shape.d_out, p->dtype));
-    if (p->cpu) MORA_TRY(check_workspace(p, n)); /* the cpu path packs its tiles there; kernels need none */
+    MORA_TRY(check_workspace(p, 1u << MORA_KIND_FWD, n)); /* the host kernels pack their tiles there */
+    const mora_kind_args a = {.x = x, .ldx = ldx, .y = y, .ldy = ldy, .M = M, .rope_table = p->rope_table,
+                              .scratch = p->workspace, .scale = scale};
     pthread_mutex_lock(&p->lock);
-    mora_status st;
-    if (p->cpu) {
-        st = mora_cpu_forward(p->cpu, M, x, ldx, y, ldy, n, scale, p->workspace);
-    } else {
-        const mora_kind_args a = {.x = x, .ldx = ldx, .y = y, .ldy = ldy, .M = M, .rope_table = p->rope_table,
-                                  .scale = scale};
-        st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_FWD], &a, n);
-    }
+    const mora_status st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_FWD], &a, n);
     pthread_mutex_unlock(&p->lock);
     return st;
 }
@@ -414,17 +364,13 @@ mora_status mora_backward(mora_plan *p, const void *M, const void *x, int64_t ld
     if (dM) MORA_TRY(check_rows(p, "x", "ldx", x, ldx, n, p->shape.d_in, p->dtype));
     if (dM) MORA_TRY(check_m(p, "dM", dM));
     if (dx) MORA_TRY(check_rows(p, "dx", "lddx", dx, lddx, n, p->shape.d_in, p->dtype));
-    MORA_TRY(check_workspace(p, n));
+    MORA_TRY(check_workspace(p, 1u << MORA_KIND_BWD_DX | 1u << MORA_KIND_BWD_DM, n));
+    const mora_kind_args a = {.x = x, .ldx = ldx, .dy = dy, .lddy = lddy, .dx = dx, .lddx = lddx, .M = M, .dM = dM,
+                              .rope_table = p->rope_table, .scratch = p->workspace, .scale = scale};
     pthread_mutex_lock(&p->lock);
     mora_status st = MORA_OK;
-    if (p->cpu) {
-        st = mora_cpu_backward(p->cpu, M, x, ldx, dy, lddy, dx, lddx, dM, n, scale, p->workspace);
-    } else {
-        const mora_kind_args a = {.x = x, .ldx = ldx, .dy = dy, .lddy = lddy, .dx = dx, .lddx = lddx, .M = M, .dM = dM,
-                                  .rope_table = p->rope_table, .scratch = p->workspace, .scale = scale};
-        if (dM) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DM], &a, n);
-        if (st == MORA_OK && dx) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DX], &a, n);
-    }
+    if (dM) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DM], &a, n);
+    if (st == MORA_OK && dx) st = mora_kind_launch(p->ctx, &p->kernels[MORA_KIND_BWD_DX], &a, n);
     pthread_mutex_unlock(&p->lock);
     return st;
 }
@@ -440,14 +386,9 @@ mora_status mora_merge(mora_plan *p, const void *M, void *W, int64_t ldw, mora_d
                          mora_dtype_name(w_dtype), p->merge_dtypes);
     MORA_TRY(check_m(p, "M", M));
     MORA_TRY(check_rows(p, "W", "ldw", W, ldw, p->shape.d_out, p->shape.d_in, w_dtype));
+    const mora_kind_args a = {.W = W, .ldw = ldw, .M = M, .rope_table = p->rope_table, .scale = s};
     pthread_mutex_lock(&p->lock);
-    mora_status st;
-    if (p->cpu) {
-        st = mora_cpu_merge(p->cpu, M, W, ldw, w_dtype, s);
-    } else {
-        const mora_kind_args a = {.W = W, .ldw = ldw, .M = M, .rope_table = p->rope_table, .scale = s};
-        st = mora_kind_launch(p->ctx, &p->merge_kernels[w_dtype], &a, 1);
-    }
+    const mora_status st = mora_kind_launch(p->ctx, &p->merge_kernels[w_dtype], &a, 1);
     pthread_mutex_unlock(&p->lock);
     return st;
 }

@@ -1,6 +1,7 @@
-/* Which parameters a plan uses for each kernel kind, without tuning: the kernels cache's record
- * for this device, shape and token-count bucket (the nearest bucket when that one is absent), then
- * the database shipped with the library (device → arch → vendor), then the declared defaults.
+/* Which parameters a plan uses for each kernel kind, without tuning, on every backend: the kernels
+ * cache's record for this device, shape and token-count bucket (the nearest bucket when that one is
+ * absent), then the database shipped with the library (device → arch → vendor), then the declared
+ * defaults.
  * Tuning happens only when asked (mora_plan_autotune, the plan option, or MORA_AUTOTUNE=1). */
 #include <string.h>
 
@@ -23,26 +24,6 @@ static int bucket_order(int64_t tokens, int64_t order[BUCKET_LOG_MAX + 1]) {
             if (log >= 0 && log <= BUCKET_LOG_MAX) order[count++] = (int64_t)1 << log;
         }
     return count;
-}
-
-const char *mora_select_cpu_params(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens,
-                                   mora_cpu_params *params) {
-    mora_cache *cache = mora_context_cache(ctx);
-    *params = (mora_cpu_params){0, 0};
-    if (!cache || !mora_cache_enabled(cache)) return "default";
-    int64_t buckets[BUCKET_LOG_MAX + 1];
-    const int count = bucket_order(tokens, buckets);
-    for (int i = 0; i < count; ++i) {
-        char key[1024];
-        mora_cpu_tuning_key(ctx, s, dtype, buckets[i], key, sizeof key);
-        mora_tuning_record rec;
-        if (mora_cache_record_load(cache, key, &rec) == MORA_OK && mora_cpu_params_from_record(&rec, params) == MORA_OK) {
-            mora_error_clear();
-            return "cache";
-        }
-    }
-    mora_error_clear();
-    return "default";
 }
 
 const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_t tokens) {

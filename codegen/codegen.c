@@ -77,19 +77,22 @@ static mora_status append_template(text_buffer *b, const char *name, int depth) 
     return MORA_OK;
 }
 
-static const char *const dialect_templates[MORA_DIALECT_COUNT] = {
-    "dialect_opencl.kern", "dialect_cuda.kern", "dialect_hip.kern"};
+static const char *const dialect_templates[MORA_DIALECT_COUNT] = {"dialect_opencl.kern", "dialect_cuda.kern",
+                                                                    "dialect_hip.kern", "dialect_host.kern"};
+
+static mora_status codegen_adamw(const mora_kernel_spec *spec, char **source);
 
 mora_status mora_codegen(const mora_kernel_spec *spec, char **source) {
     MORA_CHECK_PTR(spec);
-    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
-    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    const mora_kind_decl *kind = mora_spec_decl(spec);
+    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d dialect=%d: unknown kernel kind", (int)spec->kind, (int)spec->dialect);
+    if (spec->kind == MORA_KIND_ADAMW) return codegen_adamw(spec, source);
     return mora_codegen_template(spec, kind->template_name, source);
 }
 
 /* The largest work-group of the spec's entry points (MORA_MAX_THREADS of the generated source). */
 static size_t largest_work_group(const mora_kernel_spec *spec) {
-    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
+    const mora_kind_decl *kind = mora_spec_decl(spec);
     size_t largest = 0;
     for (int e = 0; kind && e < kind->entry_count; ++e) {
         const size_t threads = mora_spec_threads(spec, e);
@@ -106,14 +109,16 @@ mora_status mora_codegen_template(const mora_kernel_spec *spec, const char *temp
 mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const char *template_name, size_t max_threads,
                                           char **source) {
     MORA_CHECK_PTR(spec);
-    MORA_CHECK_PTR(template_name);
     MORA_CHECK_PTR(source);
     MORA_TRY(mora_shape_check(&spec->shape));
-    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
-    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
     if ((int)spec->dialect < 0 || (int)spec->dialect >= MORA_DIALECT_COUNT)
-        return mora_fail(MORA_E_ARG, "dialect=%d: unknown; expected 0 (opencl), 1 (cuda) or 2 (hip)",
+        return mora_fail(MORA_E_ARG, "dialect=%d: unknown; expected 0 (opencl), 1 (cuda), 2 (hip) or 3 (host)",
                          (int)spec->dialect);
+    const mora_kind_decl *kind = mora_spec_decl(spec);
+    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    /* the host dialect has no templates: its source is the constants below */
+    if (spec->dialect == MORA_DIALECT_HOST) template_name = NULL;
+    else MORA_CHECK_PTR(template_name);
     if (mora_dtype_size(spec->dtype) == 0)
         return mora_fail(MORA_E_UNKNOWN_DTYPE, "dtype=%d: unknown data type", (int)spec->dtype);
     MORA_TRY(mora_spec_check(spec, 0, 0));
@@ -136,12 +141,13 @@ mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const ch
     append_format(&b, "#define PAD %lld\n#define NBLK %lld\n#define NBLK_READ %lld\n#define COMP %d\n#define DECOMP %d\n",
                   (long long)geo.padded, (long long)geo.blocks, (long long)geo.blocks_read, (int)mora_op_comp_family(s->op),
                   (int)mora_op_decomp_family(s->op));
+    append_format(&b, "#define MORA_OP %d\n", (int)s->op);
     append_format(&b, "// tuning parameters of kind %s\n", kind->name);
     for (int i = 0; i < kind->param_count; ++i)
         append_format(&b, "#define %s %d\n", kind->params[i].name, spec->params[i]);
     append_bytes(&b, "\n", 1);
-    if (st == MORA_OK) st = append_template(&b, "common.kern", 0);
-    if (st == MORA_OK) st = append_template(&b, template_name, 0);
+    if (st == MORA_OK && template_name) st = append_template(&b, "common.kern", 0);
+    if (st == MORA_OK && template_name) st = append_template(&b, template_name, 0);
     if (st == MORA_OK && b.failed) st = mora_fail(MORA_E_NO_MEMORY, "code generation: out of memory");
     if (st != MORA_OK) {
         free(b.data);
@@ -151,19 +157,22 @@ mora_status mora_codegen_template_bounded(const mora_kernel_spec *spec, const ch
     return MORA_OK;
 }
 
-mora_status mora_codegen_adamw(mora_dialect dialect, char **source) {
-    MORA_CHECK_PTR(source);
+/* The optimizer's source: not shape-specific (the arena's length is an argument). */
+static mora_status codegen_adamw(const mora_kernel_spec *spec, char **source) {
+    const mora_dialect dialect = spec->dialect;
     if ((int)dialect < 0 || (int)dialect >= MORA_DIALECT_COUNT)
-        return mora_fail(MORA_E_ARG, "dialect=%d: unknown; expected 0 (opencl), 1 (cuda) or 2 (hip)", (int)dialect);
+        return mora_fail(MORA_E_ARG, "dialect=%d: unknown; expected 0 (opencl), 1 (cuda), 2 (hip) or 3 (host)", (int)dialect);
     text_buffer b = {0};
     append_format(&b, "// libmora generated kernel — AdamW over an arena, dialect=%s\n", mora_dialect_name(dialect));
     /* the dialect layer wants an activation dtype; the optimizer works on float32 only */
     append_format(&b, "#define DTYPE_F32 %d\n#define DTYPE_F16 %d\n#define DTYPE_BF16 %d\n#define ACT_DTYPE %d\n",
                   MORA_F32, MORA_F16, MORA_BF16, MORA_F32);
-    append_format(&b, "#define MORA_MAX_THREADS %d\n#define ADAMW_LS %d\n", MORA_ADAMW_LS, MORA_ADAMW_LS);
+    append_format(&b, "#define MORA_MAX_THREADS %d\n#define ADAMW_LS %d\n#define ADAMW_CHUNK %d\n", MORA_ADAMW_LS,
+                  MORA_ADAMW_LS, MORA_ADAMW_CHUNK);
     mora_status st = append_template(&b, dialect_templates[dialect], 0);
     append_bytes(&b, "\n", 1);
-    if (st == MORA_OK) st = append_template(&b, "adamw.kern", 0);
+    const char *template_name = mora_spec_decl(spec)->template_name;
+    if (st == MORA_OK && template_name) st = append_template(&b, template_name, 0);
     if (st == MORA_OK && b.failed) st = mora_fail(MORA_E_NO_MEMORY, "code generation: out of memory");
     if (st != MORA_OK) {
         free(b.data);

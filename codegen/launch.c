@@ -1,5 +1,5 @@
-/* Launching one kind's generated kernels (see launch.h): the argument list of every entry point is
- * written here once, in the order of the templates' parameter lists. */
+/* Launching one kind's kernels (see launch.h): every entry point's argument list is read from its
+ * declared table (codegen/kernels.c) and marshalled here, once, for every kind and backend. */
 #include "launch.h"
 
 #include <math.h>
@@ -11,13 +11,12 @@
 
 mora_status mora_kind_kernels_init(mora_context *ctx, const mora_kernel_spec *spec, void *program, mora_kind_kernels *k) {
     memset(k, 0, sizeof *k);
-    if (!ctx->be->kernel_create)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": launches no generated kernels", ctx->be->name);
+    const mora_kind_decl *d = mora_spec_decl(spec);
+    if (!d) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
     k->spec = *spec;
     k->program = program;
-    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
     for (int e = 0; e < d->entry_count; ++e) {
-        const mora_status st = ctx->be->kernel_create(ctx->be_ctx, program, d->entries[e], &k->handles[e]);
+        const mora_status st = mora_context_kernel_create(ctx, program, d->entries[e].name, &k->handles[e]);
         if (st != MORA_OK) {
             mora_kind_kernels_release(ctx, k);
             return st;
@@ -27,52 +26,76 @@ mora_status mora_kind_kernels_init(mora_context *ctx, const mora_kernel_spec *sp
 }
 
 void mora_kind_kernels_release(mora_context *ctx, mora_kind_kernels *k) {
-    for (int e = 0; e < MORA_MAX_ENTRIES; ++e)
-        if (k->handles[e]) ctx->be->kernel_free(ctx->be_ctx, k->handles[e]);
+    for (int e = 0; e < MORA_MAX_ENTRIES; ++e) mora_context_kernel_free(ctx, k->handles[e]);
     memset(k, 0, sizeof *k);
 }
 
-static mora_status launch(mora_context *ctx, const mora_kind_kernels *k, int entry, int64_t n,
-                          const mora_kernel_arg *args, int count) {
-    size_t groups[3], local[3] = {mora_spec_threads(&k->spec, entry), 1, 1};
-    mora_spec_groups(&k->spec, entry, n, groups);
-    return ctx->be->launch(ctx->be_ctx, k->handles[entry], groups, local, args, count);
+/* The value of one argument of a call. */
+static mora_kernel_arg arg_value(mora_karg id, const mora_kind_args *a, int64_t n) {
+    switch (id) {
+    case MORA_KARG_X: return MORA_ARG_BUF(a->x);
+    case MORA_KARG_LDX: return MORA_ARG_INT(a->ldx);
+    case MORA_KARG_Y: return MORA_ARG_BUF(a->y);
+    case MORA_KARG_LDY: return MORA_ARG_INT(a->ldy);
+    case MORA_KARG_DY: return MORA_ARG_BUF(a->dy);
+    case MORA_KARG_LDDY: return MORA_ARG_INT(a->lddy);
+    case MORA_KARG_DX: return MORA_ARG_BUF(a->dx);
+    case MORA_KARG_LDDX: return MORA_ARG_INT(a->lddx);
+    case MORA_KARG_M: return MORA_ARG_BUF(a->M);
+    case MORA_KARG_DM: return MORA_ARG_BUF(a->dM);
+    case MORA_KARG_W: return MORA_ARG_BUF(a->W);
+    case MORA_KARG_LDW: return MORA_ARG_INT(a->ldw);
+    case MORA_KARG_ROPE_TABLE: return MORA_ARG_BUF(a->rope_table);
+    case MORA_KARG_SCRATCH: return MORA_ARG_BUF(a->scratch);
+    case MORA_KARG_N: return MORA_ARG_INT(n);
+    case MORA_KARG_SCALE: return MORA_ARG_FLOAT(a->scale);
+    case MORA_KARG_PARAMS: return MORA_ARG_BUF(a->params);
+    case MORA_KARG_GRADS: return MORA_ARG_BUF(a->grads);
+    case MORA_KARG_EXP_AVG: return MORA_ARG_BUF(a->exp_avg);
+    case MORA_KARG_EXP_AVG_SQ: return MORA_ARG_BUF(a->exp_avg_sq);
+    case MORA_KARG_PARTIAL: return MORA_ARG_BUF(a->partial);
+    case MORA_KARG_PARTIAL_COUNT: return MORA_ARG_INT((n + MORA_ADAMW_CHUNK - 1) / MORA_ADAMW_CHUNK);
+    case MORA_KARG_MAX_NORM: return MORA_ARG_FLOAT(a->max_norm);
+    case MORA_KARG_CLIP: return MORA_ARG_BUF(a->clip);
+    case MORA_KARG_DECAY: return MORA_ARG_FLOAT(a->decay);
+    case MORA_KARG_ONE_MINUS_BETA1: return MORA_ARG_FLOAT(a->one_minus_beta1);
+    case MORA_KARG_BETA2: return MORA_ARG_FLOAT(a->beta2);
+    case MORA_KARG_ONE_MINUS_BETA2: return MORA_ARG_FLOAT(a->one_minus_beta2);
+    case MORA_KARG_NEG_STEP_SIZE: return MORA_ARG_FLOAT(a->neg_step_size);
+    case MORA_KARG_BIAS2_SQRT: return MORA_ARG_FLOAT(a->bias2_sqrt);
+    case MORA_KARG_EPS: return MORA_ARG_FLOAT(a->eps);
+    case MORA_KARG_USE_CLIP: return MORA_ARG_INT(a->max_norm > 0);
+    case MORA_KARG_END: break;
+    }
+    return MORA_ARG_INT(0);
+}
+
+static int entry_runs(const mora_entry_decl *e, const mora_kernel_spec *spec, const mora_kind_args *a, int64_t n) {
+    switch (e->runs) {
+    case MORA_RUNS_ALWAYS: return 1;
+    case MORA_RUNS_WITH_SCRATCH: return mora_spec_scratch_floats(spec, n) > 0;
+    case MORA_RUNS_WITH_CLIP: return a->max_norm > 0;
+    }
+    return 1;
 }
 
 mora_status mora_kind_launch(mora_context *ctx, const mora_kind_kernels *k, const mora_kind_args *a, int64_t n) {
-    switch (k->spec.kind) {
-    case MORA_KIND_FWD: {
-        const mora_kernel_arg args[] = {MORA_ARG_BUF(a->x), MORA_ARG_INT(a->ldx), MORA_ARG_BUF(a->y),
-                                        MORA_ARG_INT(a->ldy), MORA_ARG_BUF(a->M), MORA_ARG_BUF(a->rope_table),
-                                        MORA_ARG_INT(n), MORA_ARG_FLOAT(a->scale)};
-        return launch(ctx, k, 0, n, args, 8);
+    const mora_kind_decl *d = mora_spec_decl(&k->spec);
+    if (!d) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)k->spec.kind);
+    for (int e = 0; e < d->entry_count; ++e) {
+        const mora_entry_decl *entry = &d->entries[e];
+        if (!entry_runs(entry, &k->spec, a, n)) continue;
+        mora_kernel_arg args[MORA_MAX_KERNEL_ARGS];
+        int count = 0;
+        while (count < MORA_MAX_KERNEL_ARGS && entry->args[count] != MORA_KARG_END) {
+            args[count] = arg_value(entry->args[count], a, n);
+            ++count;
+        }
+        size_t groups[3], local[3] = {mora_spec_threads(&k->spec, e), 1, 1};
+        mora_spec_groups(&k->spec, e, n, groups);
+        MORA_TRY(mora_context_launch(ctx, k->handles[e], groups, local, args, count));
     }
-    case MORA_KIND_BWD_DM: {
-        /* dM (+ the ordered reduction of its slices, which applies the scale then) */
-        const mora_kernel_arg args[] = {MORA_ARG_BUF(a->x),          MORA_ARG_INT(a->ldx),   MORA_ARG_BUF(a->dy),
-                                        MORA_ARG_INT(a->lddy),       MORA_ARG_BUF(a->rope_table), MORA_ARG_BUF(a->dM),
-                                        MORA_ARG_BUF(a->scratch),    MORA_ARG_INT(n),        MORA_ARG_FLOAT(a->scale)};
-        MORA_TRY(launch(ctx, k, 0, n, args, 9));
-        if (mora_spec_scratch_floats(&k->spec, n) == 0) return MORA_OK;
-        const mora_kernel_arg reduce_args[] = {MORA_ARG_BUF(a->scratch), MORA_ARG_BUF(a->dM), MORA_ARG_FLOAT(a->scale)};
-        return launch(ctx, k, 1, n, reduce_args, 3);
-    }
-    case MORA_KIND_BWD_DX: {
-        /* U = decomp^T(dy)·M into the scratch, then the comp^T gather (the queue is in order) */
-        const mora_kernel_arg gemm_args[] = {MORA_ARG_BUF(a->dy), MORA_ARG_INT(a->lddy), MORA_ARG_BUF(a->M),
-                                             MORA_ARG_BUF(a->scratch), MORA_ARG_INT(n)};
-        MORA_TRY(launch(ctx, k, 0, n, gemm_args, 5));
-        const mora_kernel_arg gather_args[] = {MORA_ARG_BUF(a->scratch), MORA_ARG_BUF(a->rope_table), MORA_ARG_BUF(a->dx),
-                                               MORA_ARG_INT(a->lddx),    MORA_ARG_INT(n),             MORA_ARG_FLOAT(a->scale)};
-        return launch(ctx, k, 1, n, gather_args, 6);
-    }
-    case MORA_KIND_MERGE: {
-        const mora_kernel_arg args[] = {MORA_ARG_BUF(a->W), MORA_ARG_INT(a->ldw), MORA_ARG_BUF(a->M),
-                                        MORA_ARG_BUF(a->rope_table), MORA_ARG_FLOAT(a->scale)};
-        return launch(ctx, k, 0, 1, args, 5);
-    }
-    }
-    return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)k->spec.kind);
+    return MORA_OK;
 }
 
 mora_status mora_rope_table_create(mora_context *ctx, const mora_shape *s, void **table) {
@@ -89,11 +112,11 @@ mora_status mora_rope_table_create(mora_context *ctx, const mora_shape *s, void 
             host[2 * (t * geo.half + i) + 1] = (float)sin(angle);
         }
     const size_t bytes = (size_t)count * sizeof *host;
-    mora_status st = ctx->be->buffer_alloc(ctx->be_ctx, bytes, table);
+    mora_status st = mora_context_buffer_alloc(ctx, bytes, table);
     if (st == MORA_OK) {
-        st = ctx->be->buffer_write(ctx->be_ctx, *table, 0, host, bytes);
+        st = mora_context_buffer_write(ctx, *table, 0, host, bytes);
         if (st != MORA_OK) {
-            ctx->be->buffer_free(ctx->be_ctx, *table);
+            mora_context_buffer_free(ctx, *table);
             *table = NULL;
         }
     }

@@ -11,8 +11,10 @@
 mora_status mora_codegen_naive(const mora_kernel_spec *spec, char **source) {
     MORA_CHECK_PTR(spec);
     MORA_CHECK_PTR(source);
-    const mora_kind_decl *kind = mora_kind_decl_get(spec->kind);
-    if (!kind) return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown kernel kind", (int)spec->kind);
+    if ((int)spec->kind < 0 || (int)spec->kind >= MORA_KIND_COUNT)
+        return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: no naive kernel (fwd, bwd_dx, bwd_dm, merge have one)", (int)spec->kind);
+    if (spec->dialect == MORA_DIALECT_HOST)
+        return mora_fail(MORA_E_UNSUPPORTED, "dialect host: the naive kernels are generated for opencl, cuda and hip only");
     /* the kind's declared defaults get #defined (unused by naive.kern), so that the spec's own
      * parameter values cannot make the generation fail */
     const mora_kernel_spec naive = mora_spec_default(&spec->shape, spec->dtype, spec->kind, spec->dialect);

@@ -3,8 +3,8 @@
  * Every failing library call goes through mora_fail(), so the status and its sentence always
  * travel together:  return mora_fail(MORA_E_SIZE, "d_in=%lld: must be >= 1", (long long)d_in);
  */
-#ifndef MORA_RUNTIME_ERROR_H
-#define MORA_RUNTIME_ERROR_H
+#ifndef MORA_CORE_ERROR_H
+#define MORA_CORE_ERROR_H
 
 #include "mora.h"
 

@@ -1,8 +1,8 @@
 /* Internal: float <-> f16 / bf16 conversions on the host (round to nearest even, NaN kept NaN),
  * and loading/storing activations of any mora_dtype as float. Header-only so that the cpu backend,
  * the tests and the tuner share one definition. */
-#ifndef MORA_RUNTIME_HALFCONV_H
-#define MORA_RUNTIME_HALFCONV_H
+#ifndef MORA_CORE_HALFCONV_H
+#define MORA_CORE_HALFCONV_H
 
 #include <stdint.h>
 #include <string.h>

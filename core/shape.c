@@ -182,10 +182,6 @@ int64_t mora_run_start(int64_t length, int64_t runs, int64_t g) {
     return g * q + (g < r ? g : r);
 }
 
-int64_t mora_run_length(int64_t length, int64_t runs, int64_t g) {
-    return length / runs + (g < length % runs ? 1 : 0);
-}
-
 int64_t mora_run_of(int64_t length, int64_t runs, int64_t position) {
     const int64_t q = length / runs, r = length % runs;
     const int64_t long_part = r * (q + 1); /* positions covered by the longer runs */

@@ -10,8 +10,8 @@
  *   reshape           RESHAPE   RESHAPE      B = ceil(d_in / r̂)
  *   rope              ROPE      RESHAPE      B
  */
-#ifndef MORA_RUNTIME_SHAPE_H
-#define MORA_RUNTIME_SHAPE_H
+#ifndef MORA_CORE_SHAPE_H
+#define MORA_CORE_SHAPE_H
 
 #include "mora.h"
 
@@ -50,7 +50,6 @@ int mora_shape_same(const mora_shape *a, const mora_shape *b);
 /* Contiguous runs of `[0, length)` split into `runs` parts: the first length % runs runs are one
  * longer. Used by the group operators (needs runs <= length). */
 int64_t mora_run_start(int64_t length, int64_t runs, int64_t g);
-int64_t mora_run_length(int64_t length, int64_t runs, int64_t g);
 int64_t mora_run_of(int64_t length, int64_t runs, int64_t position);
 
 /* RoPE angle of block t, pair i: θ = t / 10000^(2i/r̂). */

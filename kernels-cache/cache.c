@@ -450,68 +450,35 @@ static int key_field(const char *key, const char *name, char *out, size_t capaci
     return 0;
 }
 
-/* A record of the cpu path's parameters: CPU_TILE_TOKENS and CPU_THREADS, each once, within the
- * limits mora_cpu_plan_create takes. */
-static mora_status cpu_record_check(const mora_tuning_record *r) {
-    static const struct {
-        const char *name;
-        int max;
-    } params[2] = {{"CPU_TILE_TOKENS", MORA_CPU_MAX_TILE_TOKENS}, {"CPU_THREADS", MORA_CPU_MAX_THREADS}};
-    if (r->param_count < 0 || r->param_count > 2)
-        return mora_fail(MORA_E_PARAM, "record of kind cpu: %d parameters; it has 2", r->param_count);
-    unsigned seen = 0;
-    for (int i = 0; i < r->param_count; ++i) {
-        if (!memchr(r->param_names[i], '\0', sizeof r->param_names[i]))
-            return mora_fail(MORA_E_PARAM, "record of kind cpu: parameter name %d is not a string", i);
-        int k = 0;
-        while (k < 2 && strcmp(params[k].name, r->param_names[i]) != 0) ++k;
-        if (k == 2) return mora_fail(MORA_E_PARAM, "record of kind cpu: %s is not one of its parameters", r->param_names[i]);
-        if (seen & (1u << k)) return mora_fail(MORA_E_PARAM, "record of kind cpu: %s given twice", params[k].name);
-        seen |= 1u << k;
-        if (r->param_values[i] < 1 || r->param_values[i] > params[k].max)
-            return mora_fail(MORA_E_PARAM, "param %s=%d: outside [1, %d]", params[k].name, r->param_values[i], params[k].max);
-    }
-    return MORA_OK;
-}
-
 mora_status mora_cache_record_check(const char *key, const mora_tuning_record *record) {
     MORA_CHECK_PTR(key);
     MORA_CHECK_PTR(record);
     const mora_tuning_record *r = record;
-    if (memchr(r->kind, '\0', sizeof r->kind) && strcmp(r->kind, MORA_CPU_RECORD_KIND) == 0) return cpu_record_check(r);
     mora_kind kind;
     if (!memchr(r->kind, '\0', sizeof r->kind) || mora_kind_from_string(r->kind, &kind) != MORA_OK)
         return mora_fail(MORA_E_PARAM, "record kind \"%.*s\": not a kernel kind", (int)sizeof r->kind, r->kind);
-    const mora_kind_decl *d = mora_kind_decl_get(kind);
-    if (r->param_count < 0 || r->param_count > d->param_count)
-        return mora_fail(MORA_E_PARAM, "record of kind %s: %d parameters; the kind has %d", d->name, r->param_count,
-                         d->param_count);
     /* the dialect and dtype the key names (the tuner's keys do); otherwise the most permissive pair,
      * cuda and f16, so that only what no backend could run is rejected */
     mora_dialect dialect = MORA_DIALECT_CUDA;
     mora_dtype dtype = MORA_F16;
     char field[64];
+    mora_dialect of_backend;
     if (key_field(key, "backend", field, sizeof field))
-        dialect = strcmp(field, "cuda") == 0 ? MORA_DIALECT_CUDA
-                  : strcmp(field, "hip") == 0 ? MORA_DIALECT_HIP
-                                              : MORA_DIALECT_OPENCL;
+        dialect = mora_dialect_of_backend(field, &of_backend) == MORA_OK ? of_backend : MORA_DIALECT_OPENCL;
     mora_dtype named;
     if (key_field(key, "dtype", field, sizeof field) && mora_dtype_from_string(field, &named) == MORA_OK) dtype = named;
-    mora_kernel_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.kind = kind;
-    spec.dialect = dialect;
-    spec.dtype = dtype;
-    for (int k = 0; k < d->param_count; ++k) spec.params[k] = d->params[k].default_value;
+    mora_kernel_spec spec = mora_spec_default(NULL, dtype, kind, dialect);
+    const mora_kind_decl *d = mora_spec_decl(&spec);
+    if (r->param_count < 0 || r->param_count > d->param_count)
+        return mora_fail(MORA_E_PARAM, "record of kind %s: %d parameters; the kind has %d on %s", d->name, r->param_count,
+                         d->param_count, mora_dialect_name(dialect));
     unsigned seen = 0;
     for (int i = 0; i < r->param_count; ++i) {
         const char *name = r->param_names[i];
         if (!memchr(name, '\0', sizeof r->param_names[i]))
             return mora_fail(MORA_E_PARAM, "record of kind %s: parameter name %d is not a string", d->name, i);
-        int k = 0;
-        while (k < d->param_count && strcmp(d->params[k].name, name) != 0) ++k;
-        if (k == d->param_count)
-            return mora_fail(MORA_E_PARAM, "record of kind %s: %s is not one of its parameters", d->name, name);
+        const int k = mora_kind_param_index(d, name);
+        if (k < 0) return mora_fail(MORA_E_PARAM, "record of kind %s: %s is not one of its parameters", d->name, name);
         if (seen & (1u << k)) return mora_fail(MORA_E_PARAM, "record of kind %s: %s given twice", d->name, name);
         seen |= 1u << k;
         /* the declared range: the smallest to the largest of the values the tuner searches */
@@ -641,7 +608,7 @@ static const char *record_from_json(json_t *root, const char *key, mora_tuning_r
         return "the key echoed in the file is not the key looked up";
     if (!get_string(root, "kind", r->kind, sizeof r->kind)) return "\"kind\" missing, not a string or too long";
     mora_kind kind;
-    if (strcmp(r->kind, MORA_CPU_RECORD_KIND) != 0 && mora_kind_from_string(r->kind, &kind) != MORA_OK)
+    if (mora_kind_from_string(r->kind, &kind) != MORA_OK)
         return "\"kind\" is not a kernel kind";
     json_t *params = json_object_get(root, "params");
     if (!json_is_object(params)) return "\"params\" missing or not an object";

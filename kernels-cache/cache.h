@@ -25,12 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cpu_kernels.h" /* the cpu path's parameter limits */
 #include "kernels.h"
-
-/* The kind of the records that hold the cpu path's parameters (CPU_TILE_TOKENS, CPU_THREADS) rather
- * than a generated kernel kind's. */
-#define MORA_CPU_RECORD_KIND "cpu"
 
 #define MORA_CACHE_FORMAT_VERSION 1 /* binaries; also part of the tuner's keys */
 #define MORA_CACHE_RECORD_FORMAT 2  /* records; 2: with "checksum", parameters validated on load */
@@ -72,9 +67,10 @@ mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuni
  * that finds a loaded record unusable where load cannot see it (the device's limits). */
 mora_status mora_cache_record_remove(mora_cache *cache, const char *key);
 /* Whether a record's values are ones the tuner can have produced: a kernel kind, parameters of that
- * kind (each at most once) within their declared ranges (the smallest to the largest value of the
- * lists in codegen/kernels.c), and mora_spec_check passes for the dialect and dtype the key names
- * ("backend=…", "dtype=…", as the tuner's keys do; cuda and f16 when it names none). The device's
+ * kind's table for the key's backend (each at most once) within their declared ranges (the smallest
+ * to the largest value of the lists in codegen/kernels.c), and mora_spec_check passes for the
+ * dialect and dtype the key names ("backend=…", "dtype=…", as the tuner's keys do; cuda and f16
+ * when it names none). The device's
  * limits are not known here: the caller checks them. MORA_OK or MORA_E_PARAM with the reason.
  * mora_cache_record_load applies it; store does not (load is the one gate). */
 mora_status mora_cache_record_check(const char *key, const mora_tuning_record *record);

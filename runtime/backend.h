@@ -1,10 +1,13 @@
 /* Internal: the backend interface. A backend is a struct of function pointers plus a context
  * pointer (the model is ggml's ggml_backend_i). One file per backend implements it:
- * backend_cpu.c, backend_opencl.c (and backend_cuda.c, backend_hip.c).
+ * backend_cpu.c, backend_opencl.c, backend_cuda.c, backend_hip.c.
  *
- * Members marked (optional) may be NULL. A backend without program_build runs no generated code:
- * plans then call the cpu kernels (runtime/cpu_kernels.h) on host pointers. Backends know nothing
- * of code generation: they compile and launch whatever source they are given. */
+ * Every backend compiles and launches programs through the same members: the GPU backends' sources
+ * are OpenCL C, CUDA C++ or HIP C++; the cpu backend's are in the host dialect, whose "program" is
+ * the constants of a spec (shape, dtype, parameters as #define lines) and whose entry points are its
+ * built-in kernels (runtime/cpu_kernels.h) run on host pointers. Members marked (optional) may be
+ * NULL. Backends know nothing of code generation: they compile and launch whatever source they are
+ * given. Layers above call them through the wrappers of context.h, never through the table. */
 #ifndef MORA_RUNTIME_BACKEND_H
 #define MORA_RUNTIME_BACKEND_H
 
@@ -13,11 +16,16 @@
 
 #include "mora.h"
 
-#define MORA_BACKEND_INTERFACE_VERSION 2
+#define MORA_BACKEND_INTERFACE_VERSION 3
 
 /* The source language a backend compiles: codegen emits one dialect per backend. */
-typedef enum mora_dialect { MORA_DIALECT_OPENCL = 0, MORA_DIALECT_CUDA = 1, MORA_DIALECT_HIP = 2 } mora_dialect;
-#define MORA_DIALECT_COUNT 3
+typedef enum mora_dialect {
+    MORA_DIALECT_OPENCL = 0,
+    MORA_DIALECT_CUDA = 1,
+    MORA_DIALECT_HIP = 2,
+    MORA_DIALECT_HOST = 3 /* the cpu backend: a spec's constants configuring its built-in kernels */
+} mora_dialect;
+#define MORA_DIALECT_COUNT 4
 
 typedef struct mora_device_info {
     char name[256];             /* "NVIDIA H200", "pthread-skylake-avx512" */
@@ -52,8 +60,8 @@ typedef struct mora_backend_i {
     int version;
     /* "cpu", "opencl", "cuda", "hip" */
     const char *name;
-    /* code generation dialect (a mora_dialect value), -1 when the backend compiles nothing */
-    int dialect;
+    /* the dialect of the sources it compiles */
+    mora_dialect dialect;
 
     /* release the backend context and everything it still holds */
     void (*destroy)(void *ctx);
@@ -76,24 +84,25 @@ typedef struct mora_backend_i {
     /* (optional, with buffer_view) release a view (the buffer stays) */
     void (*view_free)(void *ctx, void *view);
 
-    /* (optional) compile a source; on failure MORA_E_COMPILE with the compiler log in mora_last_error() */
+    /* compile a source; on failure MORA_E_COMPILE with the compiler log in mora_last_error() */
     mora_status (*program_build)(void *ctx, const char *source, void **program);
-    /* (optional) release a compiled program */
+    /* release a compiled program */
     void (*program_free)(void *ctx, void *program);
     /* (optional) the device binary of a built program (malloc'd), for the kernels cache */
     mora_status (*program_binary)(void *ctx, void *program, void **data, size_t *size);
     /* (optional) a program from a binary that program_binary gave on the same device and driver */
     mora_status (*program_from_binary)(void *ctx, const void *data, size_t size, void **program);
-    /* (optional, with program_build) a launchable handle of entry point `entry` of a program. Every
-     * caller gets its own handle: an OpenCL kernel object carries its arguments, so two owners
-     * launching one handle at once would race between setting arguments and enqueueing. The
-     * program must outlive the handle. */
+    /* a launchable handle of entry point `entry` of a program. Every caller gets its own handle: an
+     * OpenCL kernel object carries its arguments, so two owners launching one handle at once would
+     * race between setting arguments and enqueueing. The program must outlive the handle. */
     mora_status (*kernel_create)(void *ctx, void *program, const char *entry, void **kernel);
-    /* (optional, with kernel_create) release a handle */
+    /* release a handle */
     void (*kernel_free)(void *ctx, void *kernel);
-    /* (optional, with kernel_create) enqueue a kernel on the context's stream/queue: groups[d]
-     * work-groups of local[d] work-items in each dimension d. Never allocates device memory, compiles
-     * or synchronises. One handle must not be launched from two threads at once. */
+    /* enqueue a kernel on the context's stream/queue: groups[d] work-groups of local[d] work-items in
+     * each dimension d, with the arguments of the entry's declared list (codegen/kernels.c). Never
+     * allocates device memory, compiles or synchronises. One handle must not be launched from two
+     * threads at once. (The cpu backend runs the kernel on the calling thread and its workers
+     * before returning.) */
     mora_status (*launch)(void *ctx, void *kernel, const size_t groups[3], const size_t local[3],
                           const mora_kernel_arg *args, int arg_count);
 

@@ -1,5 +1,14 @@
-/* The cpu backend: host memory, no code generation. Layers on it run the float32 kernels of
- * cpu_kernels.c; it is what `auto` falls back to when no GPU or OpenCL platform is present.
+/* The cpu backend: host memory, and programs in the host dialect that configure the built-in
+ * kernels of cpu_kernels.c; it is what `auto` falls back to when no GPU or OpenCL platform is present
+ * (or the OpenCL device is the host's CPU).
+ *
+ * Programs. A host-dialect source (codegen emits it like any other: dialect_host.kern, then the
+ * spec's constants as `#define NAME value` lines) is "compiled" by reading its integer #defines. An
+ * entry point is one of the kernels below, made from them: the layer kernels read the shape (D_IN,
+ * D_OUT, RHAT, MORA_OP), ACT_DTYPE and their kind's <P>_TILE_ROWS and <P>_THREADS, as the templates
+ * of the other dialects read theirs; the optimizer's read ADAMW_CHUNK. A launch runs the kernel on
+ * the calling thread (and the workers it starts) with the arguments of the entry's declared list
+ * (codegen/kernels.c, host family), in that order.
  *
  * Buffer sizes. A "device buffer" here is a plain host pointer, and callers may pass their own host
  * memory (not from mora_buffer_alloc) to every call. So a buffer's size is not kept in a header in
@@ -22,6 +31,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cpu_kernels.h"
 #include "error.h"
 
 static void cpu_destroy(void *ctx) { (void)ctx; }
@@ -188,10 +198,228 @@ static mora_status cpu_set_stream(void *ctx, void *native_stream) {
     return MORA_OK;
 }
 
+
+/* ---- programs in the host dialect ---- */
+
+#define HOST_MAX_DEFINES 64
+
+typedef struct host_define {
+    char name[48];
+    long long value;
+} host_define;
+
+typedef struct host_program {
+    int count;
+    host_define defines[HOST_MAX_DEFINES];
+} host_program;
+
+static const host_define *find_define(const host_program *p, const char *name) {
+    for (int i = 0; i < p->count; ++i)
+        if (strcmp(p->defines[i].name, name) == 0) return &p->defines[i];
+    return NULL;
+}
+
+/* Reads every `#define NAME <integer>` line; other lines (comments, macros with other values) are
+ * text for the reader. A source without MORA_HOST_PROGRAM is not in the host dialect. */
+static mora_status cpu_program_build(void *ctx, const char *source, void **program) {
+    (void)ctx;
+    host_program *p = calloc(1, sizeof *p);
+    if (!p) return mora_fail(MORA_E_NO_MEMORY, "cpu: out of host memory for a program");
+    for (const char *line = source; line && *line;) {
+        const char *end = strchr(line, '\n');
+        char name[48];
+        long long value;
+        int used = 0;
+        if (strncmp(line, "#define ", 8) == 0 && sscanf(line + 8, "%47s %lld%n", name, &value, &used) == 2 &&
+            (line[8 + used] == '\n' || line[8 + used] == '\0' || line[8 + used] == ' ')) {
+            host_define *d = (host_define *)find_define(p, name);
+            if (!d && p->count == HOST_MAX_DEFINES) {
+                free(p);
+                return mora_fail(MORA_E_COMPILE, "cpu: the source defines more than %d constants", HOST_MAX_DEFINES);
+            }
+            if (!d) d = &p->defines[p->count++];
+            snprintf(d->name, sizeof d->name, "%s", name);
+            d->value = value;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    if (!find_define(p, "MORA_HOST_PROGRAM")) {
+        free(p);
+        return mora_fail(MORA_E_COMPILE, "cpu: the source is not in the host dialect (no MORA_HOST_PROGRAM line): the cpu "
+                                         "backend runs its own kernels, configured by a spec's constants");
+    }
+    *program = p;
+    return MORA_OK;
+}
+
+static void cpu_program_free(void *ctx, void *program) {
+    (void)ctx;
+    free(program);
+}
+
+/* An entry point: its kernel and what it was made with. */
+typedef struct host_kernel host_kernel;
+typedef mora_status (*host_run_fn)(const host_kernel *k, const mora_kernel_arg *a);
+struct host_kernel {
+    const char *name;
+    host_run_fn run;
+    int arg_count;
+    mora_cpu_plan *plan; /* the layer kernels */
+    mora_dtype dtype;    /* ACT_DTYPE: activations, or W for merge */
+    int64_t chunk;       /* the optimizer: ADAMW_CHUNK */
+};
+
+#define BUF(i) ((void *)(uintptr_t)a[i].value.buffer)
+#define I64(i) (a[i].value.i64)
+#define F32(i) (a[i].value.f32)
+
+/* x, ldx, y, ldy, M, n, scale, scratch */
+static mora_status run_fwd(const host_kernel *k, const mora_kernel_arg *a) {
+    return mora_cpu_forward(k->plan, BUF(4), BUF(0), I64(1), BUF(2), I64(3), I64(5), F32(6), BUF(7));
+}
+/* dy, lddy, M, dx, lddx, n, scale, scratch */
+static mora_status run_bwd_dx(const host_kernel *k, const mora_kernel_arg *a) {
+    return mora_cpu_backward(k->plan, BUF(2), NULL, 0, BUF(0), I64(1), BUF(3), I64(4), NULL, I64(5), F32(6), BUF(7));
+}
+/* x, ldx, dy, lddy, dM, n, scale, scratch */
+static mora_status run_bwd_dm(const host_kernel *k, const mora_kernel_arg *a) {
+    return mora_cpu_backward(k->plan, NULL, BUF(0), I64(1), BUF(2), I64(3), NULL, 0, BUF(4), I64(5), F32(6), BUF(7));
+}
+/* W, ldw, M, s */
+static mora_status run_merge(const host_kernel *k, const mora_kernel_arg *a) {
+    return mora_cpu_merge(k->plan, BUF(2), BUF(0), I64(1), k->dtype, F32(3));
+}
+/* grads, count, partial */
+static mora_status run_grad_sq_partial(const host_kernel *k, const mora_kernel_arg *a) {
+    const mora_cpu_adamw_args args = {.g = BUF(0), .count = I64(1), .chunk = k->chunk, .partial = BUF(2)};
+    mora_cpu_grad_sq_partial(&args);
+    return MORA_OK;
+}
+/* partial, partial count, max_norm, clip */
+static mora_status run_grad_norm_finish(const host_kernel *k, const mora_kernel_arg *a) {
+    (void)k;
+    mora_cpu_grad_norm_finish(BUF(0), I64(1), F32(2), BUF(3));
+    return MORA_OK;
+}
+/* params, grads, m, v, count, decay, 1 − β1, β2, 1 − β2, −step size, sqrt(bias2), eps, clip, use_clip */
+static mora_status run_adamw(const host_kernel *k, const mora_kernel_arg *a) {
+    const mora_cpu_adamw_args args = {BUF(0),  BUF(1),  BUF(2),  BUF(3),  I64(4),  k->chunk, NULL,    BUF(12),
+                                      F32(5), F32(6), F32(7), F32(8), F32(9), F32(10), F32(11), (int)I64(13)};
+    mora_cpu_adamw(&args);
+    return MORA_OK;
+}
+
+#undef BUF
+#undef I64
+#undef F32
+
+/* The entry points, with the argument kinds of their declared lists (B buffer, I i64, F float) and
+ * the prefix of their kind's parameters (NULL: the optimizer's, which take none). */
+static const struct host_entry {
+    const char *name;
+    const char *prefix;
+    const char *args;
+    host_run_fn run;
+} host_entries[] = {
+    {"mora_fwd", "FWD", "BIBIBIFB", run_fwd},
+    {"mora_bwd_dx", "DX", "BIBBIIFB", run_bwd_dx},
+    {"mora_bwd_dm", "DM", "BIBIBIFB", run_bwd_dm},
+    {"mora_merge", "MERGE", "BIBF", run_merge},
+    {"mora_grad_sq_partial", NULL, "BIB", run_grad_sq_partial},
+    {"mora_grad_norm_finish", NULL, "BIFB", run_grad_norm_finish},
+    {"mora_adamw", NULL, "BBBBIFFFFFFFBI", run_adamw},
+};
+
+static mora_status need_define(const host_program *p, const char *entry, const char *name, long long *value) {
+    const host_define *d = find_define(p, name);
+    if (!d) return mora_fail(MORA_E_COMPILE, "cpu: entry %s needs %s, which the program does not define", entry, name);
+    *value = d->value;
+    return MORA_OK;
+}
+
+/* The layer kernels' plan: the shape, the dtype and the kind's tile and threads. */
+static mora_status make_layer_plan(const host_program *p, const struct host_entry *e, host_kernel *k) {
+    long long d_in = 0, d_out = 0, rhat = 0, op = 0, dtype = 0;
+    MORA_TRY(need_define(p, e->name, "D_IN", &d_in));
+    MORA_TRY(need_define(p, e->name, "D_OUT", &d_out));
+    MORA_TRY(need_define(p, e->name, "RHAT", &rhat));
+    MORA_TRY(need_define(p, e->name, "MORA_OP", &op));
+    MORA_TRY(need_define(p, e->name, "ACT_DTYPE", &dtype));
+    if (op < 0 || op >= MORA_OP_COUNT || dtype < 0 || dtype >= MORA_DTYPE_COUNT)
+        return mora_fail(MORA_E_COMPILE, "cpu: entry %s: MORA_OP=%lld, ACT_DTYPE=%lld: not an operator and a dtype", e->name,
+                         op, dtype);
+    const mora_shape s = {d_in, d_out, rhat, (mora_op)op};
+    char name[64];
+    snprintf(name, sizeof name, "%s_TILE_ROWS", e->prefix);
+    const host_define *rows = find_define(p, name);
+    snprintf(name, sizeof name, "%s_THREADS", e->prefix);
+    const host_define *threads = find_define(p, name);
+    if ((rows && (rows->value < 0 || rows->value > INT32_MAX)) || (threads && (threads->value < 0 || threads->value > INT32_MAX)))
+        return mora_fail(MORA_E_COMPILE, "cpu: entry %s: %s_TILE_ROWS or %s_THREADS outside [0, 2^31)", e->name, e->prefix,
+                         e->prefix);
+    const mora_cpu_params params = mora_cpu_params_for(&s, rows ? (int)rows->value : 0, threads ? (int)threads->value : 0);
+    k->dtype = (mora_dtype)dtype;
+    return mora_cpu_plan_create(&s, (mora_dtype)dtype, &params, &k->plan);
+}
+
+static mora_status cpu_kernel_create(void *ctx, void *program, const char *entry, void **kernel) {
+    (void)ctx;
+    const host_program *p = program;
+    const struct host_entry *e = NULL;
+    for (size_t i = 0; i < sizeof host_entries / sizeof *host_entries; ++i)
+        if (strcmp(host_entries[i].name, entry) == 0) e = &host_entries[i];
+    if (!e) return mora_fail(MORA_E_COMPILE, "cpu: entry \"%s\": not one of the cpu backend's kernels", entry);
+    host_kernel *k = calloc(1, sizeof *k);
+    if (!k) return mora_fail(MORA_E_NO_MEMORY, "cpu: out of host memory for a kernel");
+    k->name = e->name;
+    k->run = e->run;
+    k->arg_count = (int)strlen(e->args);
+    mora_status st = MORA_OK;
+    if (e->prefix) {
+        st = make_layer_plan(p, e, k);
+    } else {
+        long long chunk = 0;
+        st = need_define(p, e->name, "ADAMW_CHUNK", &chunk);
+        if (st == MORA_OK && chunk < 1) st = mora_fail(MORA_E_COMPILE, "cpu: ADAMW_CHUNK=%lld: must be >= 1", chunk);
+        k->chunk = chunk;
+    }
+    if (st != MORA_OK) {
+        free(k);
+        return st;
+    }
+    *kernel = k;
+    return MORA_OK;
+}
+
+static void cpu_kernel_free(void *ctx, void *kernel) {
+    (void)ctx;
+    host_kernel *k = kernel;
+    if (!k) return;
+    mora_cpu_plan_destroy(k->plan);
+    free(k);
+}
+
+static mora_status cpu_launch(void *ctx, void *kernel, const size_t groups[3], const size_t local[3],
+                              const mora_kernel_arg *args, int arg_count) {
+    (void)ctx, (void)groups, (void)local;
+    const host_kernel *k = kernel;
+    const struct host_entry *e = NULL;
+    for (size_t i = 0; i < sizeof host_entries / sizeof *host_entries; ++i)
+        if (host_entries[i].run == k->run) e = &host_entries[i];
+    if (arg_count != k->arg_count)
+        return mora_fail(MORA_E_ARG, "cpu: %s: %d arguments, the kernel takes %d", k->name, arg_count, k->arg_count);
+    static const char kinds[] = {[MORA_ARG_BUFFER] = 'B', [MORA_ARG_I64] = 'I', [MORA_ARG_F32] = 'F'};
+    for (int i = 0; i < arg_count; ++i)
+        if ((int)args[i].kind < 0 || (int)args[i].kind > MORA_ARG_F32 || kinds[args[i].kind] != e->args[i])
+            return mora_fail(MORA_E_ARG, "cpu: %s: argument %d is of kind %d, the kernel takes '%c'", k->name, i,
+                             (int)args[i].kind, e->args[i]);
+    return k->run(k, args);
+}
+
 static const mora_backend_i cpu_backend = {
     .version = MORA_BACKEND_INTERFACE_VERSION,
     .name = "cpu",
-    .dialect = -1,
+    .dialect = MORA_DIALECT_HOST,
     .destroy = cpu_destroy,
     .device_info = cpu_device_info,
     .buffer_alloc = cpu_buffer_alloc,
@@ -203,6 +431,11 @@ static const mora_backend_i cpu_backend = {
     .synchronize = cpu_synchronize,
     .set_stream = cpu_set_stream,
     .buffer_copy = cpu_buffer_copy,
+    .program_build = cpu_program_build,
+    .program_free = cpu_program_free,
+    .kernel_create = cpu_kernel_create,
+    .kernel_free = cpu_kernel_free,
+    .launch = cpu_launch,
 };
 
 mora_status mora_backend_cpu_open(int device, const mora_native_objects *native, const mora_backend_i **iface,

@@ -1,7 +1,9 @@
 /* Contexts: opening a backend ("auto" tries cuda, hip, opencl, cpu in that order) or wrapping the
- * application's own device objects, buffers, streams, and the registry of compiled programs. */
+ * application's own device objects, buffers, streams, the registry of compiled programs, and the
+ * wrappers through which the layers above call the backend table. */
 #include "context.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +51,7 @@ static mora_status open_backend(const backend_entry *b, int device, const mora_n
     return MORA_OK;
 }
 
-static mora_status context_create(const char *backend, int device, const mora_native_objects *native,
-                                  mora_context **ctx) {
-    mora_error_clear();
+mora_status mora_context_open(const char *backend, int device, const mora_native_objects *native, mora_context **ctx) {
     MORA_CHECK_PTR(backend);
     MORA_CHECK_PTR(ctx);
     if (device < 0) return mora_fail(MORA_E_ARG, "device=%d: must be >= 0", device);
@@ -96,26 +96,7 @@ static mora_status context_create(const char *backend, int device, const mora_na
     return MORA_OK;
 }
 
-mora_status mora_context_create(const char *backend, int device, mora_context **ctx) {
-    return context_create(backend, device, NULL, ctx);
-}
-
-mora_status mora_context_create_opencl(void *cl_context, void *cl_device, void *cl_queue, mora_context **ctx) {
-    const mora_native_objects native = {cl_context, cl_device, cl_queue};
-    return context_create("opencl", 0, &native, ctx);
-}
-
-mora_status mora_context_create_cuda(void *cu_context, int device, void *cu_stream, mora_context **ctx) {
-    const mora_native_objects native = {cu_context, NULL, cu_stream};
-    return context_create("cuda", device, &native, ctx);
-}
-
-mora_status mora_context_create_hip(int device, void *hip_stream, mora_context **ctx) {
-    const mora_native_objects native = {NULL, NULL, hip_stream};
-    return context_create("hip", device, &native, ctx);
-}
-
-void mora_context_destroy(mora_context *ctx) {
+void mora_context_close(mora_context *ctx) {
     if (!ctx) return;
     for (mora_program_entry *e = ctx->programs, *next; e; e = next) {
         next = e->next;
@@ -123,21 +104,9 @@ void mora_context_destroy(mora_context *ctx) {
         free(e->source);
         free(e);
     }
-    if (ctx->attachment && ctx->attachment_free) ctx->attachment_free(ctx->attachment);
     ctx->be->destroy(ctx->be_ctx);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
-}
-
-void *mora_context_attachment(mora_context *ctx, void *(*make)(void *user), void *user, void (*free_fn)(void *)) {
-    pthread_mutex_lock(&ctx->lock);
-    if (!ctx->attachment && !ctx->attachment_free) {
-        ctx->attachment = make(user);
-        ctx->attachment_free = free_fn; /* set even when make failed: it is not tried again */
-    }
-    void *attachment = ctx->attachment;
-    pthread_mutex_unlock(&ctx->lock);
-    return attachment;
 }
 
 const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be->name : "none"; }
@@ -154,7 +123,7 @@ mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf) {
     mora_error_clear();
     MORA_CHECK_PTR(ctx);
     MORA_CHECK_PTR(buf);
-    return ctx->be->buffer_alloc(ctx->be_ctx, bytes, buf);
+    return mora_context_buffer_alloc(ctx, bytes, buf);
 }
 
 mora_status mora_buffer_free(mora_context *ctx, void *buf) {
@@ -211,11 +180,90 @@ void mora_buffer_view_free(mora_context *ctx, void *view) {
     if (view && ctx->be->view_free) ctx->be->view_free(ctx->be_ctx, view);
 }
 
+/* ---- the backend table, for the layers above ---- */
+
+static mora_status lacks(const mora_context *ctx, const char *member) {
+    return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": has no %s", ctx->be->name, member);
+}
+
+mora_status mora_context_buffer_alloc(mora_context *ctx, size_t bytes, void **buf) {
+    return ctx->be->buffer_alloc(ctx->be_ctx, bytes, buf);
+}
+
+void mora_context_buffer_free(mora_context *ctx, void *buf) {
+    if (buf) (void)ctx->be->buffer_free(ctx->be_ctx, buf);
+}
+
+mora_status mora_context_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src, size_t bytes) {
+    return ctx->be->buffer_write(ctx->be_ctx, buf, offset, src, bytes);
+}
+
+mora_status mora_context_buffer_read(mora_context *ctx, const void *buf, size_t offset, void *dst, size_t bytes) {
+    return ctx->be->buffer_read(ctx->be_ctx, buf, offset, dst, bytes);
+}
+
+mora_status mora_context_buffer_zero(mora_context *ctx, void *buf, size_t bytes) {
+    return ctx->be->buffer_zero(ctx->be_ctx, buf, bytes);
+}
+
+int mora_context_has_copy(const mora_context *ctx) { return ctx->be->buffer_copy != NULL; }
+
+mora_status mora_context_buffer_copy(mora_context *ctx, const void *src, size_t src_offset, void *dst,
+                                     size_t dst_offset, size_t bytes) {
+    if (!ctx->be->buffer_copy) return lacks(ctx, "buffer_copy");
+    return ctx->be->buffer_copy(ctx->be_ctx, src, src_offset, dst, dst_offset, bytes);
+}
+
+mora_status mora_context_buffer_size(const mora_context *ctx, const void *buf, size_t *bytes) {
+    *bytes = SIZE_MAX;
+    return ctx->be->buffer_size ? ctx->be->buffer_size(ctx->be_ctx, buf, bytes) : MORA_OK;
+}
+
+mora_status mora_context_synchronize(mora_context *ctx) { return ctx->be->synchronize(ctx->be_ctx); }
+
+mora_status mora_context_kernel_create(mora_context *ctx, void *program, const char *entry, void **kernel) {
+    return ctx->be->kernel_create(ctx->be_ctx, program, entry, kernel);
+}
+
+void mora_context_kernel_free(mora_context *ctx, void *kernel) {
+    if (kernel) ctx->be->kernel_free(ctx->be_ctx, kernel);
+}
+
+mora_status mora_context_launch(mora_context *ctx, void *kernel, const size_t groups[3], const size_t local[3],
+                                const mora_kernel_arg *args, int arg_count) {
+    return ctx->be->launch(ctx->be_ctx, kernel, groups, local, args, arg_count);
+}
+
+int mora_context_has_events(const mora_context *ctx) {
+    return ctx->be->event_record && ctx->be->event_elapsed_ms && ctx->be->event_free;
+}
+
+mora_status mora_context_event_record(mora_context *ctx, void **event) {
+    if (!mora_context_has_events(ctx)) return lacks(ctx, "events");
+    return ctx->be->event_record(ctx->be_ctx, event);
+}
+
+mora_status mora_context_event_elapsed_ms(mora_context *ctx, void *start, void *end, double *ms) {
+    if (!mora_context_has_events(ctx)) return lacks(ctx, "events");
+    return ctx->be->event_elapsed_ms(ctx->be_ctx, start, end, ms);
+}
+
+void mora_context_event_free(mora_context *ctx, void *event) {
+    if (event && ctx->be->event_free) ctx->be->event_free(ctx->be_ctx, event);
+}
+
+int mora_context_keeps_binaries(const mora_context *ctx) {
+    return ctx->be->program_binary != NULL && ctx->be->program_from_binary != NULL;
+}
+
+mora_status mora_context_program_binary(mora_context *ctx, void *program, void **data, size_t *size) {
+    if (!ctx->be->program_binary) return lacks(ctx, "program binaries");
+    return ctx->be->program_binary(ctx->be_ctx, program, data, size);
+}
+
 /* ---- programs ---- */
 
 mora_status mora_context_build(mora_context *ctx, const char *source, void **program) {
-    if (!ctx->be->program_build)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": compiles no generated code", ctx->be->name);
     MORA_TRY(ctx->be->program_build(ctx->be_ctx, source, program));
     __atomic_fetch_add(&ctx->compiles, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ctx->live_programs, 1, __ATOMIC_RELAXED);
@@ -233,7 +281,7 @@ mora_status mora_context_load_binary(mora_context *ctx, const void *data, size_t
 
 void mora_context_release_program(mora_context *ctx, void *program) {
     if (!program) return;
-    if (ctx->be->program_free) ctx->be->program_free(ctx->be_ctx, program);
+    ctx->be->program_free(ctx->be_ctx, program);
     __atomic_fetch_sub(&ctx->live_programs, 1, __ATOMIC_RELAXED);
 }
 

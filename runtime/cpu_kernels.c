@@ -109,6 +109,30 @@ static int64_t *run_table(int64_t length, int64_t runs) {
     return t;
 }
 
+/* The tile and thread count a plan of (s, params) uses: 0 means the default. */
+static mora_cpu_params resolve_params(const mora_shape *s, const mora_cpu_params *params) {
+    mora_cpu_params r = *params;
+    if (r.tile_tokens <= 0) {
+        r.tile_tokens = (int)(CPU_TILE_ROWS / mora_shape_geometry(s).blocks_read);
+        if (r.tile_tokens < 1) r.tile_tokens = 1;
+    }
+    if (r.threads <= 0) {
+        /* one worker per core when OpenBLAS is single-threaded; with a multi-threaded OpenBLAS (its
+         * default) one worker, whose sgemm OpenBLAS spreads over the cores itself: the default never
+         * oversubscribes, whatever the process set (bench/results/cpu-fast-epyc-2cores.md) */
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        r.threads = openblas_get_num_threads() > 1 ? 1 : cores < 1 ? 1 : cores > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)cores;
+    }
+    return r;
+}
+
+mora_cpu_params mora_cpu_params_for(const mora_shape *s, int tile_rows, int threads) {
+    const int64_t blocks = mora_shape_geometry(s).blocks_read;
+    mora_cpu_params p = {0, threads < 0 ? 0 : threads};
+    if (tile_rows > 0) p.tile_tokens = (int)(tile_rows / blocks > 0 ? tile_rows / blocks : 1);
+    return p;
+}
+
 mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params,
                                  mora_cpu_plan **out) {
     MORA_CHECK_PTR(s);
@@ -144,26 +168,14 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     p->comp = mora_op_comp_family(s->op);
     p->decomp = mora_op_decomp_family(s->op);
 
-    if (params->tile_tokens > 0) {
-        p->tile = params->tile_tokens;
-        if (p->tile * p->blocks > INT32_MAX) {
-            mora_cpu_plan_destroy(p);
-            return mora_fail(MORA_E_PARAM, "tile_tokens=%d: times %lld blocks, more sgemm rows than an int holds",
-                             params->tile_tokens, (long long)geo.blocks_read);
-        }
-    } else {
-        p->tile = CPU_TILE_ROWS / p->blocks;
-        if (p->tile < 1) p->tile = 1;
+    if ((int64_t)params->tile_tokens * p->blocks > INT32_MAX) {
+        mora_cpu_plan_destroy(p);
+        return mora_fail(MORA_E_PARAM, "tile_tokens=%d: times %lld blocks, more sgemm rows than an int holds",
+                         params->tile_tokens, (long long)geo.blocks_read);
     }
-    if (params->threads > 0) {
-        p->threads = params->threads;
-    } else {
-        /* one worker per core when OpenBLAS is single-threaded; with a multi-threaded OpenBLAS (its
-         * default) one worker, whose sgemm OpenBLAS spreads over the cores itself: the default never
-         * oversubscribes, whatever the process set (bench/results/cpu-fast-epyc-2cores.md) */
-        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        p->threads = openblas_get_num_threads() > 1 ? 1 : cores < 1 ? 1 : cores > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)cores;
-    }
+    const mora_cpu_params resolved = resolve_params(s, params);
+    p->tile = resolved.tile_tokens;
+    p->threads = resolved.threads;
 
     int ok = 1;
     if (p->comp == MORA_COMP_GROUP) ok &= (p->run_in = run_table(p->d_in, p->rhat)) != NULL;
@@ -202,29 +214,53 @@ typedef struct layout {
     size_t tile_bytes, row_bytes, mat_bytes, slice;
 } layout;
 
+/* What the layout depends on. */
+typedef struct layout_sizes {
+    int64_t threads, tile, entries, rowlen, rhat;
+} layout_sizes;
+
 static size_t round_up(size_t v) { return (v + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN; }
 
-static layout make_layout(const mora_cpu_plan *p, int64_t n) {
+static layout layout_of(const layout_sizes *z, int64_t n) {
     layout L;
     if (n < 1) n = 1;
-    int64_t w = p->threads;
+    int64_t w = z->threads;
     const int64_t by_size = (n + CPU_MIN_TOKENS_PER_WORKER - 1) / CPU_MIN_TOKENS_PER_WORKER;
     if (w > by_size) w = by_size;
     if (w < 1) w = 1;
-    int64_t tile = p->tile, share = (n + w - 1) / w;
+    int64_t tile = z->tile, share = (n + w - 1) / w;
     if (tile > share) tile = share;
     L.workers = (int)w;
     L.tile = tile;
-    L.tile_bytes = round_up((size_t)(tile * p->entries) * sizeof(float));
-    L.row_bytes = round_up((size_t)p->rowlen * sizeof(float));
-    L.mat_bytes = round_up((size_t)(p->rhat * p->rhat) * sizeof(float));
+    L.tile_bytes = round_up((size_t)(tile * z->entries) * sizeof(float));
+    L.row_bytes = round_up((size_t)z->rowlen * sizeof(float));
+    L.mat_bytes = round_up((size_t)(z->rhat * z->rhat) * sizeof(float));
     L.slice = 2 * L.tile_bytes + 2 * L.row_bytes + 3 * L.mat_bytes;
     return L;
 }
 
+static layout make_layout(const mora_cpu_plan *p, int64_t n) {
+    const layout_sizes z = {p->threads, p->tile, p->entries, p->rowlen, p->rhat};
+    return layout_of(&z, n);
+}
+
+static size_t workspace_bytes(const layout *L) {
+    return (size_t)L->workers * L->slice + CPU_ALIGN; /* + CPU_ALIGN: the caller's pointer may be unaligned */
+}
+
 size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n) {
     const layout L = make_layout(p, n);
-    return (size_t)L.workers * L.slice + CPU_ALIGN; /* + CPU_ALIGN: the caller's pointer may be unaligned */
+    return workspace_bytes(&L);
+}
+
+size_t mora_cpu_workspace_bytes_for(const mora_shape *s, const mora_cpu_params *params, int64_t n) {
+    const mora_cpu_params r = resolve_params(s, params);
+    const mora_geometry geo = mora_shape_geometry(s);
+    int64_t rowlen = s->d_in > s->d_out ? s->d_in : s->d_out;
+    if (geo.padded > rowlen) rowlen = geo.padded;
+    const layout_sizes z = {r.threads, r.tile_tokens, geo.blocks_read * s->rhat, rowlen, s->rhat};
+    const layout L = layout_of(&z, n);
+    return workspace_bytes(&L);
 }
 
 typedef struct slice {
@@ -676,4 +712,77 @@ mora_status mora_cpu_merge(const mora_cpu_plan *p, const float *M, void *W, int6
         }
     }
     return MORA_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * AdamW over an arena (templates/adamw.kern's rule, in the same order of operations), split over
+ * the cores: each worker takes a contiguous range of whole chunks. Every element's result and every
+ * partial is the same whatever the worker count: the serial loop's bits.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct adamw_job {
+    const mora_cpu_adamw_args *a;
+    int phase; /* 0: the norm's partial sums; 1: the update */
+    int64_t chunk_begin, chunk_end;
+} adamw_job;
+
+static void *adamw_range(void *arg) {
+    const adamw_job *j = arg;
+    const mora_cpu_adamw_args *a = j->a;
+    for (int64_t w = j->chunk_begin; w < j->chunk_end; ++w) {
+        const int64_t begin = w * a->chunk, end = begin + a->chunk < a->count ? begin + a->chunk : a->count;
+        if (j->phase == 0) {
+            float s = 0.0f;
+            for (int64_t i = begin; i < end; ++i) s += a->g[i] * a->g[i];
+            a->partial[w] = s;
+            continue;
+        }
+        for (int64_t i = begin; i < end; ++i) {
+            float grad = a->g[i];
+            if (a->use_clip) a->g[i] = grad = grad * a->clip[1];
+            const float param = a->p[i] * a->decay;
+            const float mi = a->m[i] + a->one_minus_beta1 * (grad - a->m[i]);
+            const float vi = a->v[i] * a->beta2 + (a->one_minus_beta2 * grad) * grad;
+            a->m[i] = mi;
+            a->v[i] = vi;
+            a->p[i] = param + (a->neg_step_size * mi) / (sqrtf(vi) / a->bias2_sqrt + a->eps);
+        }
+    }
+    return NULL;
+}
+
+/* Runs one phase over every chunk on up to 8 workers (the caller's thread included). */
+static void adamw_phase(const mora_cpu_adamw_args *a, int phase) {
+    enum { MAX_WORKERS = 8 };
+    const int64_t chunks = (a->count + a->chunk - 1) / a->chunk;
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int workers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (int)cores;
+    if (workers > chunks) workers = (int)chunks;
+    if (workers < 1) workers = 1;
+    adamw_job jobs[MAX_WORKERS];
+    pthread_t threads[MAX_WORKERS];
+    int started[MAX_WORKERS] = {0};
+    for (int w = 0; w < workers; ++w)
+        jobs[w] = (adamw_job){a, phase, chunks * w / workers, chunks * (w + 1) / workers};
+    for (int w = 1; w < workers; ++w) started[w] = pthread_create(&threads[w], NULL, adamw_range, &jobs[w]) == 0;
+    adamw_range(&jobs[0]);
+    for (int w = 1; w < workers; ++w) {
+        if (started[w]) pthread_join(threads[w], NULL);
+        else adamw_range(&jobs[w]); /* no thread to be had: do its range here */
+    }
+}
+
+void mora_cpu_grad_sq_partial(const mora_cpu_adamw_args *a) {
+    if (a->count > 0) adamw_phase(a, 0);
+}
+
+void mora_cpu_grad_norm_finish(const float *partial, int64_t count, float max_norm, float *clip) {
+    float total = 0.0f;
+    for (int64_t w = 0; w < count; ++w) total += partial[w];
+    clip[0] = sqrtf(total);
+    const float coef = max_norm / (clip[0] + 1e-6f);
+    clip[1] = coef < 1.0f ? coef : 1.0f;
+}
+
+void mora_cpu_adamw(const mora_cpu_adamw_args *a) {
+    if (a->count > 0) adamw_phase(a, 1);
 }

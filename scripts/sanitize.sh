@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The suites under AddressSanitizer + UndefinedBehaviorSanitizer (docs/fuzzing.md): configures
 # build-sanitize/ with -DMORA_SANITIZE=address,undefined (every backend, -Werror, as CI), builds,
-# and runs every ctest suite except the long PoCL sweeps (backend_opencl_*, test_tuner) and the
+# and runs every ctest suite except the long PoCL sweeps (backend_opencl_*, tuner_opencl) and the
 # NVRTC / hiprtc compile suites (test_compile_cuda / _hip: 6-7 minutes each here under ASan, their
 # time is in the vendors' compilers; the code generation they feed is fuzzed by fuzz_codegen): all
 # of them run in the normal build. Any sanitizer report fails the run: UBSan halts on its first report, ASan's
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 build=${MORA_SANITIZE_BUILD_DIR:-build-sanitize}
 # also left out: example_data_parallel (Open MPI's own leaks, in plugins it dlclose()s, cannot be named
 # by a suppression) and test_install (it builds consumers without the sanitizer runtime)
-exclude=${MORA_SANITIZE_EXCLUDE:-^(backend_opencl_|test_tuner$|test_compile_|example_data_parallel$|test_install$)}
+exclude=${MORA_SANITIZE_EXCLUDE:-^(backend_opencl_|tuner_opencl$|test_compile_|example_data_parallel$|test_install$)}
 [ -z "${CUDA_PATH:-}" ] && [ -d /usr/local/cuda ] && export CUDA_PATH=/usr/local/cuda
 started=$(date +%s)
 mkdir -p "$build"

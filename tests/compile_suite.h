@@ -126,7 +126,7 @@ static void suite_concurrency(const suite_config *cfg) {
  * the registers of entry e into cells[e] ("?" when missing) and sets spilled[e]. */
 static void suite_compile_spec(const suite_config *cfg, const char *arch, const mora_kernel_spec *spec, double *seconds,
                                double *slowest, char cells[MORA_MAX_ENTRIES][8], int spilled[MORA_MAX_ENTRIES]) {
-    const mora_kind_decl *decl = mora_kind_decl_get(spec->kind);
+    const mora_kind_decl *decl = mora_spec_decl(spec);
     const int mma = mora_spec_mma(spec);
     char what[192];
     snprintf(what, sizeof what, "%s %s %lldx%lld r%lld %s %s%s", arch, mora_op_name(spec->shape.op),
@@ -157,10 +157,11 @@ static void suite_compile_spec(const suite_config *cfg, const char *arch, const 
     CHECK(strcmp(r.target, arch) == 0);
     CHECK(r.compiler[0] != '\0');
     for (int e = 0; e < decl->entry_count; ++e) {
-        const int i = suite_find_entry(&r, decl->entries[e]);
+        const char *entry = decl->entries[e].name;
+        const int i = suite_find_entry(&r, entry);
         ++check_count_;
         if (i < 0) {
-            CHECK_FAIL_("%s: entry %s missing from the report; log:\n%s", what, decl->entries[e], r.log ? r.log : "(none)");
+            CHECK_FAIL_("%s: entry %s missing from the report; log:\n%s", what, entry, r.log ? r.log : "(none)");
             snprintf(cells[e], 8, "?");
             continue;
         }
@@ -171,16 +172,16 @@ static void suite_compile_spec(const suite_config *cfg, const char *arch, const 
         ++check_count_;
         if (r.entries[i].spill_store_bytes != 0 || r.entries[i].spill_load_bytes != 0) {
             spilled[e] = 1;
-            CHECK_FAIL_("%s: %s spills (%d bytes stored, %d loaded); log:\n%s", what, decl->entries[e],
+            CHECK_FAIL_("%s: %s spills (%d bytes stored, %d loaded); log:\n%s", what, entry,
                         r.entries[i].spill_store_bytes, r.entries[i].spill_load_bytes, r.log ? r.log : "(none)");
         }
         /* the MMA variant keeps its fragments and accumulators in registers: no stack / scratch */
         if (mma && e == 0 && r.entries[i].stack_bytes > 0)
-            CHECK_FAIL_("%s: %s uses %d bytes of stack / scratch per work-item; log:\n%s", what, decl->entries[e],
+            CHECK_FAIL_("%s: %s uses %d bytes of stack / scratch per work-item; log:\n%s", what, entry,
                         r.entries[i].stack_bytes, r.log ? r.log : "(none)");
         if (cfg->dialect == MORA_DIALECT_CUDA) {
             char entry_line[96];
-            snprintf(entry_line, sizeof entry_line, ".entry %s(", decl->entries[e]);
+            snprintf(entry_line, sizeof entry_line, ".entry %s(", entry);
             CHECK(r.ptx != NULL && strstr(r.ptx, entry_line) != NULL);
         }
     }
@@ -220,7 +221,7 @@ static int suite_run_target(const suite_config *cfg, const char *arch, double *s
             memset(cells, 0, sizeof cells);
             memset(mma_cells, 0, sizeof mma_cells);
             for (int kind = 0; kind < MORA_KIND_COUNT; ++kind) {
-                const mora_kind_decl *decl = mora_kind_decl_get((mora_kind)kind);
+                const mora_kind_decl *decl = mora_kind_decl_get((mora_kind)kind, cfg->dialect);
                 const int cell0 = kind == 0 ? 0 : kind == 1 ? 1 : kind == 2 ? 3 : 5;
                 for (int dt = 0; dt < MORA_DTYPE_COUNT; ++dt) {
                     const mora_kernel_spec spec = mora_spec_default(&shape, (mora_dtype)dt, (mora_kind)kind, cfg->dialect);
@@ -232,10 +233,17 @@ static int suite_run_target(const suite_config *cfg, const char *arch, double *s
                         memcpy(cells[cell0 + e][dt], entry_cells[e], 8);
                         spilled[cell0 + e] |= entry_spilled[e];
                     }
-                    if (!decl->is_gemm || dt == MORA_F32) continue;
+                    if (decl->entries[0].threads.rule != MORA_SIZE_GEMM_TILE || dt == MORA_F32) continue;
                     mora_kernel_spec mma = spec;
-                    for (int p = 0; p < 5; ++p) mma.params[p] = cfg->mma_tile[p];
-                    mma.params[mora_kind_mma_index(mma.kind)] = 1;
+                    static const char *const tile_roles[5] = {"TM", "TN", "TK", "WM", "WN"};
+                    for (int p = 0; p < 5; ++p) {
+                        char name[32];
+                        snprintf(name, sizeof name, "%s_%s", decl->prefix, tile_roles[p]);
+                        REQUIRE_OK(mora_spec_set_param(&mma, name, cfg->mma_tile[p]));
+                    }
+                    char mma_name[32];
+                    snprintf(mma_name, sizeof mma_name, "%s_MMA", decl->prefix);
+                    REQUIRE_OK(mora_spec_set_param(&mma, mma_name, 1));
                     REQUIRE_OK(mora_spec_check(&mma, 0, 0));
                     memset(entry_cells, 0, sizeof entry_cells);
                     memset(entry_spilled, 0, sizeof entry_spilled);
@@ -274,7 +282,8 @@ static int suite_run_target(const suite_config *cfg, const char *arch, double *s
 /* The optimizer's kernels (templates/adamw.kern) for one target: every entry point, no spills. */
 static void suite_compile_adamw(const suite_config *cfg, const char *arch) {
     char *source = NULL;
-    REQUIRE_OK(mora_codegen_adamw(cfg->dialect, &source));
+    const mora_kernel_spec adamw = mora_spec_adamw(cfg->dialect);
+    REQUIRE_OK(mora_codegen(&adamw, &source));
     mora_compile_report r;
     const mora_status st = mora_compile_offline(cfg->dialect, arch, source, &r);
     free(source);
@@ -283,8 +292,10 @@ static void suite_compile_adamw(const suite_config *cfg, const char *arch) {
         CHECK_FAIL_("%s adamw: %s (%s)", arch, mora_status_name(st), mora_last_error());
         return;
     }
-    const char *entries[3] = {MORA_ADAMW_PARTIAL, MORA_ADAMW_FINISH, MORA_ADAMW_STEP};
-    for (int e = 0; e < 3; ++e) {
+    const mora_kind_decl *decl = mora_spec_decl(&adamw);
+    const char *entries[MORA_MAX_ENTRIES];
+    for (int e = 0; e < decl->entry_count; ++e) entries[e] = decl->entries[e].name;
+    for (int e = 0; e < decl->entry_count; ++e) {
         const int i = suite_find_entry(&r, entries[e]);
         ++check_count_;
         if (i < 0) {

@@ -51,8 +51,8 @@ static uintptr_t arg_ptr(int i) {
 /* The last launch was entry `entry` of `spec` for n tokens (grid and block), with `arg_count`
  * arguments (their values are checked by the caller). */
 static void check_launch(const mora_kernel_spec *spec, int entry, int64_t n, int arg_count) {
-    const mora_kind_decl *decl = mora_kind_decl_get(spec->kind);
-    CHECK_STR(fake->last_entry, decl->entries[entry]);
+    const mora_kind_decl *decl = mora_spec_decl(spec);
+    CHECK_STR(fake->last_entry, decl->entries[entry].name);
     size_t groups[3];
     mora_spec_groups(spec, entry, n, groups);
     for (int d = 0; d < 3; ++d) CHECK_EQ_INT(fake->last_dims[d], groups[d]);

@@ -33,7 +33,8 @@ static void describe(const test_case *tc, char *out, size_t size) {
 }
 
 /* Odd tile sizes, a 3-way split of the dM reduction and small work-groups: exercises every
- * boundary guard and the ordered slice reduction. */
+ * boundary guard and the ordered slice reduction. On the cpu backend: tiles of a few rows on three
+ * workers, so calls cut into many tiles and every worker's share ends mid-way. */
 static void use_custom_params(mora_plan *p) {
     static const struct {
         mora_kind kind;
@@ -47,11 +48,21 @@ static void use_custom_params(mora_plan *p) {
         {MORA_KIND_BWD_DM, "DM_TN", 8}, {MORA_KIND_BWD_DM, "DM_TK", 8}, {MORA_KIND_BWD_DM, "DM_WM", 4},
         {MORA_KIND_BWD_DM, "DM_WN", 1}, {MORA_KIND_BWD_DM, "DM_SPLIT", 3}, {MORA_KIND_BWD_DM, "DM_REDUCE_LS", 32},
         {MORA_KIND_MERGE, "MERGE_LS", 32},
+    }, host[] = {
+        {MORA_KIND_FWD, "FWD_TILE_ROWS", 24}, {MORA_KIND_FWD, "FWD_THREADS", 3},
+        {MORA_KIND_BWD_DX, "DX_TILE_ROWS", 40}, {MORA_KIND_BWD_DX, "DX_THREADS", 3},
+        {MORA_KIND_BWD_DM, "DM_TILE_ROWS", 8}, {MORA_KIND_BWD_DM, "DM_THREADS", 3},
     };
     for (int kind = 0; kind < MORA_KIND_COUNT; ++kind) {
         mora_kernel_spec spec = mora_plan_spec(p, (mora_kind)kind);
-        for (size_t i = 0; i < sizeof custom / sizeof *custom; ++i)
-            if (custom[i].kind == (mora_kind)kind) REQUIRE_OK(mora_spec_set_param(&spec, custom[i].name, custom[i].value));
+        const int on_host = spec.dialect == MORA_DIALECT_HOST;
+        const size_t count = on_host ? sizeof host / sizeof *host : sizeof custom / sizeof *custom;
+        for (size_t i = 0; i < count; ++i) {
+            const mora_kind k = on_host ? host[i].kind : custom[i].kind;
+            if (k == (mora_kind)kind)
+                REQUIRE_OK(mora_spec_set_param(&spec, on_host ? host[i].name : custom[i].name,
+                                               on_host ? host[i].value : custom[i].value));
+        }
         REQUIRE_OK(mora_plan_use_spec(p, &spec));
     }
 }
@@ -122,7 +133,7 @@ static void run_case(mora_context *ctx, const test_case *tc) {
 
     mora_plan *p = NULL;
     REQUIRE_OK(mora_plan_create(ctx, s, dt, n, NULL, &p));
-    if (tc->custom_params && ctx->be->program_build) use_custom_params(p);
+    if (tc->custom_params) use_custom_params(p);
 
     harness_buffer bx, by, bdy, bdx, bw, bM, bdM;
     void *sx = spread_rows(dt, hx, n, s->d_in, ldx), *sy = spread_rows(dt, hy, n, s->d_out, ldy),

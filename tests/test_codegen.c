@@ -12,8 +12,8 @@ static int template_default(const char *text, const char *name) {
 }
 
 static void check_template_defaults(void) {
-    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
-        const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k);
+    for (int k = 0; k < MORA_KIND_ALL_COUNT; ++k) {
+        const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k, MORA_DIALECT_OPENCL);
         const char *text = mora_template_text(d->template_name);
         CHECK(text != NULL);
         if (!text) continue;
@@ -29,6 +29,27 @@ static void check_template_defaults(void) {
             CHECK(listed);
         }
     }
+    /* every table of both families: defaults and tuner values within the declared range, names
+     * "<prefix>_<role>", every constraint's roles declared */
+    for (int dia = 0; dia < MORA_DIALECT_COUNT; ++dia)
+        for (int k = 0; k < MORA_KIND_ALL_COUNT; ++k) {
+            const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k, (mora_dialect)dia);
+            CHECK(d != NULL && d->entry_count >= 1);
+            if (!d) continue;
+            for (int i = 0; i < d->param_count; ++i) {
+                const mora_param_decl *p = &d->params[i];
+                CHECK(p->min <= p->default_value && p->default_value <= p->max);
+                for (int v = 0; v < p->value_count; ++v) CHECK(p->min <= p->values[v] && p->values[v] <= p->max);
+                CHECK(strncmp(p->name, d->prefix, strlen(d->prefix)) == 0 && p->name[strlen(d->prefix)] == '_');
+                CHECK(p->meaning && *p->meaning);
+            }
+            const mora_kernel_spec spec = mora_spec_default(NULL, MORA_F16, (mora_kind)k, (mora_dialect)dia);
+            for (int c = 0; c < d->constraint_count; ++c) {
+                const mora_constraint *r = &d->constraints[c];
+                const char *roles[3] = {r->when, r->a, r->b};
+                for (int j = 0; j < 3; ++j) CHECK(!roles[j] || mora_spec_role(&spec, roles[j], -7) != -7);
+            }
+        }
 }
 
 static void check_generation(void) {
@@ -40,6 +61,7 @@ static void check_generation(void) {
             for (int k = 0; k < MORA_KIND_COUNT; ++k)
                 for (int dt = 0; dt < MORA_DTYPE_COUNT; ++dt)
                     for (int dia = 0; dia < MORA_DIALECT_COUNT; ++dia) {
+                        const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k, (mora_dialect)dia);
                         const mora_kernel_spec spec = mora_spec_default(&s, (mora_dtype)dt, (mora_kind)k, (mora_dialect)dia);
                         char *src = NULL;
                         CHECK_STATUS(mora_codegen(&spec, &src), MORA_OK);
@@ -50,9 +72,15 @@ static void check_generation(void) {
                         snprintf(expect, sizeof expect, "#define RHAT %lld\n", (long long)s.rhat);
                         CHECK(strstr(src, expect) != NULL);
                         CHECK(strstr(src, "\n//@include") == NULL); /* every include line was expanded */
-                        const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k);
-                        for (int e = 0; e < d->entry_count; ++e) CHECK(strstr(src, d->entries[e]) != NULL);
-                        if (d->is_gemm) CHECK(strstr(src, "gemm_acc") != NULL);
+                        if (dia == MORA_DIALECT_HOST) { /* the constants only: the cpu backend's own kernels */
+                            CHECK(strstr(src, "#define MORA_HOST_PROGRAM 1\n") != NULL);
+                            for (int i = 0; i < d->param_count; ++i) CHECK(strstr(src, d->params[i].name) != NULL);
+                            CHECK(strstr(src, "KERNEL") == NULL);
+                            free(src);
+                            continue;
+                        }
+                        for (int e = 0; e < d->entry_count; ++e) CHECK(strstr(src, d->entries[e].name) != NULL);
+                        if (d->entries[0].threads.rule == MORA_SIZE_GEMM_TILE) CHECK(strstr(src, "gemm_acc") != NULL);
                         free(src);
                     }
         }
@@ -99,8 +127,10 @@ static void check_mma(void) {
     static const char *const names[] = {"FWD_MMA", "DX_MMA", "DM_MMA"};
     for (int k = 0; k < 3; ++k) {
         const mora_kind kind = (mora_kind)k;
-        CHECK_EQ_INT(mora_kind_mma_index(kind), mora_kind_decl_get(kind)->param_count - 1);
-        CHECK_STR(mora_kind_decl_get(kind)->params[mora_kind_mma_index(kind)].name, names[k]);
+        /* the switch, declared by name with the range [0, 1] */
+        const mora_kind_decl *decl = mora_kind_decl_get(kind, MORA_DIALECT_CUDA);
+        const int mma = mora_kind_param_index(decl, names[k]);
+        CHECK(mma >= 0 && decl->params[mma].min == 0 && decl->params[mma].max == 1);
         /* OpenCL: refused, whatever the dtype */
         mora_kernel_spec spec = mora_spec_default(&s, MORA_F16, kind, MORA_DIALECT_OPENCL);
         CHECK_EQ_INT(mora_spec_mma(&spec), 0);
@@ -129,11 +159,14 @@ static void check_mma(void) {
         CHECK_STATUS(mora_spec_set_param(&spec, names[k], 1), MORA_OK);
         CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
         CHECK(strstr(mora_last_error(), "_TM=32") != NULL);
-        spec.params[MORA_GEMM_WM] = 1;
-        spec.params[MORA_GEMM_TK] = 8;
+        char role[16];
+        snprintf(role, sizeof role, "%.*s_WM", (int)(strchr(names[k], '_') - names[k]), names[k]);
+        *mora_spec_param_slot(&spec, role) = 1;
+        snprintf(role, sizeof role, "%.*s_TK", (int)(strchr(names[k], '_') - names[k]), names[k]);
+        *mora_spec_param_slot(&spec, role) = 8;
         CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
         CHECK(strstr(mora_last_error(), "_TK=8") != NULL);
-        spec.params[MORA_GEMM_TK] = 32;
+        *mora_spec_param_slot(&spec, role) = 32;
         CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK);
         /* CUDA: warps of 32 over (16·WM) x (8·WN) sub-tiles: 32 · (32/16) · (32/16) */
         CHECK_EQ_INT(mora_spec_threads(&spec, 0), 32 * 2 * 2);
@@ -143,10 +176,12 @@ static void check_mma(void) {
         /* HIP: wavefronts of 64 over (16·WM) x (16·WN) sub-tiles; WN 4 needs TN a multiple of 64 */
         spec.dialect = MORA_DIALECT_HIP;
         CHECK_EQ_INT(mora_spec_threads(&spec, 0), 64 * 2 * 1);
-        spec.params[MORA_GEMM_WN] = 4;
+        snprintf(role, sizeof role, "%.*s_WN", (int)(strchr(names[k], '_') - names[k]), names[k]);
+        *mora_spec_param_slot(&spec, role) = 4;
         CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
         CHECK(strstr(mora_last_error(), "_TN=32") != NULL);
-        spec.params[MORA_GEMM_TN] = 64;
+        snprintf(role, sizeof role, "%.*s_TN", (int)(strchr(names[k], '_') - names[k]), names[k]);
+        *mora_spec_param_slot(&spec, role) = 64;
         CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK);
         CHECK_EQ_INT(mora_spec_threads(&spec, 0), 64 * 2 * 1);
         CHECK_EQ_INT(mora_spec_local_bytes(&spec, 0), (32 + 64) * 32 * 4);

@@ -36,19 +36,19 @@ static void test_reproducers(void) {
         for (int shift = 24; shift <= 31; ++shift) {
             const int v = shift == 31 ? INT_MAX : 1 << shift;
             spec = spec_of(MORA_KIND_BWD_DM, (mora_dialect)dialect, MORA_F16);
-            spec.params[7] = 1;
-            spec.params[MORA_GEMM_WM] = v;
+            *mora_spec_param_slot(&spec, "DM_MMA") = 1;
+            *mora_spec_param_slot(&spec, "DM_WM") = v;
             CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
-            spec.params[MORA_GEMM_WM] = 1;
-            spec.params[MORA_GEMM_WN] = v;
+            *mora_spec_param_slot(&spec, "DM_WM") = 1;
+            *mora_spec_param_slot(&spec, "DM_WN") = v;
             CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
         }
 }
 
 static void test_saturation(void) {
     mora_kernel_spec spec = spec_of(MORA_KIND_FWD, MORA_DIALECT_OPENCL, MORA_F32);
-    spec.params[MORA_GEMM_TM] = spec.params[MORA_GEMM_TN] = spec.params[MORA_GEMM_TK] = INT_MAX;
-    spec.params[MORA_GEMM_WM] = spec.params[MORA_GEMM_WN] = 1;
+    *mora_spec_param_slot(&spec, "FWD_TM") = *mora_spec_param_slot(&spec, "FWD_TN") = *mora_spec_param_slot(&spec, "FWD_TK") = INT_MAX;
+    *mora_spec_param_slot(&spec, "FWD_WM") = *mora_spec_param_slot(&spec, "FWD_WN") = 1;
     /* (2^32 - 2)·(2^31 - 1)·4 wraps around 2^64 in size_t: it must saturate instead */
     CHECK(mora_spec_local_bytes(&spec, 0) == SIZE_MAX);
     CHECK(mora_spec_threads(&spec, 0) == (size_t)INT_MAX * (size_t)INT_MAX);
@@ -56,17 +56,17 @@ static void test_saturation(void) {
     CHECK_STATUS(mora_spec_check(&spec, 1024, 0), MORA_E_PARAM);
     CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_OK); /* no device limits: consistent, if absurd */
     /* a value whose wrapped product would look small: TK = 2^30 + 1, TM + TN = 2^32 - 2 */
-    spec.params[MORA_GEMM_TK] = (1 << 30) + 1;
+    *mora_spec_param_slot(&spec, "FWD_TK") = (1 << 30) + 1;
     CHECK(mora_spec_local_bytes(&spec, 0) == SIZE_MAX);
     CHECK_STATUS(mora_spec_check(&spec, 0, SIZE_MAX - 1), MORA_E_PARAM);
     /* negative values: rejected with a sentence, and the formulas count them as 0, never as huge */
     spec = spec_of(MORA_KIND_MERGE, MORA_DIALECT_OPENCL, MORA_F32);
-    spec.params[0] = INT_MIN;
+    *mora_spec_param_slot(&spec, "MERGE_LS") = INT_MIN;
     CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
     CHECK(mora_spec_threads(&spec, 0) == 0);
     spec = spec_of(MORA_KIND_FWD, MORA_DIALECT_CUDA, MORA_F16);
-    spec.params[MORA_GEMM_TM] = -16;
-    spec.params[MORA_GEMM_WM] = -1;
+    *mora_spec_param_slot(&spec, "FWD_TM") = -16;
+    *mora_spec_param_slot(&spec, "FWD_WM") = -1;
     CHECK_STATUS(mora_spec_check(&spec, 0, 0), MORA_E_PARAM);
     CHECK(mora_spec_threads(&spec, 0) == 0 && mora_spec_local_bytes(&spec, 0) < 4096);
 }
@@ -84,7 +84,7 @@ static void test_random(void) {
         const mora_dialect dialect = (mora_dialect)check_rng_int(&rng, 0, MORA_DIALECT_COUNT - 1);
         const mora_dtype dtype = (mora_dtype)check_rng_int(&rng, 0, 2);
         mora_kernel_spec spec = spec_of(kind, dialect, dtype);
-        const mora_kind_decl *d = mora_kind_decl_get(kind);
+        const mora_kind_decl *d = mora_kind_decl_get(kind, dialect);
         for (int i = 0; i < d->param_count; ++i) {
             const int64_t r = check_rng_int(&rng, 0, 3);
             if (r == 0) spec.params[i] = edges[check_rng_int(&rng, 0, edge_count - 1)];

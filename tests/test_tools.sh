@@ -88,16 +88,39 @@ checks=$((checks + 1))
 python3 -c "import json,sys; d=json.load(open('$tmp/json')); assert d['kinds'][0]['source']=='cache'" 2>/dev/null ||
   { fails=$((fails + 1)); echo "FAILED: --json output is not the expected JSON"; cat "$tmp/json"; }
 
-# the cpu path (auto's choice without a GPU: the cpu backend beats PoCL): tile and threads tuned, then
-# answered from the cache
-check "mora-tune on the cpu path" "$build/mora-tune" --backend cpu --dims 96 --rank 4 --tokens 64 --budget 3
-grep -q "cpu path" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: mora-tune --backend cpu tuned no cpu path"; }
-check "mora-tune on the cpu path again" "$build/mora-tune" --dims 96 --rank 4 --tokens 64 --budget 3
-grep -q "answered from the kernels cache" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: the cpu path's second run (auto) not from the cache"; cat "$tmp/out"; }
+# the cpu backend (auto's choice without a GPU: it beats PoCL): the same tuner over the host kernels'
+# parameters (rows per tile, threads), then answered from the cache
+check "mora-tune on the cpu backend" "$build/mora-tune" --backend cpu --dims 96 --rank 4 --tokens 64 --budget 3
+grep -q "on cpu" "$tmp/out" && grep -q "TILE_ROWS=" "$tmp/out" ||
+  { fails=$((fails + 1)); echo "FAILED: mora-tune --backend cpu tuned no host kernel"; cat "$tmp/out"; }
+check "mora-tune on the cpu backend again" "$build/mora-tune" --dims 96 --rank 4 --tokens 64 --budget 3
+grep -q "answered from the kernels cache" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: the cpu backend's second run (auto) not from the cache"; cat "$tmp/out"; }
 checks=$((checks + 1))
 "$build/mora-tune" --backend cpu --dims 96 --rank 4 --tokens 64 --json >"$tmp/json" 2>/dev/null
-python3 -c "import json; d=json.load(open('$tmp/json')); assert d['backend']=='cpu' and d['threads']>=1 and d['tile_tokens']>=1" 2>/dev/null ||
-  { fails=$((fails + 1)); echo "FAILED: the cpu path's --json output"; cat "$tmp/json"; }
+python3 -c "
+import json; d=json.load(open('$tmp/json'))
+assert d['backend']=='cpu' and len(d['kinds'])==4 and all(k['source']=='cache' for k in d['kinds'])
+assert d['kinds'][0]['params']['FWD_TILE_ROWS']>=1 and d['kinds'][0]['params']['FWD_THREADS']>=0" 2>/dev/null ||
+  { fails=$((fails + 1)); echo "FAILED: the cpu backend's --json output"; cat "$tmp/json"; }
+
+# the parameter tables: mora-gen lists them per kind and dialect family, and docs/kernels.md holds
+# exactly the tables it generates (one place declares a parameter: codegen/kernels.c)
+check "mora-gen --list-params on cpu" "$build/mora-gen" --kind bwd_dm --backend cpu --list-params
+grep -q "DM_TILE_ROWS" "$tmp/out" && grep -q "search space" "$tmp/out" ||
+  { fails=$((fails + 1)); echo "FAILED: mora-gen --list-params --backend cpu"; cat "$tmp/out"; }
+check "mora-gen --list-params --markdown" "$build/mora-gen" --list-params --markdown
+checks=$((checks + 1))
+python3 - "$tmp/out" "$(dirname "$0")/../docs/kernels.md" <<'PY' || { fails=$((fails + 1)); echo "FAILED: docs/kernels.md's parameter tables are not mora-gen --list-params --markdown (regenerate them)"; }
+import sys
+generated, doc = open(sys.argv[1]).read().strip(), open(sys.argv[2]).read()
+sys.exit(0 if generated and generated in doc else 1)
+PY
+check "mora-gen shows the host dialect's source" "$build/mora-gen" --dims 64 --rank 4 --op share --backend cpu --kind fwd
+grep -q "#define MORA_HOST_PROGRAM 1" "$tmp/out" && grep -q "#define FWD_TILE_ROWS 256" "$tmp/out" ||
+  { fails=$((fails + 1)); echo "FAILED: mora-gen --backend cpu source"; cat "$tmp/out"; }
+expect_status 2 "mora-gen --check on cpu" "$build/mora-gen" --dims 64 --rank 4 --backend cpu --check
+check "mora-gen the optimizer's kind" "$build/mora-gen" --kind adamw --backend cuda
+grep -q "KERNEL void mora_adamw" "$tmp/out" || { fails=$((fails + 1)); echo "FAILED: mora-gen --kind adamw"; }
 
 echo "$((checks - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -1,8 +1,14 @@
-/* test_tuner — the autotuner on the OpenCL backend (exits 77 without it): winner selection and its
- * tie rule, the strategies with an injected timer (exhaustive, seeded sampling, reproducibility),
- * the correctness gate rejecting planted wrong kernels and classifying a compile failure, the cache
- * round trip (a second run answers from the cache, --force tunes again), and layers picking up the
- * tuned parameters. Runs in a private cache directory. */
+/* test_tuner — the autotuner, one for every backend.
+ *   test_tuner opencl   on the OpenCL backend (exits 77 without it): winner selection and its tie
+ *                       rule, the strategies with an injected timer (exhaustive, seeded sampling,
+ *                       reproducibility), the correctness gate rejecting planted wrong kernels and
+ *                       classifying a compile failure, the cache round trip (a second run answers
+ *                       from the cache, --force tunes again), and plans picking up the tuned
+ *                       parameters;
+ *   test_tuner cpu      the same tuner on the cpu backend: the host kernels' tile and threads tuned
+ *                       per kind, stored, answered from the cache, taken by plans; a record outside
+ *                       the kind's table refused on load.
+ * Runs in a private cache directory. */
 #define _DEFAULT_SOURCE
 #include <stdlib.h>
 #include <unistd.h>
@@ -51,8 +57,8 @@ static int count_mma(mora_kind kind, mora_dtype dtype, mora_dialect dialect, con
         if (!mora_spec_mma(&specs[i])) continue;
         ++mma;
         CHECK_STATUS(mora_spec_check(&specs[i], device.max_work_group, device.local_mem_bytes), MORA_OK);
-        CHECK(specs[i].params[MORA_GEMM_TK] % 16 == 0);
-        CHECK(specs[i].params[MORA_GEMM_TM] % (16 * specs[i].params[MORA_GEMM_WM]) == 0);
+        CHECK(mora_spec_role(&specs[i], "TK", 0) % 16 == 0);
+        CHECK(mora_spec_role(&specs[i], "TM", 0) % (16 * mora_spec_role(&specs[i], "WM", 1)) == 0);
     }
     free(specs);
     return mma;
@@ -83,8 +89,12 @@ static mora_status fake_measure(const mora_kernel_spec *spec, int index, mora_ti
     fake_timer *ft = user;
     if (ft->calls++ == 0) ft->first_index = index;
     double ms = 1.0;
-    for (int i = 0; i < mora_kind_decl_get(spec->kind)->param_count; ++i) ms += 0.001 * spec->params[i];
-    if (spec->kind == MORA_KIND_MERGE) ms = spec->params[0] == 64 || spec->params[0] == 256 ? 0.5 : 1.0; /* a tie */
+    const mora_kind_decl *d = mora_spec_decl(spec);
+    for (int i = 0; i < d->param_count; ++i) ms += 0.001 * mora_spec_get_param(spec, d->params[i].name);
+    if (spec->kind == MORA_KIND_MERGE) {
+        const int ls = mora_spec_get_param(spec, "MERGE_LS");
+        ms = ls == 64 || ls == 256 ? 0.5 : 1.0; /* a tie */
+    }
     t->median_ms = ms;
     t->spread = 0.0;
     t->repetitions = 5;
@@ -112,12 +122,78 @@ static void plant_bugs(const mora_kernel_spec *spec, char **source, void *user) 
     *source = changed;
 }
 
-int main(void) {
+/* The cpu backend: the same tuner over the host kernels' parameters (tile rows, threads per kind). */
+static void check_cpu(void) {
+    mora_context *cpu = NULL;
+    REQUIRE_OK(mora_context_create("cpu", 0, &cpu));
+    const mora_shape c = {96, 80, 16, MORA_OP_ROPE};
+    mora_tune_options co = {0};
+    co.tokens = 64;
+    co.budget_seconds = 6;
+    mora_tune_result r[MORA_KIND_COUNT];
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &co, r));
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        const mora_tune_result *t = &r[k];
+        char params[128] = "";
+        const mora_kind_decl *d = mora_spec_decl(&t->best);
+        for (int i = 0; i < d->param_count; ++i)
+            snprintf(params + strlen(params), sizeof params - strlen(params), " %s=%d", d->params[i].name, t->best.params[i]);
+        printf("cpu %s: %d candidates, default %.3g ms, best %.3g ms (%s)\n", d->name, t->candidates, t->default_ms,
+               t->best_ms, params);
+        CHECK(t->requested && !t->from_cache && t->rejected == 0 && t->failed == 0 && t->best_ms > 0);
+        CHECK(t->best.dialect == MORA_DIALECT_HOST);
+        if (k == MORA_KIND_MERGE) { /* the host merge has no parameters: its default is the space */
+            CHECK_EQ_INT(t->candidates, 1);
+            continue;
+        }
+        CHECK(t->candidates >= 2 && t->best_ms <= t->default_ms * 1.5);
+        CHECK(mora_spec_role(&t->best, "TILE_ROWS", 0) >= 1 && mora_spec_role(&t->best, "THREADS", -1) >= 0);
+    }
+    mora_tune_result again[MORA_KIND_COUNT];
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &co, again));
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        CHECK(again[k].from_cache && mora_spec_same_params(&again[k].best, &r[k].best));
+    mora_plan *cp = NULL;
+    REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp));
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        CHECK_STR(mora_plan_param_source(cp, (mora_kind)k), "cache");
+        const mora_kernel_spec taken = mora_plan_spec(cp, (mora_kind)k);
+        CHECK(mora_spec_same_params(&taken, &r[k].best));
+    }
+    mora_plan_destroy(cp);
+    /* a record outside the kind's declared range is refused on load: the plan takes the defaults */
+    char key[1024];
+    mora_tuning_key(cpu, MORA_KIND_FWD, &c, MORA_F32, 64, key, sizeof key);
+    mora_tuning_record bad = {0};
+    snprintf(bad.kind, sizeof bad.kind, "fwd");
+    bad.param_count = 1;
+    snprintf(bad.param_names[0], sizeof bad.param_names[0], "FWD_THREADS");
+    bad.param_values[0] = 1000;
+    mora_cache *cc = mora_context_cache(cpu);
+    REQUIRE_OK(mora_cache_record_store(cc, key, &bad));
+    mora_tuning_record got;
+    CHECK_STATUS(mora_cache_record_load(cc, key, &got), MORA_E_NOT_FOUND);
+    REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp));
+    CHECK_STR(mora_plan_param_source(cp, MORA_KIND_FWD), "default");
+    CHECK_STR(mora_plan_param_source(cp, MORA_KIND_BWD_DX), "cache");
+    mora_plan_destroy(cp);
+    mora_context_destroy(cpu);
+}
+
+int main(int argc, char **argv) {
+    const char *backend = argc > 1 ? argv[1] : "opencl";
     check_pick_winner();
     check_space_mma();
     char dir[] = "/tmp/mora-test-tuner-XXXXXX";
     if (!mkdtemp(dir)) SKIP("mkdtemp failed");
     setenv("MORA_CACHE_DIR", dir, 1);
+    if (strcmp(backend, "cpu") == 0) {
+        check_cpu();
+        char command[256];
+        snprintf(command, sizeof command, "rm -rf '%s'", dir);
+        CHECK_EQ_INT(system(command), 0);
+        return check_report();
+    }
     mora_context *ctx = NULL;
     const mora_status st = mora_context_create("opencl", 0, &ctx);
     if (st == MORA_E_NO_BACKEND) SKIP("OpenCL is not available here: %s", mora_last_error());
@@ -139,7 +215,7 @@ int main(void) {
     REQUIRE_OK(mora_tune(ctx, &s, MORA_F32, &o, results));
     CHECK(results[MORA_KIND_MERGE].strategy_exhaustive);
     CHECK_EQ_INT(results[MORA_KIND_MERGE].candidates, 5);
-    CHECK_EQ_INT(results[MORA_KIND_MERGE].best.params[0], 64);
+    CHECK_EQ_INT(mora_spec_get_param(&results[MORA_KIND_MERGE].best, "MERGE_LS"), 64);
     CHECK_EQ_INT(ft.first_index, 0); /* the default is measured first */
     CHECK(!results[MORA_KIND_FWD].requested);
 
@@ -232,7 +308,7 @@ int main(void) {
             mora_kernel_spec spec = mora_spec_default(&t, MORA_F32, MORA_KIND_FWD, MORA_DIALECT_OPENCL);
             REQUIRE_OK(mora_spec_set_param(&spec, "FWD_TM", tms[i]));
             REQUIRE_OK(mora_spec_set_param(&spec, "FWD_TN", 8)); /* no wider than r̂'s tile (space rules) */
-            const mora_kind_decl *d = mora_kind_decl_get(MORA_KIND_FWD);
+            const mora_kind_decl *d = mora_spec_decl(&spec);
             mora_tuning_record rec = {0};
             snprintf(rec.kind, sizeof rec.kind, "fwd");
             rec.param_count = d->param_count;
@@ -306,48 +382,6 @@ int main(void) {
         mora_buffer_free(ctx2, x2), mora_buffer_free(ctx2, y2), mora_buffer_free(ctx2, M2);
         mora_plan_destroy(l2);
         mora_context_destroy(ctx2);
-    }
-
-    /* the cpu path: tile and threads tuned, stored, answered from the cache, taken by plans; a record
-     * outside the plan's limits is refused on load */
-    {
-        mora_context *cpu = NULL;
-        REQUIRE_OK(mora_context_create("cpu", 0, &cpu));
-        const mora_shape c = {96, 80, 16, MORA_OP_ROPE};
-        mora_tune_options co = {0};
-        co.tokens = 64;
-        co.budget_seconds = 3;
-        mora_cpu_tune_result r;
-        REQUIRE_OK(mora_tune_cpu(cpu, &c, MORA_F32, &co, &r));
-        printf("cpu path: %d candidates, default %.3g ms, best %.3g ms (tile %d, threads %d)\n", r.candidates, r.default_ms,
-               r.best_ms, r.best.tile_tokens, r.best.threads);
-        CHECK(!r.from_cache && r.candidates >= 2 && r.best_ms > 0 && r.best_ms <= r.default_ms * 1.5);
-        CHECK(r.best.tile_tokens >= 1 && r.best.threads >= 1);
-        mora_cpu_tune_result again;
-        REQUIRE_OK(mora_tune_cpu(cpu, &c, MORA_F32, &co, &again));
-        CHECK(again.from_cache && again.best.tile_tokens == r.best.tile_tokens && again.best.threads == r.best.threads);
-        mora_plan *cp = NULL;
-        REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp));
-        CHECK_STR(mora_plan_param_source(cp, MORA_KIND_FWD), "cache");
-        mora_cpu_params taken;
-        REQUIRE_OK(mora_plan_cpu_params(cp, &taken));
-        CHECK(taken.tile_tokens == r.best.tile_tokens && taken.threads == r.best.threads);
-        mora_plan_destroy(cp);
-        char key[1024];
-        mora_cpu_tuning_key(cpu, &c, MORA_F32, 64, key, sizeof key);
-        mora_tuning_record bad = {0};
-        snprintf(bad.kind, sizeof bad.kind, "cpu");
-        bad.param_count = 1;
-        snprintf(bad.param_names[0], sizeof bad.param_names[0], "CPU_THREADS");
-        bad.param_values[0] = 1000;
-        mora_cache *cc = mora_context_cache(cpu);
-        REQUIRE_OK(mora_cache_record_store(cc, key, &bad));
-        mora_tuning_record got;
-        CHECK_STATUS(mora_cache_record_load(cc, key, &got), MORA_E_NOT_FOUND);
-        REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &cp)); /* the bad record: defaults */
-        CHECK_STR(mora_plan_param_source(cp, MORA_KIND_FWD), "default");
-        mora_plan_destroy(cp);
-        mora_context_destroy(cpu);
     }
 
     /* bad options */

@@ -1,5 +1,6 @@
 /* mora-bench internals shared by its source files:
- *   mora-bench.c     options, the measurement plan, the roofline, the device runs, verification
+ *   mora-bench.c     options, the measurement plan, the device runs, verification, timing, progress
+ *   bench_roofline.c the roofline: copy bandwidth and arithmetic peak, measured in the same run
  *   bench_host.c     the host baselines: OpenBLAS on the reshaped GEMM plus separate plain-C passes
  *                    for compression, rotation and decompression, and OpenBLAS's bare GEMM
  *   bench_report.c   the outputs: terminal table, JSON, CSV, Markdown, gnuplot plot */
@@ -103,6 +104,29 @@ double bench_roofline_pct(const bench_run *run, const bench_kind_result *k, benc
 /* baseline time / tuned time (> 1: libmora is faster); < 0 when either is missing. */
 double bench_ratio(const bench_kind_result *k, bench_variant v);
 
+/* ---- timing and progress (mora-bench.c) ---- */
+
+/* A timing loop (warm-up, repetitions, median): events = 0 times by wall clock. */
+typedef mora_status (*bench_call_fn)(void *user);
+mora_status bench_time(mora_context *ctx, int events, bench_call_fn fn, void *user, double budget_ms, int min_reps,
+                       bench_measure *m);
+/* A progress line on stderr (nothing with --quiet). */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the roofline (bench_roofline.c) ---- */
+
+/* One launch of a kernel handle, as a bench_call_fn (bench_launch_fn). */
+typedef struct bench_launch {
+    mora_context *ctx;
+    void *kernel;
+    size_t groups[3], local[3];
+    mora_kernel_arg args[8];
+    int arg_count;
+} bench_launch;
+mora_status bench_launch_fn(void *user);
+/* Measures the roofline of ctx's device into *r (each figure < 0 with a note when n/a). */
+void bench_measure_roofline(mora_context *ctx, double budget_ms, int min_reps, bench_roofline *r);
+
 /* ---- host baselines (bench_host.c) ---- */
 
 /* 1 if mora-bench was built with a host BLAS (OpenBLAS). */
@@ -131,8 +155,6 @@ mora_status bench_host_gemm(bench_host *h, mora_kind kind, int64_t n);
 
 /* ---- the vendor GEMM on NVIDIA GPUs (bench_cublas.c) ---- */
 
-/* A timing loop of mora-bench.c (warm-up, repetitions, median): events = 0 times by wall clock. */
-typedef mora_status (*bench_call_fn)(void *user);
 typedef mora_status (*bench_time_fn)(mora_context *ctx, int events, bench_call_fn fn, void *user, double budget_ms,
                                      int min_reps, bench_measure *m);
 /* 1 if cuBLAS can run on ctx (the cuda backend, libcublas and libcudart loadable); else *why says why. */

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "shape.h"
 
@@ -66,12 +67,6 @@ const char *bench_host_blas_name(void) {
 }
 
 #ifdef MORA_BENCH_OPENBLAS
-static double wall_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
 static int compare_doubles(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -94,10 +89,10 @@ double bench_host_sgemm_gflops(int size, double budget_ms) {
         int reps = 0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, size, size, size, 1.0f, a, size, b, size, 0.0f, c, size);
         while (reps < 64 && (reps < 5 || spent < budget_ms)) {
-            const double t0 = wall_ms();
+            const double t0 = mora_clock_ms();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, size, size, size, 1.0f, a, size, b, size, 0.0f, c,
                         size);
-            samples[reps] = wall_ms() - t0;
+            samples[reps] = mora_clock_ms() - t0;
             spent += samples[reps++];
         }
         qsort(samples, (size_t)reps, sizeof *samples, compare_doubles);
@@ -186,6 +181,7 @@ size_t bench_host_out_count(const bench_host *h, mora_kind kind, int64_t n) {
     case MORA_KIND_BWD_DX: return (size_t)(n * h->s.d_in);
     case MORA_KIND_BWD_DM: return (size_t)(h->s.rhat * h->s.rhat);
     case MORA_KIND_MERGE: return (size_t)(h->s.d_out * h->s.d_in);
+    case MORA_KIND_ADAMW: break; /* not a layer's */
     }
     return 0;
 }
@@ -398,6 +394,7 @@ mora_status bench_host_passes(bench_host *h, mora_kind kind, int64_t n, float sc
         }
         return MORA_OK;
     }
+    case MORA_KIND_ADAMW: break;
     }
     return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown", (int)kind);
 #else
@@ -425,6 +422,7 @@ mora_status bench_host_gemm(bench_host *h, mora_kind kind, int64_t n) {
                     rhat);
         return MORA_OK;
     case MORA_KIND_MERGE: return mora_fail(MORA_E_UNSUPPORTED, "merge has no GEMM");
+    case MORA_KIND_ADAMW: break;
     }
     return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: unknown", (int)kind);
 #else

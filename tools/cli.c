@@ -96,12 +96,13 @@ void cli_shape_resolve(const char *prog, const cli_shape_options *o, mora_shape 
         st = mora_shape_check(&given);
         if (st == MORA_OK) *shape = given;
     }
-    if (st == MORA_OK) st = mora_kernel_shape_check(shape); /* what plans and mora-tune take */
+    /* what the generated kernels take (the host kernels take more): the tools serve every backend */
+    if (st == MORA_OK) st = mora_kernel_shape_check(shape, MORA_DIALECT_OPENCL);
     if (st != MORA_OK) cli_usage_error(prog, "%s", mora_last_error());
 }
 
 void cli_format_params(const mora_kernel_spec *spec, char *out, size_t size) {
-    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
+    const mora_kind_decl *d = mora_spec_decl(spec);
     out[0] = '\0';
     for (int i = 0; d && i < d->param_count; ++i) {
         char one[48];

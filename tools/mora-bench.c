@@ -30,14 +30,15 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "clock.h"
 /* internal headers: the baselines (untuned defaults, naive kernels, the roofline kernels) need
  * kernels with swapped parameters and the backend's own launches, which mora.h does not offer */
 #include "context.h"
-#include "cpu_kernels.h"
 #include "error.h"
 #include "halfconv.h"
 #include "plan_internal.h"
 #include "programs.h"
+#include "random.h"
 #include "runner.h"
 #include "shape.h"
 #include "tuner.h"
@@ -102,18 +103,11 @@ typedef struct options {
 static double start_seconds;
 static int quiet;
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void progress(const char *fmt, ...) {
+void bench_progress(const char *fmt, ...) {
     if (quiet) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "[%7.1fs] ", now_seconds() - start_seconds);
+    fprintf(stderr, "[%7.1fs] ", mora_clock_seconds() - start_seconds);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
@@ -143,8 +137,8 @@ static mora_status run_timed_call(void *user, int rep) {
 
 /* Warm-up, then repetitions until min_reps and budget_ms are both reached (100 at most); a call
  * slower than the whole budget is repeated twice only. Median and (p75 − p25) / median. */
-static mora_status time_fn(mora_context *ctx, int events, bench_fn fn, void *user, double budget_ms, int min_reps,
-                           bench_measure *m) {
+mora_status bench_time(mora_context *ctx, int events, bench_fn fn, void *user, double budget_ms, int min_reps,
+                       bench_measure *m) {
     timed_call call = {fn, user};
     mora_timing t;
     MORA_TRY(mora_time_calls(ctx, events, run_timed_call, &call, budget_ms, min_reps, &t));
@@ -158,13 +152,7 @@ static mora_status time_fn(mora_context *ctx, int events, bench_fn fn, void *use
 /* ---- seeded data ---- */
 
 static uint64_t rng_state = 1;
-static double next_uniform(void) { /* splitmix64, in [-1, 1) */
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-}
+static double next_uniform(void) { return mora_random_signed(&rng_state); }
 
 /* count values in [-scale, scale] rounded to dtype into `host` (dtype) and, when given, `exact`. */
 static void fill(mora_dtype dtype, void *host, double *exact, int64_t count, double scale) {
@@ -211,219 +199,9 @@ void bench_kind_work(const mora_shape *s, mora_dtype dtype, mora_kind kind, int6
         *bytes = 2.0 * entries * es + m_bytes + cs_bytes;
         return;
     }
+    case MORA_KIND_ADAMW: break; /* not a layer's */
     }
     *flops = *bytes = 0.0;
-}
-
-/* ---- the roofline ---- */
-
-/* A trivial kernel in the neutral dialect, assembled with the backend's dialect layer. */
-static mora_status trivial_program(mora_context *ctx, const char *body, void **program) {
-    static const char *const dialects[MORA_DIALECT_COUNT] = {"dialect_opencl.kern", "dialect_cuda.kern", "dialect_hip.kern"};
-    const char *dialect = mora_template_text(dialects[ctx->be->dialect]);
-    if (!dialect) return mora_fail(MORA_E_UNSUPPORTED, "no dialect template for backend %s", ctx->be->name);
-    static const char prelude[] = "#define DTYPE_F32 0\n#define DTYPE_F16 1\n#define DTYPE_BF16 2\n#define ACT_DTYPE 0\n";
-    const size_t length = strlen(prelude) + strlen(dialect) + strlen(body) + 2;
-    char *source = malloc(length);
-    if (!source) return mora_fail(MORA_E_NO_MEMORY, "out of memory");
-    snprintf(source, length, "%s%s\n%s", prelude, dialect, body);
-    const mora_status st = mora_program_obtain(ctx, source, program);
-    free(source);
-    return st;
-}
-
-/* A launch handle of `entry` in the trivial kernel `body` (released with the backend's kernel_free). */
-static mora_status trivial_kernel(mora_context *ctx, const char *body, const char *entry, void **kernel) {
-    void *program = NULL;
-    MORA_TRY(trivial_program(ctx, body, &program));
-    return ctx->be->kernel_create(ctx->be_ctx, program, entry, kernel);
-}
-
-#define TRIVIAL_LS 256
-static const char copy_kernel[] =
-    "KERNEL void mora_bench_copy(GLOBAL const float *src, GLOBAL float *dst, const i64 count) {\n"
-    "    const i64 e = (i64)GROUP_ID(0) * 256 + LID0;\n"
-    "    if (e < count) dst[e] = src[e];\n"
-    "}\n";
-/* 8 independent multiply-add chains per work-item; a, b and iters are run-time values, so nothing
- * folds. On a GPU the work-items are the SIMD lanes; PoCL, however, vectorizes across work-items only
- * when the kernel body has no inner loop, so on OpenCL a second version computes float8 vectors
- * explicitly (16 FLOPs x 8 lanes per iteration), and the roofline takes the faster. */
-static const char fma_kernel[] =
-    "KERNEL void mora_bench_fma(GLOBAL float *out, const float a, const float b, const i64 iters) {\n"
-    "    const i64 e = (i64)GROUP_ID(0) * 256 + LID0;\n"
-    "    float v0 = (float)LID0 * 1e-6f, v1 = v0 + 0.1f, v2 = v0 + 0.2f, v3 = v0 + 0.3f;\n"
-    "    float v4 = v0 + 0.4f, v5 = v0 + 0.5f, v6 = v0 + 0.6f, v7 = v0 + 0.7f;\n"
-    "    for (i64 i = 0; i < iters; ++i) {\n"
-    "        v0 = v0 * a + b; v1 = v1 * a + b; v2 = v2 * a + b; v3 = v3 * a + b;\n"
-    "        v4 = v4 * a + b; v5 = v5 * a + b; v6 = v6 * a + b; v7 = v7 * a + b;\n"
-    "    }\n"
-    "    out[e] = ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7));\n"
-    "}\n";
-static const char fma_vector_kernel[] = /* OpenCL C only */
-    "KERNEL void mora_bench_fma(GLOBAL float *out, const float a, const float b, const i64 iters) {\n"
-    "    const i64 e = (i64)GROUP_ID(0) * 256 + LID0;\n"
-    "    float8 v0 = (float8)((float)LID0 * 1e-6f), v1 = v0 + 0.1f, v2 = v0 + 0.2f, v3 = v0 + 0.3f;\n"
-    "    float8 v4 = v0 + 0.4f, v5 = v0 + 0.5f, v6 = v0 + 0.6f, v7 = v0 + 0.7f;\n"
-    "    for (i64 i = 0; i < iters; ++i) {\n"
-    "        v0 = v0 * a + b; v1 = v1 * a + b; v2 = v2 * a + b; v3 = v3 * a + b;\n"
-    "        v4 = v4 * a + b; v5 = v5 * a + b; v6 = v6 * a + b; v7 = v7 * a + b;\n"
-    "    }\n"
-    "    const float8 t = ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7));\n"
-    "    out[e] = ((t.s0 + t.s1) + (t.s2 + t.s3)) + ((t.s4 + t.s5) + (t.s6 + t.s7));\n"
-    "}\n";
-
-typedef struct launch_call {
-    mora_context *ctx;
-    void *kernel; /* the backend's launch handle */
-    size_t groups[3], local[3];
-    mora_kernel_arg args[8];
-    int arg_count;
-} launch_call;
-
-static mora_status launch_fn(void *user) {
-    launch_call *c = user;
-    return c->ctx->be->launch(c->ctx->be_ctx, c->kernel, c->groups, c->local, c->args, c->arg_count);
-}
-
-typedef struct copy_call {
-    mora_context *ctx;
-    void *src, *dst;
-    size_t bytes;
-} copy_call;
-
-static mora_status copy_fn(void *user) {
-    copy_call *c = user;
-    return c->ctx->be->buffer_copy(c->ctx->be_ctx, c->src, 0, c->dst, 0, c->bytes);
-}
-
-static void roof_note(bench_roofline *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void roof_note(bench_roofline *r, const char *fmt, ...) {
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (r->notes[0]) strncat(r->notes, "; ", sizeof r->notes - strlen(r->notes) - 1);
-    strncat(r->notes, line, sizeof r->notes - strlen(r->notes) - 1);
-}
-
-/* GFLOP/s of an FMA-chain kernel (flops_per_iter per work-item and loop iteration); < 0 on failure. */
-static double measure_fma(mora_context *ctx, const options *o, const char *body, double flops_per_iter,
-                          bench_roofline *r) {
-    const mora_backend_i *be = ctx->be;
-    void *out = NULL;
-    const size_t items = (size_t)(ctx->info.compute_units > 0 ? ctx->info.compute_units : 1) * 2048;
-    launch_call call = {.ctx = ctx, .arg_count = 4};
-    call.groups[0] = items / TRIVIAL_LS, call.groups[1] = call.groups[2] = 1;
-    call.local[0] = TRIVIAL_LS, call.local[1] = call.local[2] = 1;
-    int64_t iters = 64;
-    double ms = 0.0, gflops = -1.0;
-    mora_status st = (ctx->info.max_work_group && ctx->info.max_work_group < TRIVIAL_LS)
-                         ? mora_fail(MORA_E_UNSUPPORTED, "the device takes fewer than %d work-items per group", TRIVIAL_LS)
-                         : be->buffer_alloc(ctx->be_ctx, items * 4, &out);
-    if (st == MORA_OK) st = trivial_kernel(ctx, body, "mora_bench_fma", &call.kernel);
-    call.args[0] = MORA_ARG_BUF(out), call.args[1] = MORA_ARG_FLOAT(0.999999f), call.args[2] = MORA_ARG_FLOAT(1e-7f);
-    /* grow the loop until one launch takes a measurable time (~20 ms) */
-    while (st == MORA_OK) {
-        call.args[3] = MORA_ARG_INT(iters);
-        bench_measure once;
-        st = time_fn(ctx, 1, launch_fn, &call, 0.0, 1, &once); /* a warm-up and one timed launch */
-        ms = once.ms;
-        if (st != MORA_OK || ms > 20.0 || iters >= ((int64_t)1 << 24)) break;
-        iters *= ms > 0.5 ? (int64_t)(20.0 / ms) + 1 : 32;
-    }
-    bench_measure m;
-    memset(&m, 0, sizeof m);
-    if (st == MORA_OK) st = time_fn(ctx, 1, launch_fn, &call, o->budget_ms, o->min_reps, &m);
-    if (st == MORA_OK) gflops = (double)items * (double)iters * flops_per_iter / (m.ms * 1e6);
-    else roof_note(r, "FMA kernel: %s", mora_last_error());
-    if (out) be->buffer_free(ctx->be_ctx, out);
-    if (call.kernel) be->kernel_free(ctx->be_ctx, call.kernel);
-    return gflops;
-}
-
-static void measure_roofline(mora_context *ctx, const options *o, bench_roofline *r) {
-    memset(r, 0, sizeof *r);
-    r->copy_gbs = r->copy_kernel_gbs = r->bandwidth_gbs = r->blas_gflops = r->fma_gflops = r->peak_gflops = -1.0;
-    r->fma_scalar_gflops = -1.0;
-    r->bandwidth_source = r->peak_source = "n/a";
-    const mora_backend_i *be = ctx->be;
-    const int compiles = be->program_build != NULL;
-    /* bandwidth: a copy far larger than any cache */
-    size_t bytes = ctx->info.is_cpu ? (size_t)128 << 20 : (size_t)1 << 30;
-    if (ctx->info.global_mem_bytes && bytes > ctx->info.global_mem_bytes / 8) bytes = (size_t)(ctx->info.global_mem_bytes / 8);
-    bytes &= ~(size_t)(4 * TRIVIAL_LS - 1);
-    r->copy_bytes = bytes;
-    void *src = NULL, *dst = NULL;
-    mora_status st = be->buffer_alloc(ctx->be_ctx, bytes, &src);
-    if (st == MORA_OK) st = be->buffer_alloc(ctx->be_ctx, bytes, &dst);
-    if (st == MORA_OK) st = be->buffer_zero(ctx->be_ctx, src, bytes); /* first touch outside the timing */
-    if (st == MORA_OK) st = be->buffer_zero(ctx->be_ctx, dst, bytes);
-    if (st == MORA_OK) st = be->synchronize(ctx->be_ctx);
-    if (st != MORA_OK) roof_note(r, "copy buffers of %zu MiB: %s", bytes >> 20, mora_last_error());
-    bench_measure m;
-    if (st == MORA_OK && be->buffer_copy) {
-        progress("roofline: device-to-device copy of %zu MiB", bytes >> 20);
-        copy_call call = {ctx, src, dst, bytes};
-        memset(&m, 0, sizeof m);
-        if (time_fn(ctx, 1, copy_fn, &call, o->budget_ms, o->min_reps, &m) == MORA_OK)
-            r->copy_gbs = 2.0 * (double)bytes / (m.ms * 1e6);
-        else
-            roof_note(r, "buffer copy: %s", mora_last_error());
-    } else if (st == MORA_OK) {
-        roof_note(r, "the %s backend has no buffer_copy", be->name);
-    }
-    if (st == MORA_OK && compiles) {
-        progress("roofline: copy kernel over %zu MiB", bytes >> 20);
-        launch_call call = {.ctx = ctx, .arg_count = 3};
-        call.groups[0] = bytes / 4 / TRIVIAL_LS, call.groups[1] = call.groups[2] = 1;
-        call.local[0] = TRIVIAL_LS, call.local[1] = call.local[2] = 1;
-        call.args[0] = MORA_ARG_BUF(src), call.args[1] = MORA_ARG_BUF(dst), call.args[2] = MORA_ARG_INT((int64_t)(bytes / 4));
-        memset(&m, 0, sizeof m);
-        if (ctx->info.max_work_group && ctx->info.max_work_group < TRIVIAL_LS)
-            roof_note(r, "copy kernel: the device takes %zu work-items per group, fewer than %d", ctx->info.max_work_group,
-                      TRIVIAL_LS);
-        else if (trivial_kernel(ctx, copy_kernel, "mora_bench_copy", &call.kernel) == MORA_OK &&
-                 time_fn(ctx, 1, launch_fn, &call, o->budget_ms, o->min_reps, &m) == MORA_OK)
-            r->copy_kernel_gbs = 2.0 * (double)bytes / (m.ms * 1e6);
-        else
-            roof_note(r, "copy kernel: %s", mora_last_error());
-        if (call.kernel) be->kernel_free(ctx->be_ctx, call.kernel);
-    }
-    if (src) be->buffer_free(ctx->be_ctx, src);
-    if (dst) be->buffer_free(ctx->be_ctx, dst);
-    if (r->copy_gbs > 0 || r->copy_kernel_gbs > 0) {
-        const int kernel = r->copy_kernel_gbs > r->copy_gbs;
-        r->bandwidth_gbs = kernel ? r->copy_kernel_gbs : r->copy_gbs;
-        r->bandwidth_source = kernel ? "copy kernel" : "buffer copy";
-    }
-
-    /* arithmetic peak: the vendor BLAS's large SGEMM on a CPU device, and an FMA-chain kernel */
-    r->gemm_size = 2048;
-    if (ctx->info.is_cpu && bench_host_blas_available()) {
-        progress("roofline: OpenBLAS SGEMM %d x %d x %d", r->gemm_size, r->gemm_size, r->gemm_size);
-        r->blas_gflops = bench_host_sgemm_gflops(r->gemm_size, o->budget_ms);
-    } else if (ctx->info.is_cpu) {
-        roof_note(r, "built without OpenBLAS: no BLAS peak");
-    } else {
-        roof_note(r, "no vendor BLAS path for the %s backend in mora-bench: peak from the FMA kernel", be->name);
-    }
-    if (compiles) {
-        progress("roofline: FMA-chain kernel");
-        r->fma_scalar_gflops = measure_fma(ctx, o, fma_kernel, 16.0, r);
-        r->fma_gflops = r->fma_scalar_gflops;
-        if (be->dialect == MORA_DIALECT_OPENCL) {
-            progress("roofline: FMA-chain kernel on float8 vectors");
-            const double vector = measure_fma(ctx, o, fma_vector_kernel, 128.0, r);
-            if (vector > r->fma_gflops) r->fma_gflops = vector;
-        }
-    }
-    if (r->blas_gflops > 0 || r->fma_gflops > 0) {
-        const int fma = r->fma_gflops > r->blas_gflops;
-        r->peak_gflops = fma ? r->fma_gflops : r->blas_gflops;
-        r->peak_source = fma ? "FMA kernel" : "OpenBLAS SGEMM";
-    }
 }
 
 /* ---- one shape ---- */
@@ -434,14 +212,12 @@ typedef struct shape_state {
     mora_context *ctx;
     const options *o;
     const char *label;
-    int compiles;   /* the backend runs generated kernels */
+    int generated;  /* the backend runs generated kernels (the naive baselines need them) */
     int host_blas;  /* the host baselines apply: a CPU device and OpenBLAS */
     mora_shape s;
     mora_dtype dtype;
     int64_t n, nv;  /* tokens timed, tokens verified */
-    mora_runner *runner;   /* backends that compile: the generated kernels, parameters swappable */
-    mora_cpu_plan *cpu;    /* the cpu backend: its kernels, and their workspace */
-    void *cpu_workspace;
+    mora_runner *runner;   /* libmora's kernels (generated, or the cpu backend's), parameters swappable */
     mora_kernel_spec tuned[MORA_KIND_COUNT];
     const char *param_source[MORA_KIND_COUNT]; /* "cache", "database" or "default" */
     float *M_host;  /* r̂ x r̂ */
@@ -459,27 +235,22 @@ typedef struct shape_state {
 static void shape_state_free(shape_state *st) {
     mora_context *ctx = st->ctx;
     void *buffers[] = {st->X, st->DY, st->Y, st->DX, st->DM, st->W, st->Mdev, st->CS, st->XV, st->DYV};
-    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i)
-        if (buffers[i]) mora_buffer_free(ctx, buffers[i]);
+    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i) mora_context_buffer_free(ctx, buffers[i]);
     for (int k = 1; k < st->sets; ++k) {
         const mora_kind_buffers *b = &st->extra[k];
         void *extra[] = {(void *)b->x, (void *)b->dy, b->y, b->dx, b->dm, b->w};
-        for (size_t i = 0; i < sizeof extra / sizeof *extra; ++i)
-            if (extra[i]) mora_buffer_free(ctx, extra[i]);
+        for (size_t i = 0; i < sizeof extra / sizeof *extra; ++i) mora_context_buffer_free(ctx, extra[i]);
     }
     if (st->runner) mora_runner_destroy(st->runner);
-    mora_cpu_plan_destroy(st->cpu);
-    free(st->cpu_workspace);
-    for (int k = 0; k < MORA_KIND_COUNT; ++k)
-        if (st->naive_kernel[k]) ctx->be->kernel_free(ctx->be_ctx, st->naive_kernel[k]);
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) mora_context_kernel_free(ctx, st->naive_kernel[k]);
     bench_host_destroy(st->host);
     free(st->M_host), free(st->xv_act), free(st->dyv_act), free(st->xv), free(st->dyv), free(st->Md);
     memset(st, 0, sizeof *st);
 }
 
 static mora_status device_upload(mora_context *ctx, void **buf, const void *host, size_t bytes) {
-    MORA_TRY(mora_buffer_alloc(ctx, bytes ? bytes : 1, buf));
-    return host ? mora_buffer_write(ctx, *buf, 0, host, bytes) : ctx->be->buffer_zero(ctx->be_ctx, *buf, bytes ? bytes : 1);
+    MORA_TRY(mora_context_buffer_alloc(ctx, bytes ? bytes : 1, buf));
+    return host ? mora_context_buffer_write(ctx, *buf, 0, host, bytes) : mora_context_buffer_zero(ctx, *buf, bytes ? bytes : 1);
 }
 
 /* the kind's accumulated output and its element type */
@@ -489,6 +260,7 @@ static size_t out_count(const mora_shape *s, mora_kind kind, int64_t n) {
     case MORA_KIND_BWD_DX: return (size_t)(n * s->d_in);
     case MORA_KIND_BWD_DM: return (size_t)(s->rhat * s->rhat);
     case MORA_KIND_MERGE: return (size_t)(s->d_out * s->d_in);
+    case MORA_KIND_ADAMW: break; /* not a layer's */
     }
     return 0;
 }
@@ -508,7 +280,7 @@ static mora_status device_run(void *user) {
     device_call *c = user;
     shape_state *st = c->st;
     if (c->variant == BENCH_NAIVE) {
-        launch_call call = {.ctx = st->ctx, .kernel = st->naive_kernel[c->kind]};
+        bench_launch call = {.ctx = st->ctx, .kernel = st->naive_kernel[c->kind]};
         const int64_t count = (int64_t)out_count(&st->s, c->kind, c->n);
         call.groups[0] = (size_t)((count + MORA_NAIVE_LS - 1) / MORA_NAIVE_LS), call.groups[1] = call.groups[2] = 1;
         call.local[0] = MORA_NAIVE_LS, call.local[1] = call.local[2] = 1;
@@ -533,22 +305,9 @@ static mora_status device_run(void *user) {
             call.arg_count = 4;
             a[0] = MORA_ARG_BUF(c->out), a[1] = MORA_ARG_BUF(st->Mdev), a[2] = MORA_ARG_BUF(st->CS), a[3] = MORA_ARG_FLOAT(c->scale);
             break;
+        case MORA_KIND_ADAMW: return mora_fail(MORA_E_UNKNOWN_KIND, "the optimizer has no naive kernel");
         }
-        return launch_fn(&call);
-    }
-    if (!st->compiles) { /* the cpu backend: its float32 kernels on host pointers */
-        const mora_shape *s = &st->s;
-        void *ws = st->cpu_workspace;
-        switch (c->kind) {
-        case MORA_KIND_FWD: return mora_cpu_forward(st->cpu, st->M_host, c->x, s->d_in, c->out, s->d_out, c->n, c->scale, ws);
-        case MORA_KIND_BWD_DX:
-            return mora_cpu_backward(st->cpu, st->M_host, c->x, s->d_in, c->dy, s->d_out, c->out, s->d_in, NULL, c->n,
-                                     c->scale, ws);
-        case MORA_KIND_BWD_DM:
-            return mora_cpu_backward(st->cpu, st->M_host, c->x, s->d_in, c->dy, s->d_out, NULL, s->d_in, c->out, c->n,
-                                     c->scale, ws);
-        case MORA_KIND_MERGE: return mora_cpu_merge(st->cpu, st->M_host, c->out, s->d_in, st->dtype, c->scale);
-        }
+        return bench_launch_fn(&call);
     }
     mora_kind_buffers b = {.x = c->x, .dy = c->dy, .w_dtype = st->dtype, .scale = c->scale};
     switch (c->kind) {
@@ -556,6 +315,7 @@ static mora_status device_run(void *user) {
     case MORA_KIND_BWD_DX: b.dx = c->out; break;
     case MORA_KIND_BWD_DM: b.dm = c->out; break;
     case MORA_KIND_MERGE: b.w = c->out; break;
+    case MORA_KIND_ADAMW: return mora_fail(MORA_E_UNKNOWN_KIND, "mora-bench times a layer's kinds");
     }
     return mora_runner_run(st->runner, c->kind, &b, c->n);
 }
@@ -602,6 +362,7 @@ static mora_status verify(shape_state *st, bench_variant v, mora_kind kind, doub
             status = mora_ref_delta_weight(s, st->Md, delta);
             for (size_t i = 0; i < count; ++i) delta[i] *= scale;
             break;
+        case MORA_KIND_ADAMW: status = mora_fail(MORA_E_UNKNOWN_KIND, "mora-bench times a layer's kinds"); break;
         }
     if (status == MORA_OK) {
         fill(out_dtype, v0, expected, (int64_t)count, 0.01);
@@ -621,9 +382,9 @@ static mora_status verify(shape_state *st, bench_variant v, mora_kind kind, doub
         status = device_upload(st->ctx, &OUT, v0, out_bytes);
         device_call call = {st, v, kind, st->XV, st->DYV, OUT, nv, (float)scale};
         if (status == MORA_OK) status = device_run(&call);
-        if (status == MORA_OK) status = mora_synchronize(st->ctx);
-        if (status == MORA_OK) status = mora_buffer_read(st->ctx, OUT, 0, got, out_bytes);
-        if (OUT) mora_buffer_free(st->ctx, OUT);
+        if (status == MORA_OK) status = mora_context_synchronize(st->ctx);
+        if (status == MORA_OK) status = mora_context_buffer_read(st->ctx, OUT, 0, got, out_bytes);
+        mora_context_buffer_free(st->ctx, OUT);
     }
     if (status == MORA_OK) {
         double diff = 0.0, norm = 0.0;
@@ -666,7 +427,7 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
         }
         status = mora_runner_set_spec(st->runner, &def);
         if (status == MORA_OK) status = mora_runner_prepare(st->runner, kind, st->dtype, st->n);
-    } else if (v == BENCH_TUNED && st->compiles) {
+    } else if (v == BENCH_TUNED) {
         status = mora_runner_prepare(st->runner, kind, st->dtype, st->n);
     }
     if (status == MORA_OK && st->nv > 0 && v != BENCH_GEMM) {
@@ -682,13 +443,13 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
     }
     if (status == MORA_OK) {
         if (v == BENCH_GEMM && !st->ctx->info.is_cpu) {
-            status = bench_cublas_measure(st->ctx, &st->s, st->dtype, kind, st->n, time_fn, st->o->budget_ms,
+            status = bench_cublas_measure(st->ctx, &st->s, st->dtype, kind, st->n, bench_time, st->o->budget_ms,
                                           st->o->min_reps, m);
         } else if (v == BENCH_PASSES || v == BENCH_GEMM) {
             host_call call = {st, v, kind, st->n, kind_scale(kind)};
-            status = time_fn(st->ctx, 0, host_run, &call, st->o->budget_ms, st->o->min_reps, m);
+            status = bench_time(st->ctx, 0, host_run, &call, st->o->budget_ms, st->o->min_reps, m);
             if (status == MORA_OK && st->dtype != MORA_F32 && !m->note[0]) set_note(m, "float32 host arrays");
-        } else if (st->compiles && v != BENCH_NAIVE) {
+        } else if (v != BENCH_NAIVE) {
             void *out = kind == MORA_KIND_FWD ? st->Y : kind == MORA_KIND_BWD_DX ? st->DX : kind == MORA_KIND_BWD_DM ? st->DM : st->W;
             mora_kind_buffers sets[BENCH_MAX_SETS];
             sets[0] = (mora_kind_buffers){.x = st->X, .dy = st->DY, .y = st->Y, .dx = st->DX, .dm = st->DM, .w = st->W};
@@ -708,7 +469,7 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
         } else {
             void *out = kind == MORA_KIND_FWD ? st->Y : kind == MORA_KIND_BWD_DX ? st->DX : kind == MORA_KIND_BWD_DM ? st->DM : st->W;
             device_call call = {st, v, kind, st->X, st->DY, out, st->n, kind_scale(kind)};
-            status = time_fn(st->ctx, 1, device_run, &call, st->o->budget_ms, st->o->min_reps, m);
+            status = bench_time(st->ctx, 1, device_run, &call, st->o->budget_ms, st->o->min_reps, m);
         }
     }
     if (status != MORA_OK) {
@@ -723,9 +484,8 @@ static void measure_variant(shape_state *st, bench_kind_result *k, bench_variant
 static const char *variant_absent(const shape_state *st, bench_variant v, mora_kind kind) {
     switch (v) {
     case BENCH_TUNED: return NULL;
-    case BENCH_DEFAULT:
-    case BENCH_NAIVE:
-        return st->compiles ? NULL : "n/a: the cpu backend runs no generated kernels";
+    case BENCH_DEFAULT: return NULL;
+    case BENCH_NAIVE: return st->generated ? NULL : "n/a: the naive kernels are generated for opencl, cuda and hip only";
     case BENCH_PASSES:
     case BENCH_GEMM:
         if (v == BENCH_GEMM && kind == MORA_KIND_MERGE) return "n/a: merge has no GEMM";
@@ -746,21 +506,15 @@ static mora_status shape_setup(shape_state *st) {
     const size_t es = mora_dtype_size(st->dtype);
     const int64_t nx = st->n * s->d_in, ny = st->n * s->d_out, nm = s->rhat * s->rhat;
     const unsigned kinds = st->o->kinds;
-    if (st->compiles) {
-        /* the parameters a plan for n tokens would take: cache → database → defaults */
-        MORA_TRY(mora_runner_create(ctx, s, st->dtype, &st->runner));
-        for (int k = 0; k < MORA_KIND_COUNT; ++k) {
-            st->tuned[k] = mora_runner_spec(st->runner, (mora_kind)k);
-            st->param_source[k] = mora_select_params(ctx, &st->tuned[k], st->n);
-            if (mora_runner_set_spec(st->runner, &st->tuned[k]) != MORA_OK) {
-                st->tuned[k] = mora_spec_default(s, st->dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
-                st->param_source[k] = "default";
-            }
+    /* the parameters a plan for n tokens would take: cache → database → defaults */
+    MORA_TRY(mora_runner_create(ctx, s, st->dtype, &st->runner));
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        st->tuned[k] = mora_runner_spec(st->runner, (mora_kind)k);
+        st->param_source[k] = mora_select_params(ctx, &st->tuned[k], st->n);
+        if (mora_runner_set_spec(st->runner, &st->tuned[k]) != MORA_OK) {
+            st->tuned[k] = mora_spec_default(s, st->dtype, (mora_kind)k, ctx->be->dialect);
+            st->param_source[k] = "default";
         }
-    } else {
-        MORA_TRY(mora_cpu_plan_create(s, st->dtype, NULL, &st->cpu));
-        st->cpu_workspace = malloc(mora_cpu_workspace_bytes(st->cpu, st->n) + 1);
-        if (!st->cpu_workspace) return mora_fail(MORA_E_NO_MEMORY, "out of host memory for the cpu workspace");
     }
     st->M_host = malloc((size_t)nm * sizeof *st->M_host);
     st->Md = malloc((size_t)nm * sizeof *st->Md);
@@ -770,7 +524,7 @@ static mora_status shape_setup(shape_state *st) {
         st->M_host[i] = (float)(next_uniform() / sqrt((double)s->rhat));
         st->Md[i] = st->M_host[i];
     }
-    if (st->runner) MORA_TRY(mora_runner_set_weight(st->runner, st->M_host));
+    MORA_TRY(mora_runner_set_weight(st->runner, st->M_host));
 
     /* inputs: seeded values in the dtype; accumulated outputs start at zero */
     void *host = malloc((size_t)(nx > ny ? nx : ny) * es);
@@ -791,7 +545,7 @@ static mora_status shape_setup(shape_state *st) {
     /* more buffer sets, copies of set 0 on the device, for timing without L2 hits across repetitions */
     st->sets = 1;
     const int want = st->o->rotate ? st->o->rotate : ctx->info.is_cpu ? 1 : 4;
-    if (want > 1 && st->compiles && ctx->be->buffer_copy) {
+    if (want > 1 && mora_context_has_copy(ctx)) {
         void *const base[6] = {st->X, st->DY, st->Y, st->DX, st->DM, st->W};
         const size_t bytes[6] = {(size_t)nx * es, (size_t)ny * es, (size_t)ny * es, (size_t)nx * es, (size_t)nm * 4,
                                  (size_t)(s->d_out * s->d_in) * es};
@@ -799,8 +553,8 @@ static mora_status shape_setup(shape_state *st) {
             void *copy[6] = {0};
             for (int i = 0; i < 6 && status == MORA_OK; ++i) {
                 if (!base[i]) continue;
-                status = mora_buffer_alloc(ctx, bytes[i], &copy[i]);
-                if (status == MORA_OK) status = ctx->be->buffer_copy(ctx->be_ctx, base[i], 0, copy[i], 0, bytes[i]);
+                status = mora_context_buffer_alloc(ctx, bytes[i], &copy[i]);
+                if (status == MORA_OK) status = mora_context_buffer_copy(ctx, base[i], 0, copy[i], 0, bytes[i]);
             }
             st->extra[k] = (mora_kind_buffers){.x = copy[0], .dy = copy[1], .y = copy[2], .dx = copy[3], .dm = copy[4], .w = copy[5]};
             st->sets = k + 1; /* freed with the shape even if this set failed half-way */
@@ -809,7 +563,7 @@ static mora_status shape_setup(shape_state *st) {
     }
 
     /* the naive kernels: their own M and rope table, and the program */
-    if (st->compiles && (st->o->variants & 1u << BENCH_NAIVE)) {
+    if (st->generated && (st->o->variants & 1u << BENCH_NAIVE)) {
         MORA_TRY(device_upload(ctx, &st->Mdev, st->M_host, (size_t)nm * 4));
         if (s->op == MORA_OP_ROPE) {
             const mora_geometry geo = mora_shape_geometry(s);
@@ -835,7 +589,7 @@ static mora_status shape_setup(shape_state *st) {
             free(source);
             static const char *const entries[MORA_KIND_COUNT] = {MORA_NAIVE_FWD, MORA_NAIVE_BWD_DX, MORA_NAIVE_BWD_DM,
                                                                    MORA_NAIVE_MERGE};
-            if (status == MORA_OK) status = ctx->be->kernel_create(ctx->be_ctx, program, entries[k], &st->naive_kernel[k]);
+            if (status == MORA_OK) status = mora_context_kernel_create(ctx, program, entries[k], &st->naive_kernel[k]);
             MORA_TRY(status);
         }
     }
@@ -863,7 +617,7 @@ static mora_status shape_setup(shape_state *st) {
         MORA_TRY(device_upload(ctx, &st->XV, st->xv_act, (size_t)vx * es));
         MORA_TRY(device_upload(ctx, &st->DYV, st->dyv_act, (size_t)vy * es));
     }
-    return mora_synchronize(ctx);
+    return mora_context_synchronize(ctx);
 }
 
 static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r, int index, int total) {
@@ -871,13 +625,13 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
     st.ctx = ctx;
     st.o = o;
     st.label = r->label;
-    st.compiles = ctx->be->program_build != NULL;
+    st.generated = ctx->be->dialect != MORA_DIALECT_HOST;
     st.host_blas = ctx->info.is_cpu && bench_host_blas_available();
     st.s = r->shape;
     st.dtype = r->dtype;
     st.n = r->tokens;
     st.nv = o->verify_tokens < st.n ? o->verify_tokens : st.n;
-    progress("shape %d of %d: %s, %s, %lld tokens: preparing", index + 1, total, r->label, mora_dtype_name(r->dtype),
+    bench_progress("shape %d of %d: %s, %s, %lld tokens: preparing", index + 1, total, r->label, mora_dtype_name(r->dtype),
              (long long)r->tokens);
     const mora_status status = shape_setup(&st);
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
@@ -888,10 +642,10 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
         snprintf(kr->param_source, sizeof kr->param_source, "-");
         for (int v = 0; v < BENCH_VARIANT_COUNT; ++v) kr->m[v].rel_error = -1.0;
         if (!kr->requested) continue;
-        if (st.runner || st.cpu) {
-            snprintf(kr->param_source, sizeof kr->param_source, "%s", st.compiles ? st.param_source[k] : "-");
-            if (st.compiles) cli_format_params(&st.tuned[k], kr->params, sizeof kr->params);
-            else snprintf(kr->params, sizeof kr->params, "libmora's float32 cpu kernels (no tuning parameters)");
+        if (st.runner) {
+            snprintf(kr->param_source, sizeof kr->param_source, "%s", st.param_source[k]);
+            cli_format_params(&st.tuned[k], kr->params, sizeof kr->params);
+            if (!kr->params[0]) snprintf(kr->params, sizeof kr->params, "(no tuning parameters)");
         }
         for (int v = 0; v < BENCH_VARIANT_COUNT; ++v) {
             bench_measure *m = &kr->m[v];
@@ -910,7 +664,7 @@ static void run_shape(mora_context *ctx, const options *o, bench_shape_result *r
             }
             measure_variant(&st, kr, (bench_variant)v);
             if (m->ok)
-                progress("  %-6s %-7s %10.4g ms ±%4.1f%% (%d reps)%s%s", mora_kind_name((mora_kind)k),
+                bench_progress("  %-6s %-7s %10.4g ms ±%4.1f%% (%d reps)%s%s", mora_kind_name((mora_kind)k),
                          bench_variant_name((bench_variant)v), m->ms, 100.0 * m->spread, m->reps, m->note[0] ? "  " : "",
                          m->note);
         }
@@ -1127,7 +881,7 @@ int main(int argc, char **argv) {
     run.shape_count = resolve_shapes(&o, &run.shapes);
     char *command_line = join_command_line(argc, argv);
     run.command_line = command_line ? command_line : argv[0];
-    start_seconds = now_seconds();
+    start_seconds = mora_clock_seconds();
 
     mora_set_log_callback(on_log, NULL);
     mora_context *ctx = NULL;
@@ -1158,14 +912,14 @@ int main(int argc, char **argv) {
     run.blas_name = bench_host_blas_name();
     const int64_t tokens = o.tokens ? o.tokens : mora_default_tune_tokens(ctx);
     for (int i = 0; i < run.shape_count; ++i) run.shapes[i].tokens = tokens;
-    progress("%s on %s \"%s\": %d shape(s), %lld tokens%s", prog, run.backend, run.device, run.shape_count,
+    bench_progress("%s on %s \"%s\": %d shape(s), %lld tokens%s", prog, run.backend, run.device, run.shape_count,
              (long long)tokens, o.tokens ? "" : (ctx->info.is_cpu ? " (the CPU-device default)" : " (the GPU default)"));
 
-    measure_roofline(ctx, &o, &run.roof);
-    progress("roofline: bandwidth %.1f GB/s (%s), peak %.1f GFLOP/s (%s)", run.roof.bandwidth_gbs, run.roof.bandwidth_source,
+    bench_measure_roofline(ctx, o.budget_ms, o.min_reps, &run.roof);
+    bench_progress("roofline: bandwidth %.1f GB/s (%s), peak %.1f GFLOP/s (%s)", run.roof.bandwidth_gbs, run.roof.bandwidth_source,
              run.roof.peak_gflops, run.roof.peak_source);
     for (int i = 0; i < run.shape_count; ++i) run_shape(ctx, &o, &run.shapes[i], i, run.shape_count);
-    run.seconds = now_seconds() - start_seconds;
+    run.seconds = mora_clock_seconds() - start_seconds;
     mora_context_destroy(ctx);
 
     bench_print_table(&run);

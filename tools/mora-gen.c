@@ -1,13 +1,17 @@
-/* mora-gen — show, and optionally compile, the kernel source libmora generates for one spec.
+/* mora-gen — show, and optionally compile, the kernel source libmora generates for one spec; list
+ * the tuning parameters and constraints of a kind (the tables of codegen/kernels.c).
  *
  *   mora-gen --dims 4096 --rank 8 --op rope --kind fwd --dtype bf16 --backend opencl
  *   mora-gen --dims 4096 --rank 8 --kind bwd_dm --backend cuda --arch sm_90 --check
+ *   mora-gen --kind fwd --backend cpu --list-params
+ *   mora-gen --list-params --markdown          (every kind of both families: docs/kernels.md's table)
  *
  * Prints the source to stdout (or --output FILE). With --check it compiles the source with the
  * backend's compiler — OpenCL on the first OpenCL device, CUDA through NVRTC and HIP through hiprtc
  * for a named target without any GPU — and prints the build result and resource report instead. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +30,14 @@ static void usage(FILE *out) {
             "Prints the kernel source libmora generates for one layer shape and kernel kind.\n\n"
             "Shape (--dims and --rank or --rhat are required):\n%s\n"
             "Kernel:\n"
-            "  --kind NAME       fwd, bwd_dx, bwd_dm or merge (default fwd)\n"
-            "  --backend NAME    opencl, cuda or hip: the dialect to generate (default opencl)\n"
+            "  --kind NAME       fwd, bwd_dx, bwd_dm, merge or adamw (default fwd)\n"
+            "  --backend NAME    opencl, cuda, hip or cpu: the dialect to generate (default opencl;\n"
+            "                    cpu: the host dialect, the constants that configure the cpu backend's kernels)\n"
             "  --param NAME=V    set a tuning parameter (repeatable), e.g. --param FWD_TM=64;\n"
             "                    --list-params shows the kind's parameters and defaults\n"
-            "  --list-params     print the kind's parameters, defaults and tuner values, then exit\n\n"
+            "  --list-params     print the kind's parameters (range, default, tuner values, meaning) and\n"
+            "                    constraints, then exit (no shape needed)\n"
+            "  --markdown        with --list-params: every kind of both dialect families as Markdown tables\n\n"
             "Output:\n"
             "  --check           compile the source and print the result and resource report\n"
             "  --arch TARGET     with --check for cuda/hip: sm_80, sm_90, gfx90a, gfx942 (default sm_90 / gfx90a)\n"
@@ -41,18 +48,70 @@ static void usage(FILE *out) {
             cli_shape_help);
 }
 
-static void list_params(const mora_kind_decl *d) {
-    printf("kind %s (template %s), entry points:", d->name, d->template_name);
-    for (int e = 0; e < d->entry_count; ++e) printf(" %s", d->entries[e]);
-    printf("\n%-14s %8s  %-22s %s\n", "parameter", "default", "tuner values", "meaning");
+static void format_values(const mora_param_decl *p, char *out, size_t size) {
+    out[0] = '\0';
+    for (int v = 0; v < p->value_count; ++v) {
+        char one[16];
+        snprintf(one, sizeof one, v ? ", %d" : "%d", p->values[v]);
+        strncat(out, one, size - strlen(out) - 1);
+    }
+}
+
+static void format_range(const mora_param_decl *p, char *out, size_t size) {
+    if (p->max == INT_MAX) snprintf(out, size, ">= %d", p->min);
+    else snprintf(out, size, "%d .. %d", p->min, p->max);
+}
+
+static void list_params(const mora_kind_decl *d, mora_dialect dialect) {
+    printf("kind %s on %s (%s), entry points:", d->name, mora_dialect_name(dialect),
+           d->template_name ? d->template_name : "the cpu backend's own kernels");
+    for (int e = 0; e < d->entry_count; ++e) printf(" %s", d->entries[e].name);
+    printf("\n%-18s %-10s %8s  %-26s %s\n", "parameter", "range", "default", "tuner values", "meaning");
     for (int i = 0; i < d->param_count; ++i) {
-        char values[64] = "";
-        for (int v = 0; v < d->params[i].value_count; ++v) {
-            char one[16];
-            snprintf(one, sizeof one, v ? ",%d" : "%d", d->params[i].values[v]);
-            strncat(values, one, sizeof values - strlen(values) - 1);
+        char values[96], range[32];
+        format_values(&d->params[i], values, sizeof values);
+        format_range(&d->params[i], range, sizeof range);
+        printf("%-18s %-10s %8d  %-26s %s\n", d->params[i].name, range, d->params[i].default_value, values,
+               d->params[i].meaning);
+    }
+    if (d->param_count == 0) printf("(no tuning parameters)\n");
+    for (int c = 0; c < d->constraint_count; ++c) {
+        char text[160];
+        const int search = mora_constraint_describe(d, &d->constraints[c], text, sizeof text);
+        printf("%s %s\n", search ? "search space:" : "constraint:  ", text);
+    }
+}
+
+/* Every kind of both families as Markdown: what docs/kernels.md holds (a test compares them). */
+static void list_markdown(void) {
+    static const struct {
+        mora_dialect dialect;
+        const char *title;
+    } families[] = {{MORA_DIALECT_OPENCL, "Generated kernels (opencl, cuda, hip)"},
+                    {MORA_DIALECT_HOST, "Host kernels (the cpu backend)"}};
+    for (size_t f = 0; f < sizeof families / sizeof *families; ++f) {
+        printf("### %s\n\n| kind | parameter | range | default | tuner values | meaning |\n|---|---|---|---|---|---|\n",
+               families[f].title);
+        for (int k = 0; k < MORA_KIND_ALL_COUNT; ++k) {
+            const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k, families[f].dialect);
+            for (int i = 0; i < d->param_count; ++i) {
+                char values[96], range[32];
+                format_values(&d->params[i], values, sizeof values);
+                format_range(&d->params[i], range, sizeof range);
+                printf("| %s | `%s` | %s | %d | %s | %s |\n", d->name, d->params[i].name, range, d->params[i].default_value,
+                       values, d->params[i].meaning);
+            }
         }
-        printf("%-14s %8d  %-22s %s\n", d->params[i].name, d->params[i].default_value, values, d->params[i].comment);
+        printf("\n| kind | constraint | checked by |\n|---|---|---|\n");
+        for (int k = 0; k < MORA_KIND_ALL_COUNT; ++k) {
+            const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k, families[f].dialect);
+            for (int c = 0; c < d->constraint_count; ++c) {
+                char text[160];
+                const int search = mora_constraint_describe(d, &d->constraints[c], text, sizeof text);
+                printf("| %s | %s | %s |\n", d->name, text, search ? "the tuner's search space" : "every spec check");
+            }
+        }
+        printf("\n");
     }
 }
 
@@ -69,11 +128,11 @@ static int check_opencl(const mora_kernel_spec *spec, const char *source, int de
         mora_context_destroy(ctx);
         return 1;
     }
-    const mora_kind_decl *d = mora_kind_decl_get(spec->kind);
+    const mora_kind_decl *d = mora_spec_decl(spec);
     printf("compiled for OpenCL device \"%s\" (%s)\n", ctx->info.name, ctx->info.compiler_version);
     printf("%-22s %10s %12s\n", "entry", "work-items", "local bytes");
     for (int e = 0; e < d->entry_count; ++e)
-        printf("%-22s %10zu %12zu\n", d->entries[e], mora_spec_threads(spec, e), mora_spec_local_bytes(spec, e));
+        printf("%-22s %10zu %12zu\n", d->entries[e].name, mora_spec_threads(spec, e), mora_spec_local_bytes(spec, e));
     mora_context_release_program(ctx, program);
     mora_context_destroy(ctx);
     return 0;
@@ -100,8 +159,8 @@ int main(int argc, char **argv) {
     cli_shape_options shape_options = {0};
     const char *kind_name = "fwd", *backend = "opencl", *arch = NULL, *output = NULL;
     const char *params[64];
-    int param_count = 0, check = 0, list = 0, device = 0;
-    enum { OPT_CHECK = 256, OPT_LIST };
+    int param_count = 0, check = 0, list = 0, markdown = 0, device = 0;
+    enum { OPT_CHECK = 256, OPT_LIST, OPT_MARKDOWN };
     static const struct option options[] = {
         {"dims", required_argument, 0, 0},     {"dims-out", required_argument, 0, 0},
         {"rank", required_argument, 0, 0},     {"rhat", required_argument, 0, 0},
@@ -110,6 +169,7 @@ int main(int argc, char **argv) {
         {"param", required_argument, 0, 0},    {"arch", required_argument, 0, 0},
         {"device", required_argument, 0, 0},   {"output", required_argument, 0, 'o'},
         {"check", no_argument, 0, OPT_CHECK},  {"list-params", no_argument, 0, OPT_LIST},
+        {"markdown", no_argument, 0, OPT_MARKDOWN},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
     opterr = 0;
@@ -125,6 +185,7 @@ int main(int argc, char **argv) {
         if (c == 'o') output = optarg;
         else if (c == OPT_CHECK) check = 1;
         else if (c == OPT_LIST) list = 1;
+        else if (c == OPT_MARKDOWN) markdown = 1;
         else {
             const char *name = options[index].name;
             if (cli_shape_option(prog, &shape_options, name, optarg)) continue;
@@ -140,21 +201,29 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);
 
-    mora_kind kind;
-    if (mora_kind_from_string(kind_name, &kind) != MORA_OK) cli_usage_error(prog, "--kind: %s", mora_last_error());
-    if (list) {
-        list_params(mora_kind_decl_get(kind));
+    if (markdown && !list) cli_usage_error(prog, "--markdown: only with --list-params");
+    if (markdown) {
+        list_markdown();
         return 0;
     }
+    mora_kind kind;
+    if (mora_kind_from_string_any(kind_name, &kind) != MORA_OK) cli_usage_error(prog, "--kind: %s", mora_last_error());
     mora_dialect dialect;
-    if (mora_dialect_from_string(backend, &dialect) != MORA_OK)
-        cli_usage_error(prog, "--backend=%s: expected opencl, cuda or hip", backend);
-    if (arch && dialect == MORA_DIALECT_OPENCL) cli_usage_error(prog, "--arch: only for --backend cuda or hip");
+    if (mora_dialect_of_backend(backend, &dialect) != MORA_OK)
+        cli_usage_error(prog, "--backend=%s: expected opencl, cuda, hip or cpu", backend);
+    if (list) {
+        list_params(mora_kind_decl_get(kind, dialect), dialect);
+        return 0;
+    }
+    if (arch && dialect != MORA_DIALECT_CUDA && dialect != MORA_DIALECT_HIP)
+        cli_usage_error(prog, "--arch: only for --backend cuda or hip");
+    if (check && dialect == MORA_DIALECT_HOST)
+        cli_usage_error(prog, "--check: the cpu backend compiles nothing (its source configures built-in kernels)");
     mora_shape shape;
-    mora_dtype dtype;
-    cli_shape_resolve(prog, &shape_options, &shape, &dtype);
+    mora_dtype dtype = MORA_F32;
+    if (kind != MORA_KIND_ADAMW) cli_shape_resolve(prog, &shape_options, &shape, &dtype);
 
-    mora_kernel_spec spec = mora_spec_default(&shape, dtype, kind, dialect);
+    mora_kernel_spec spec = kind == MORA_KIND_ADAMW ? mora_spec_adamw(dialect) : mora_spec_default(&shape, dtype, kind, dialect);
     for (int i = 0; i < param_count; ++i) {
         const char *eq = strchr(params[i], '=');
         if (!eq || eq == params[i]) cli_usage_error(prog, "--param %s: expected NAME=VALUE", params[i]);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 /* internal headers: the tuner and the kernels cache have no public API yet (mora.h offers only
  * mora_plan_autotune, without progress, budgets per kind or the report this tool prints) */
 #include "context.h"
@@ -40,7 +41,7 @@ static void usage(FILE *out) {
             "  --force               tune again even when the cache has the answer\n"
             "  --backend NAME        auto, opencl, cuda, hip or cpu (default auto: cuda, hip, opencl on a\n"
             "                        device other than the host's CPU, then cpu; on cpu the tuned\n"
-            "                        parameters are the cpu path's tokens per tile and threads)\n"
+            "                        parameters are the host kernels' rows per tile and threads)\n"
             "  --device N            device index within the backend (default 0)\n"
             "  --cache-dir DIR       kernels cache location (default: $MORA_CACHE_DIR, $XDG_CACHE_HOME/mora,\n"
             "                        ~/.cache/mora; MORA_CACHE_DIR=off disables it)\n\n"
@@ -57,11 +58,6 @@ typedef struct progress_state {
     double start;
 } progress_state;
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void on_progress(const mora_tune_progress *p, void *user) {
     progress_state *st = user;
@@ -69,7 +65,7 @@ static void on_progress(const mora_tune_progress *p, void *user) {
     const char *kind = mora_kind_name(p->kind);
     char params[160] = "";
     if (p->spec) cli_format_params(p->spec, params, sizeof params);
-    const double t = now_seconds() - st->start;
+    const double t = mora_clock_seconds() - st->start;
     switch (p->event) {
     case MORA_TUNE_CACHED:
         fprintf(stderr, "%s[%6.1fs] %-6s answered from the cache: %.4g ms (%s)\n", st->terminal ? "\r\033[K" : "", t,
@@ -153,7 +149,7 @@ static void print_json(const mora_context *ctx, const mora_shape *s, mora_dtype 
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
         const mora_tune_result *r = &results[k];
         if (!r->requested) continue;
-        const mora_kind_decl *d = mora_kind_decl_get((mora_kind)k);
+        const mora_kind_decl *d = mora_spec_decl(&r->best);
         printf("%s\n    {\"kind\": \"%s\", \"source\": \"%s\", \"default_ms\": %.6g, \"tuned_ms\": %.6g, \"spread\": %.4g, "
                "\"candidates\": %d, \"rejected\": %d, \"failed\": %d, \"space\": %d, \"params\": {",
                first ? "" : ",", d->name, r->from_cache ? "cache" : "tuned", r->default_ms, r->best_ms, r->best_spread,
@@ -225,36 +221,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, mora_last_error());
         return 1;
     }
-    if (!ctx->be->program_build) { /* the cpu path: its tokens per tile and worker threads */
-        mora_cache *cpu_cache = NULL;
-        if (cache_dir && mora_cache_open(cache_dir, &cpu_cache) != MORA_OK) {
-            fprintf(stderr, "%s: --cache-dir=%s: %s\n", prog, cache_dir, mora_last_error());
-            mora_context_destroy(ctx);
-            return 1;
-        }
-        options.cache = cpu_cache;
-        const int64_t tokens = options.tokens ? options.tokens : mora_default_tune_tokens(ctx);
-        if (!quiet && !json)
-            fprintf(stderr, "%s: tuning the cpu path (tile, threads) for d_in=%lld d_out=%lld r̂=%lld op=%s dtype=%s with %lld tokens\n",
-                    prog, (long long)shape.d_in, (long long)shape.d_out, (long long)shape.rhat, mora_op_name(shape.op),
-                    mora_dtype_name(dtype), (long long)tokens);
-        mora_cpu_tune_result r;
-        const mora_status st = mora_tune_cpu(ctx, &shape, dtype, &options, &r);
-        if (st != MORA_OK) fprintf(stderr, "%s: %s\n", prog, mora_last_error());
-        else if (json)
-            printf("{\"backend\": \"cpu\", \"tokens\": %lld, \"source\": \"%s\", \"tile_tokens\": %d, \"threads\": %d, "
-                   "\"ms\": %.6g, \"default_ms\": %.6g, \"candidates\": %d}\n",
-                   (long long)tokens, r.from_cache ? "cache" : "tuned", r.best.tile_tokens, r.best.threads, r.best_ms,
-                   r.default_ms, r.candidates);
-        else
-            printf("cpu path (forward + backward of %lld tokens): default %.4g ms, tuned %.4g ms (%.2fx): tile %d tokens, "
-                   "%d worker thread(s); %d candidates%s\n",
-                   (long long)tokens, r.default_ms, r.best_ms, r.default_ms > 0 && r.best_ms > 0 ? r.default_ms / r.best_ms : 1.0,
-                   r.best.tile_tokens, r.best.threads, r.candidates, r.from_cache ? " (answered from the kernels cache)" : "");
-        if (cpu_cache) mora_cache_close(cpu_cache);
-        mora_context_destroy(ctx);
-        return st == MORA_OK ? 0 : 1;
-    }
     mora_cache *cache = NULL;
     if (cache_dir) {
         if (mora_cache_open(cache_dir, &cache) != MORA_OK) {
@@ -267,7 +233,7 @@ int main(int argc, char **argv) {
         cache = mora_context_cache(ctx);
     }
     const int64_t tokens = options.tokens ? options.tokens : mora_default_tune_tokens(ctx);
-    progress_state ps = {isatty(STDERR_FILENO), quiet || json, now_seconds()};
+    progress_state ps = {isatty(STDERR_FILENO), quiet || json, mora_clock_seconds()};
     options.progress = on_progress;
     options.progress_user = &ps;
     if (!ps.quiet)
@@ -278,7 +244,7 @@ int main(int argc, char **argv) {
 
     mora_tune_result results[MORA_KIND_COUNT];
     const mora_status st = mora_tune(ctx, &shape, dtype, &options, results);
-    const double seconds = now_seconds() - ps.start;
+    const double seconds = mora_clock_seconds() - ps.start;
     if (st != MORA_OK) {
         fprintf(stderr, "%s: tuning failed: %s\n", prog, mora_last_error());
     } else {

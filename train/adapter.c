@@ -31,7 +31,7 @@ mora_status mora_adapter_plan_for(mora_adapter *a, const mora_shape *s, mora_dty
 }
 
 mora_status mora_adapter_zero_arena(mora_adapter *a, mora_arena which) {
-    return a->ctx->be->buffer_zero(a->ctx->be_ctx, a->arenas[which], (size_t)a->total * sizeof(float));
+    return mora_context_buffer_zero(a->ctx, a->arenas[which], (size_t)a->total * sizeof(float));
 }
 
 void mora_adapter_destroy(mora_adapter *a) {
@@ -44,7 +44,7 @@ void mora_adapter_destroy(mora_adapter *a) {
     for (int i = 0; i < a->plan_count; ++i) mora_plan_destroy(a->plans[i]);
     mora_adapter_optimizer_release(a);
     for (int k = 0; k < 4; ++k)
-        if (a->arenas[k]) mora_buffer_free(a->ctx, a->arenas[k]);
+        mora_context_buffer_free(a->ctx, a->arenas[k]);
     free(a->layers), free(a->plans), free(a->plan_keys), free(a);
 }
 
@@ -104,7 +104,7 @@ mora_status mora_adapter_create(mora_context *ctx, const mora_adapter_layer_desc
         if (!(l->name = strdup(d->name))) st = mora_fail(MORA_E_NO_MEMORY, "adapter: out of host memory");
     }
     for (int k = 0; k < 4 && st == MORA_OK; ++k) {
-        st = mora_buffer_alloc(ctx, (size_t)a->total * sizeof(float), &a->arenas[k]);
+        st = mora_context_buffer_alloc(ctx, (size_t)a->total * sizeof(float), &a->arenas[k]);
         if (st == MORA_OK) st = mora_adapter_zero_arena(a, (mora_arena)k);
     }
     for (int i = 0; i < a->count && st == MORA_OK; ++i) {
@@ -114,7 +114,7 @@ mora_status mora_adapter_create(mora_context *ctx, const mora_adapter_layer_desc
         if (st == MORA_OK) st = mora_buffer_view(ctx, a->arenas[MORA_ARENA_GRADS], at, bytes, &l->dM);
         if (st == MORA_OK) st = mora_adapter_plan_for(a, &l->shape, l->dtype, l->w_dtype, &l->plan);
     }
-    if (st == MORA_OK) st = mora_synchronize(ctx);
+    if (st == MORA_OK) st = mora_context_synchronize(ctx);
     if (st != MORA_OK) {
         mora_adapter_destroy(a);
         return st;

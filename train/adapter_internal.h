@@ -4,6 +4,7 @@
 #define MORA_TRAIN_ADAPTER_INTERNAL_H
 
 #include "context.h"
+#include "launch.h"
 #include "mora.h"
 
 typedef struct adapter_layer {
@@ -31,9 +32,9 @@ struct mora_adapter {
     void *arenas[4]; /* mora_arena order */
     int64_t total;   /* elements of each arena (padding included) */
     int64_t steps;
-    /* the optimizer: launch handles of the AdamW kernels (NULL on the cpu backend), the partial
-     * sums of the gradient norm and the [norm, coefficient] pair */
-    void *adamw_kernels[3];
+    /* the optimizer: the AdamW kind's kernels (made at the first step), the partial sums of the
+     * gradient norm and the [norm, coefficient] pair */
+    mora_kind_kernels adamw;
     void *partial, *clip;
     int64_t partial_count;
     int clipped; /* the last step clipped: clip holds its norm */

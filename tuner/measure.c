@@ -6,17 +6,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "context.h"
 #include "error.h"
 #include "tuner.h"
 
 #define MAX_REPETITIONS 100
-
-static double wall_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
 
 static int compare_doubles(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -26,22 +21,21 @@ static int compare_doubles(const void *a, const void *b) {
 /* One timed call, in milliseconds: device events around it when `events` (work enqueued on the
  * context's stream), else wall clock between two synchronizations. */
 static mora_status time_once(mora_context *ctx, int events, mora_timed_fn fn, void *user, int rep, double *ms) {
-    const mora_backend_i *be = ctx->be;
-    if (events && be->event_record && be->event_elapsed_ms) {
+    if (events && mora_context_has_events(ctx)) {
         void *start = NULL, *end = NULL;
-        mora_status st = be->event_record(ctx->be_ctx, &start);
+        mora_status st = mora_context_event_record(ctx, &start);
         if (st == MORA_OK) st = fn(user, rep);
-        if (st == MORA_OK) st = be->event_record(ctx->be_ctx, &end);
-        if (st == MORA_OK) st = be->event_elapsed_ms(ctx->be_ctx, start, end, ms);
-        if (start) be->event_free(ctx->be_ctx, start);
-        if (end) be->event_free(ctx->be_ctx, end);
+        if (st == MORA_OK) st = mora_context_event_record(ctx, &end);
+        if (st == MORA_OK) st = mora_context_event_elapsed_ms(ctx, start, end, ms);
+        mora_context_event_free(ctx, start);
+        mora_context_event_free(ctx, end);
         return st;
     }
-    MORA_TRY(be->synchronize(ctx->be_ctx));
-    const double t0 = wall_ms();
+    MORA_TRY(mora_context_synchronize(ctx));
+    const double t0 = mora_clock_ms();
     MORA_TRY(fn(user, rep));
-    MORA_TRY(be->synchronize(ctx->be_ctx));
-    *ms = wall_ms() - t0;
+    MORA_TRY(mora_context_synchronize(ctx));
+    *ms = mora_clock_ms() - t0;
     return MORA_OK;
 }
 

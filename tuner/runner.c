@@ -1,5 +1,5 @@
 /* Runners (see runner.h): the tuner's, the verifier's and mora-bench's way to launch one kind with
- * swappable parameters on buffers of their own. */
+ * swappable parameters on buffers of their own, on any backend. */
 #include "runner.h"
 
 #include <stdlib.h>
@@ -23,12 +23,19 @@ struct mora_runner {
     size_t scratch_bytes;
 };
 
+/* A layer kind the runner runs (fwd .. merge; the optimizer is not tuned). */
+static mora_status check_kind(mora_kind kind) {
+    if ((int)kind < 0 || (int)kind >= MORA_KIND_COUNT)
+        return mora_fail(MORA_E_UNKNOWN_KIND, "kind=%d: a runner runs the layer kinds fwd, bwd_dx, bwd_dm, merge", (int)kind);
+    return MORA_OK;
+}
+
 static mora_kind_kernels *slot(mora_runner *r, mora_kind kind, mora_dtype w_dtype) {
     return kind == MORA_KIND_MERGE ? &r->merge_kernels[w_dtype] : &r->kernels[kind];
 }
 
 mora_kernel_spec mora_runner_spec(const mora_runner *r, mora_kind kind) {
-    mora_kernel_spec spec = mora_spec_default(&r->shape, r->dtype, kind, (mora_dialect)r->ctx->be->dialect);
+    mora_kernel_spec spec = mora_spec_default(&r->shape, r->dtype, kind, r->ctx->be->dialect);
     memcpy(spec.params, r->params[kind], sizeof spec.params);
     return spec;
 }
@@ -42,6 +49,10 @@ void mora_runner_drop(mora_runner *r, mora_kind kind) {
 }
 
 mora_status mora_runner_set_spec(mora_runner *r, const mora_kernel_spec *spec) {
+    MORA_TRY(check_kind(spec->kind));
+    if (spec->dialect != r->ctx->be->dialect)
+        return mora_fail(MORA_E_ARG, "spec: dialect %s differs from the runner's backend's %s", mora_dialect_name(spec->dialect),
+                         mora_dialect_name(r->ctx->be->dialect));
     if (!mora_shape_same(&spec->shape, &r->shape))
         return mora_fail(MORA_E_ARG, "spec: its shape differs from the runner's");
     if (spec->kind != MORA_KIND_MERGE && spec->dtype != r->dtype)
@@ -54,8 +65,6 @@ mora_status mora_runner_set_spec(mora_runner *r, const mora_kernel_spec *spec) {
 }
 
 mora_status mora_runner_create(mora_context *ctx, const mora_shape *s, mora_dtype dtype, mora_runner **out) {
-    if (!ctx->be->program_build)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": runs no generated kernels", ctx->be->name);
     MORA_TRY(mora_shape_check(s));
     mora_runner *r = calloc(1, sizeof *r);
     if (!r) return mora_fail(MORA_E_NO_MEMORY, "runner: out of host memory");
@@ -63,16 +72,15 @@ mora_status mora_runner_create(mora_context *ctx, const mora_shape *s, mora_dtyp
     r->shape = *s;
     r->dtype = dtype;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
-        const mora_kernel_spec spec = mora_spec_default(s, dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
+        const mora_kernel_spec spec = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
         memcpy(r->params[k], spec.params, sizeof spec.params);
     }
     const size_t m_bytes = (size_t)(s->rhat * s->rhat) * sizeof(float);
-    const mora_backend_i *be = ctx->be;
-    mora_status st = be->buffer_alloc(ctx->be_ctx, m_bytes, &r->M);
+    mora_status st = mora_context_buffer_alloc(ctx, m_bytes, &r->M);
     if (st != MORA_OK) r->M = NULL;
-    if (st == MORA_OK) st = be->buffer_zero(ctx->be_ctx, r->M, m_bytes);
+    if (st == MORA_OK) st = mora_context_buffer_zero(ctx, r->M, m_bytes);
     if (st == MORA_OK) st = mora_rope_table_create(ctx, s, &r->rope_table);
-    if (st == MORA_OK) st = be->synchronize(ctx->be_ctx);
+    if (st == MORA_OK) st = mora_context_synchronize(ctx);
     if (st != MORA_OK) {
         mora_runner_destroy(r);
         return st;
@@ -84,19 +92,17 @@ mora_status mora_runner_create(mora_context *ctx, const mora_shape *s, mora_dtyp
 void mora_runner_destroy(mora_runner *r) {
     if (!r) return;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) mora_runner_drop(r, (mora_kind)k);
-    const mora_backend_i *be = r->ctx->be;
     void *buffers[] = {r->M, r->rope_table, r->scratch};
-    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i)
-        if (buffers[i]) be->buffer_free(r->ctx->be_ctx, buffers[i]);
+    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; ++i) mora_context_buffer_free(r->ctx, buffers[i]);
     free(r);
 }
 
 mora_status mora_runner_set_weight(mora_runner *r, const float *M) {
-    return r->ctx->be->buffer_write(r->ctx->be_ctx, r->M, 0, M, (size_t)(r->shape.rhat * r->shape.rhat) * sizeof(float));
+    return mora_context_buffer_write(r->ctx, r->M, 0, M, (size_t)(r->shape.rhat * r->shape.rhat) * sizeof(float));
 }
 
 mora_status mora_runner_get_weight(const mora_runner *r, float *M) {
-    return r->ctx->be->buffer_read(r->ctx->be_ctx, r->M, 0, M, (size_t)(r->shape.rhat * r->shape.rhat) * sizeof(float));
+    return mora_context_buffer_read(r->ctx, r->M, 0, M, (size_t)(r->shape.rhat * r->shape.rhat) * sizeof(float));
 }
 
 mora_status mora_runner_use_program(mora_runner *r, const mora_kernel_spec *spec, void *program) {
@@ -107,31 +113,24 @@ mora_status mora_runner_use_program(mora_runner *r, const mora_kernel_spec *spec
 static mora_status ensure_scratch(mora_runner *r, size_t floats) {
     const size_t bytes = floats * sizeof(float);
     if (bytes <= r->scratch_bytes) return MORA_OK;
-    const mora_backend_i *be = r->ctx->be;
     if (r->scratch) {
-        MORA_TRY(be->synchronize(r->ctx->be_ctx)); /* earlier launches may still read it */
-        be->buffer_free(r->ctx->be_ctx, r->scratch);
+        MORA_TRY(mora_context_synchronize(r->ctx)); /* earlier launches may still read it */
+        mora_context_buffer_free(r->ctx, r->scratch);
         r->scratch = NULL;
         r->scratch_bytes = 0;
     }
-    MORA_TRY(be->buffer_alloc(r->ctx->be_ctx, bytes, &r->scratch));
+    MORA_TRY(mora_context_buffer_alloc(r->ctx, bytes, &r->scratch));
     r->scratch_bytes = bytes;
     return MORA_OK;
 }
 
 mora_status mora_runner_prepare(mora_runner *r, mora_kind kind, mora_dtype w_dtype, int64_t n) {
+    MORA_TRY(check_kind(kind));
     mora_kind_kernels *k = slot(r, kind, w_dtype);
     if (!k->program) {
         mora_kernel_spec spec = mora_runner_spec(r, kind);
         if (kind == MORA_KIND_MERGE) spec.dtype = w_dtype;
-        MORA_TRY(mora_spec_check(&spec, r->ctx->info.max_work_group, r->ctx->info.local_mem_bytes));
-        char *source = NULL;
-        MORA_TRY(mora_codegen(&spec, &source));
-        void *program = NULL;
-        mora_status st = mora_program_obtain(r->ctx, source, &program);
-        free(source);
-        if (st == MORA_OK) st = mora_kind_kernels_init(r->ctx, &spec, program, k);
-        MORA_TRY(st);
+        MORA_TRY(mora_kind_prepare(r->ctx, &spec, k));
     }
     return ensure_scratch(r, mora_spec_scratch_floats(&k->spec, n));
 }

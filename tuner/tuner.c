@@ -11,24 +11,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "context.h"
 #include "error.h"
 #include "halfconv.h"
 #include "programs.h"
+#include "random.h"
 #include "shape.h"
 #include "tuner.h"
 
 #define DEFAULT_BUDGET_SECONDS 60.0
 #define DEFAULT_MAX_CANDIDATES 48
 #define VERIFY_TOKENS 37    /* a prime: no tile size divides it, so every boundary guard runs */
-#define NOISE_FLOOR 0.02    /* candidates within 2% (or their measured spread) tie */
+#define NOISE_FLOOR 0.02    /* candidates within 2% (or their measured spread) tie: the one noise rule */
 #define MIN_REPETITIONS 3
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 int64_t mora_default_tune_tokens(const mora_context *ctx) { return ctx->info.is_cpu ? 256 : 8192; }
 
@@ -246,13 +242,6 @@ static int position_of(const kind_run *r, const mora_kernel_spec *spec) {
     return -1;
 }
 
-static uint64_t next_random(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void search(kind_run *r, int max_candidates, uint64_t seed) {
     const int batch = r->threads * 2 < 2 ? 2 : r->threads * 2;
     int *positions = malloc((size_t)(max_candidates + 64) * sizeof *positions);
@@ -270,7 +259,7 @@ static void search(kind_run *r, int max_candidates, uint64_t seed) {
         uint64_t state = seed;
         const int sample = (2 * max_candidates) / 3;
         for (int guard = 0; picked && planned < sample && guard < 100 * max_candidates; ++guard) {
-            const int i = 1 + (int)(next_random(&state) % (uint64_t)(r->space_size - 1));
+            const int i = 1 + (int)(mora_random_next(&state) % (uint64_t)(r->space_size - 1));
             if (!picked[i]) picked[i] = 1, positions[planned++] = i;
         }
         free(picked);
@@ -280,10 +269,10 @@ static void search(kind_run *r, int max_candidates, uint64_t seed) {
     /* the default first, alone (always measured); then batches while the budget lasts, each no
      * larger than the time left allows at the cost per candidate seen so far (compiles included), so
      * a loaded machine or a slow compiler does not run far past the budget */
-    const double started = now_seconds();
+    const double started = mora_clock_seconds();
     evaluate(r, positions, 1);
     for (int done = 1; done < planned;) {
-        const double now = now_seconds(), per_candidate = (now - started) / done;
+        const double now = mora_clock_seconds(), per_candidate = (now - started) / done;
         const int affordable = per_candidate > 0 ? (int)((r->deadline - now) / per_candidate) : batch;
         const int size = planned - done < batch ? planned - done : batch;
         if (affordable < 1) break;
@@ -291,7 +280,7 @@ static void search(kind_run *r, int max_candidates, uint64_t seed) {
         done += size < affordable ? size : affordable;
     }
     /* local search: the best candidate's untried neighbours, as long as they improve it */
-    while (!r->out->strategy_exhaustive && r->out->candidates < max_candidates && now_seconds() < r->deadline) {
+    while (!r->out->strategy_exhaustive && r->out->candidates < max_candidates && mora_clock_seconds() < r->deadline) {
         const int w = winner(r);
         if (w < 0) break;
         mora_kernel_spec neighbours[2 * MORA_MAX_PARAMS];
@@ -314,7 +303,7 @@ static void search(kind_run *r, int max_candidates, uint64_t seed) {
 /* Record <-> result */
 static void record_from_result(const mora_tune_result *res, int64_t tokens, mora_tuning_record *rec) {
     memset(rec, 0, sizeof *rec);
-    const mora_kind_decl *d = mora_kind_decl_get(res->best.kind);
+    const mora_kind_decl *d = mora_spec_decl(&res->best);
     snprintf(rec->kind, sizeof rec->kind, "%s", d->name);
     rec->param_count = d->param_count;
     for (int i = 0; i < d->param_count; ++i) {
@@ -359,9 +348,9 @@ static mora_status timing_buffers_create(mora_context *ctx, const mora_shape *s,
         const size_t count = i < 5 ? sizes[i] : (size_t)(s->rhat * s->rhat);
         const mora_dtype type = i < 5 ? dtype : MORA_F32;
         for (size_t k = 0; k < count; ++k)
-            mora_store_act(type, host, (int64_t)k, (float)((double)(next_random(&state) >> 11) * 0x1p-53 - 0.5));
-        mora_status st = mora_buffer_alloc(ctx, count * mora_dtype_size(type), &tb->owned[i]);
-        if (st == MORA_OK) st = mora_buffer_write(ctx, tb->owned[i], 0, host, count * mora_dtype_size(type));
+            mora_store_act(type, host, (int64_t)k, (float)(mora_random_unit(&state) - 0.5));
+        mora_status st = mora_context_buffer_alloc(ctx, count * mora_dtype_size(type), &tb->owned[i]);
+        if (st == MORA_OK) st = mora_context_buffer_write(ctx, tb->owned[i], 0, host, count * mora_dtype_size(type));
         if (st != MORA_OK) {
             free(host);
             return st; /* the caller frees what was allocated */
@@ -375,7 +364,7 @@ static mora_status timing_buffers_create(mora_context *ctx, const mora_shape *s,
 
 static void timing_buffers_free(mora_context *ctx, timing_buffers *tb) {
     for (int i = 0; i < 6; ++i)
-        if (tb->owned[i]) mora_buffer_free(ctx, tb->owned[i]);
+        mora_context_buffer_free(ctx, tb->owned[i]);
 }
 
 /* The winner's program goes to the kernels cache (so the next process loads it instead of
@@ -398,8 +387,6 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     MORA_CHECK_PTR(s);
     MORA_CHECK_PTR(results);
     MORA_TRY(mora_shape_check(s));
-    if (!ctx->be->program_build)
-        return mora_fail(MORA_E_UNSUPPORTED, "backend \"%s\": has no generated kernels to tune", ctx->be->name);
     const mora_tune_options defaults = {0};
     const mora_tune_options *o = options ? options : &defaults;
     if (o->tokens < 0 || o->tokens >= MORA_KERNEL_INDEX_LIMIT)
@@ -407,7 +394,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     if (o->budget_seconds < 0) return mora_fail(MORA_E_ARG, "budget=%g s: must be > 0", o->budget_seconds);
     if (o->max_candidates < 0 || o->max_candidates > 100000)
         return mora_fail(MORA_E_ARG, "max_candidates=%d: must be in [1, 100000] (0: 48)", o->max_candidates);
-    MORA_TRY(mora_kernel_shape_check(s));
+    MORA_TRY(mora_kernel_shape_check(s, ctx->be->dialect));
     const int64_t tokens = o->tokens ? o->tokens : mora_default_tune_tokens(ctx);
     const double budget = o->budget_seconds > 0 ? o->budget_seconds : DEFAULT_BUDGET_SECONDS;
     const int max_candidates = o->max_candidates ? o->max_candidates : DEFAULT_MAX_CANDIDATES;
@@ -422,7 +409,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     /* M: seeded values of the size training produces, so timing sees realistic numbers */
     float *M = malloc((size_t)(s->rhat * s->rhat) * sizeof *M);
     uint64_t state = 777;
-    for (int64_t i = 0; M && i < s->rhat * s->rhat; ++i) M[i] = (float)(((double)(next_random(&state) >> 11) * 0x1p-53 - 0.5) / sqrt((double)s->rhat));
+    for (int64_t i = 0; M && i < s->rhat * s->rhat; ++i) M[i] = (float)((mora_random_unit(&state) - 0.5) / sqrt((double)s->rhat));
     mora_status st = M ? mora_runner_set_weight(runner, M) : mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory");
     free(M);
     timing_buffers timing = {0};
@@ -433,15 +420,15 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         return st;
     }
 
-    const double start = now_seconds();
+    const double start = mora_clock_seconds();
     int remaining = 0;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) remaining += (kinds >> k) & 1;
     for (int k = 0; k < MORA_KIND_COUNT && st == MORA_OK; ++k) {
         if (!((kinds >> k) & 1)) continue;
         mora_tune_result *res = &results[k];
-        const double kind_start = now_seconds();
+        const double kind_start = mora_clock_seconds();
         res->requested = 1;
-        res->best = mora_spec_default(s, dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
+        res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
         res->best_ms = res->default_ms = -1;
         char key[1024];
         mora_tuning_key(ctx, (mora_kind)k, s, dtype, tokens, key, sizeof key);
@@ -453,7 +440,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
             mora_log(MORA_LOG_WARNING, "kernels cache: record for kind %s, key %s: outside this device's limits; "
                      "removed, will be re-tuned", mora_kind_name((mora_kind)k), key);
             (void)mora_cache_record_remove(cache, key);
-            res->best = mora_spec_default(s, dtype, (mora_kind)k, (mora_dialect)ctx->be->dialect);
+            res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
             cached = 0;
         }
         if (cached) {
@@ -490,8 +477,8 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
             free(r.evaluated), free(r.programs), free(r.sources), free(r.results), free(space);
             break;
         }
-        const double kind_budget = (budget - (now_seconds() - start)) / remaining;
-        r.deadline = now_seconds() + (kind_budget > 0 ? kind_budget : 0);
+        const double kind_budget = (budget - (mora_clock_seconds() - start)) / remaining;
+        r.deadline = mora_clock_seconds() + (kind_budget > 0 ? kind_budget : 0);
         const int expected = r.space_size < max_candidates ? r.space_size : max_candidates;
         r.per_candidate_ms = 1e3 * kind_budget / (expected + 1) / 3; /* a third of the budget for timing */
         if (r.per_candidate_ms < 20) r.per_candidate_ms = 20;
@@ -507,7 +494,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         }
         for (int i = 0; i < r.result_count; ++i)
             if (r.results[i].declared == 0) res->default_ms = r.results[i].median;
-        res->seconds = now_seconds() - kind_start;
+        res->seconds = mora_clock_seconds() - kind_start;
         if (o->progress) {
             const mora_tune_progress p = {MORA_TUNE_DONE, (mora_kind)k, res->candidates, r.planned, &res->best,
                                           res->best_ms, res->best_ms, NULL};

@@ -1,7 +1,9 @@
-/* Internal: the autotuner. For one shape, dtype and device it searches each kernel kind's parameter
- * space (declared in codegen/kernels.c), verifies every candidate against the float64 reference on
- * scratch buffers before timing it, times the survivors with device events, and keeps the winners in
- * the kernels cache.
+/* Internal: the autotuner, one for every backend. For one shape, dtype and device it searches each
+ * kernel kind's parameter space (declared in codegen/kernels.c: the generated kernels' tiles on a
+ * GPU or OpenCL device, the host kernels' tile and threads on the cpu backend), verifies every
+ * candidate against the float64 reference on scratch buffers before timing it, times the survivors
+ * (device events where the backend has them, else the wall clock), and keeps the winners in the
+ * kernels cache.
  *
  *   space.c    the candidates: every valid combination of the kind's value lists, pruned by
  *              constraints and the device's limits (work-items, local memory); neighbours for the
@@ -18,7 +20,6 @@
 
 #include "backend.h"
 #include "cache.h"
-#include "cpu_kernels.h"
 #include "kernels.h"
 #include "runner.h"
 #include "context.h"
@@ -29,8 +30,6 @@
  * list varies slowest), the default combination first. *specs is malloc'd. */
 mora_status mora_space_enumerate(const mora_kernel_spec *base, const mora_device_info *device, mora_kernel_spec **specs,
                                  int *count);
-/* 1 if the spec satisfies the kind's constraints and the device's limits (and the pruning rules). */
-int mora_space_valid(const mora_kernel_spec *spec, const mora_device_info *device);
 /* The valid specs that differ from `center` in one parameter by one step of its value list. */
 int mora_space_neighbours(const mora_kernel_spec *center, const mora_device_info *device, mora_kernel_spec *out,
                           int capacity);
@@ -108,7 +107,7 @@ typedef mora_status (*mora_tune_measure_fn)(const mora_kernel_spec *spec, int in
 typedef void (*mora_tune_source_fn)(const mora_kernel_spec *spec, char **source, void *user);
 
 typedef struct mora_tune_options {
-    int64_t tokens;         /* tokens to time with; 0: 8192 on a GPU, 256 on a CPU device */
+    int64_t tokens;         /* tokens to time with; 0: 8192 on a GPU, 256 on a CPU device (cpu backend, PoCL) */
     double budget_seconds;  /* the whole run, all kinds; 0: 60 */
     int max_candidates;     /* per kind; 0: 48 */
     uint64_t seed;          /* random sampling; 0: 1 */
@@ -140,23 +139,6 @@ typedef struct mora_tune_result {
  * The caller's buffers are never touched: everything runs on buffers the tuner allocates. */
 mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
                       mora_tune_result results[MORA_KIND_COUNT]);
-
-/* ---- the cpu path (tune_cpu.c): tokens per tile and worker threads ---- */
-typedef struct mora_cpu_tune_result {
-    mora_cpu_params best;   /* the winner (the plan's default when nothing beat it) */
-    double best_ms, default_ms; /* a forward + a backward (dx and dM) of the tuning tokens; -1 unknown */
-    int candidates;
-    int from_cache;
-    double seconds;
-} mora_cpu_tune_result;
-/* Tunes the cpu path for (shape, dtype) on the cpu backend and stores the winner in the cache
- * (tokens, budget_seconds, force and cache of the options apply; the rest is ignored). */
-mora_status mora_tune_cpu(mora_context *ctx, const mora_shape *s, mora_dtype dtype, const mora_tune_options *options,
-                          mora_cpu_tune_result *result);
-/* The cache key of the cpu path's record, and its parameters from a record. */
-void mora_cpu_tuning_key(const mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens, char *key,
-                         size_t size);
-mora_status mora_cpu_params_from_record(const mora_tuning_record *record, mora_cpu_params *params);
 
 /* The cache key of a tuning record (see cache.h); tokens are bucketed to the next power of two. */
 void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *s, mora_dtype dtype, int64_t tokens,

@@ -13,6 +13,7 @@
 #include "context.h"
 #include "error.h"
 #include "halfconv.h"
+#include "random.h"
 #include "tuner.h"
 
 struct mora_verifier {
@@ -30,19 +31,10 @@ struct mora_verifier {
 
 double mora_dtype_tolerance(mora_dtype dtype) { return dtype == MORA_F32 ? 1e-5 : dtype == MORA_F16 ? 3e-3 : 1e-2; }
 
-/* splitmix64: the verifier's inputs depend only on the seed */
-static double next_uniform(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-}
-
 /* count seeded values in [-scale, scale] rounded to dtype, into host (dtype) and exact (double) */
 static void fill(uint64_t *state, mora_dtype dtype, void *host, double *exact, int64_t count, double scale) {
     for (int64_t i = 0; i < count; ++i) {
-        mora_store_act(dtype, host, i, (float)(scale * next_uniform(state)));
+        mora_store_act(dtype, host, i, (float)(scale * mora_random_signed(state)));
         exact[i] = mora_load_act(dtype, host, i);
     }
 }
@@ -50,15 +42,14 @@ static void fill(uint64_t *state, mora_dtype dtype, void *host, double *exact, i
 void mora_verifier_destroy(mora_verifier *v) {
     if (!v) return;
     void *buffers[] = {v->x, v->dy, v->out};
-    for (size_t i = 0; i < 3; ++i)
-        if (buffers[i]) mora_buffer_free(v->ctx, buffers[i]);
+    for (size_t i = 0; i < 3; ++i) mora_context_buffer_free(v->ctx, buffers[i]);
     free(v->out0_host), free(v->expected), free(v->delta);
     free(v);
 }
 
 static mora_status upload(mora_context *ctx, void **buf, const void *host, size_t bytes) {
-    MORA_TRY(mora_buffer_alloc(ctx, bytes ? bytes : 1, buf));
-    return bytes ? mora_buffer_write(ctx, *buf, 0, host, bytes) : MORA_OK;
+    MORA_TRY(mora_context_buffer_alloc(ctx, bytes ? bytes : 1, buf));
+    return bytes ? mora_context_buffer_write(ctx, *buf, 0, host, bytes) : MORA_OK;
 }
 
 mora_status mora_verifier_create(mora_runner *l, mora_kind kind, int64_t n, uint64_t seed, mora_verifier **out) {
@@ -101,13 +92,14 @@ mora_status mora_verifier_create(mora_runner *l, mora_kind kind, int64_t n, uint
         case MORA_KIND_BWD_DX: st = mora_ref_backward(s, M, x, dy, v->delta, NULL, n); break;
         case MORA_KIND_BWD_DM: st = mora_ref_backward(s, M, x, dy, NULL, v->delta, n); break;
         case MORA_KIND_MERGE: st = mora_ref_delta_weight(s, M, v->delta); break;
+        case MORA_KIND_ADAMW: st = mora_fail(MORA_E_UNKNOWN_KIND, "verifier: the optimizer is not tuned"); break;
         }
     const double factor = kind == MORA_KIND_MERGE ? -0.5 : kind == MORA_KIND_FWD ? 1.0 : 0.75;
     for (int64_t i = 0; st == MORA_OK && i < v->out_count; ++i) v->delta[i] *= factor;
     for (int64_t i = 0; st == MORA_OK && i < v->out_count; ++i) v->expected[i] = v0[i] + v->delta[i];
     if (st == MORA_OK) st = upload(v->ctx, &v->x, x_host, (size_t)nx * act_size);
     if (st == MORA_OK) st = upload(v->ctx, &v->dy, dy_host, (size_t)ny * act_size);
-    if (st == MORA_OK) st = mora_buffer_alloc(v->ctx, (size_t)v->out_count * out_size, &v->out);
+    if (st == MORA_OK) st = mora_context_buffer_alloc(v->ctx, (size_t)v->out_count * out_size, &v->out);
     free(x), free(dy), free(M), free(v0), free(x_host), free(dy_host), free(M_host);
     if (st != MORA_OK) {
         mora_verifier_destroy(v);
@@ -125,7 +117,7 @@ static mora_status poison_scratch(mora_verifier *v) {
     float *nan_fill = malloc(bytes);
     if (!nan_fill) return mora_fail(MORA_E_NO_MEMORY, "verifier: out of host memory for %zu bytes", bytes);
     for (size_t i = 0; i < bytes / sizeof *nan_fill; ++i) nan_fill[i] = NAN;
-    const mora_status st = mora_buffer_write(v->ctx, scratch, 0, nan_fill, bytes);
+    const mora_status st = mora_context_buffer_write(v->ctx, scratch, 0, nan_fill, bytes);
     free(nan_fill);
     return st;
 }
@@ -135,18 +127,19 @@ mora_status mora_verifier_check(mora_verifier *v, double *rel_error) {
     const size_t out_bytes = (size_t)v->out_count * mora_dtype_size(v->dtype);
     MORA_TRY(mora_runner_prepare(v->runner, v->kind, v->dtype, v->n));
     MORA_TRY(poison_scratch(v));
-    MORA_TRY(mora_buffer_write(v->ctx, v->out, 0, v->out0_host, out_bytes));
+    MORA_TRY(mora_context_buffer_write(v->ctx, v->out, 0, v->out0_host, out_bytes));
     mora_kind_buffers b = {.x = v->x, .dy = v->dy, .w_dtype = v->dtype, .scale = 0.75f};
     switch (v->kind) {
     case MORA_KIND_FWD: b.y = v->out; break;
     case MORA_KIND_BWD_DX: b.dx = v->out; break;
     case MORA_KIND_BWD_DM: b.dm = v->out; break;
     case MORA_KIND_MERGE: b.w = v->out, b.scale = -0.5f; break;
+    case MORA_KIND_ADAMW: return mora_fail(MORA_E_UNKNOWN_KIND, "verifier: the optimizer is not tuned");
     }
     MORA_TRY(mora_runner_run(v->runner, v->kind, &b, v->n));
     void *got = malloc(out_bytes ? out_bytes : 1);
     if (!got) return mora_fail(MORA_E_NO_MEMORY, "verifier: out of host memory");
-    mora_status st = mora_buffer_read(v->ctx, v->out, 0, got, out_bytes);
+    mora_status st = mora_context_buffer_read(v->ctx, v->out, 0, got, out_bytes);
     if (st != MORA_OK) {
         free(got);
         return st;
