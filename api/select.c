@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "plan_internal.h"
+#include "db.h"
 #include "programs.h"
 #include "tuner.h"
 

@@ -140,25 +140,18 @@ static const mora_kind_decl generated_kinds[MORA_KIND_ALL_COUNT] = {
 
 /* The host family: the cpu backend's kernels. Each call is one launch that runs on the caller's
  * thread and its workers; the scratch holds every worker's packed tiles. */
+/* A layer kind of the host family: one entry point, the tile and threads parameters, the scratch. */
+#define HOST_LAYER_KIND(KIND, NAME, P, ENTRY, ...)                                                              \
+    [KIND] = {.name = NAME, .kind = KIND, .prefix = P,                                                           \
+              ENTRIES({ENTRY, ARGS(__VA_ARGS__), ONE, NONE, one_group, MORA_RUNS_ALWAYS}), PARAMS(HOST_PARAMS(P)), \
+              HOST_CONSTRAINTS, .scratch_floats = host_scratch}
 static const mora_kind_decl host_kinds[MORA_KIND_ALL_COUNT] = {
-    [MORA_KIND_FWD] = {.name = "fwd", .kind = MORA_KIND_FWD, .prefix = "FWD",
-                       ENTRIES({"mora_fwd",
-                                ARGS(MORA_KARG_X, MORA_KARG_LDX, MORA_KARG_Y, MORA_KARG_LDY, MORA_KARG_M, MORA_KARG_N,
-                                     MORA_KARG_SCALE, MORA_KARG_SCRATCH),
-                                ONE, NONE, one_group, MORA_RUNS_ALWAYS}),
-                       PARAMS(HOST_PARAMS("FWD")), HOST_CONSTRAINTS, .scratch_floats = host_scratch},
-    [MORA_KIND_BWD_DX] = {.name = "bwd_dx", .kind = MORA_KIND_BWD_DX, .prefix = "DX",
-                          ENTRIES({"mora_bwd_dx",
-                                   ARGS(MORA_KARG_DY, MORA_KARG_LDDY, MORA_KARG_M, MORA_KARG_DX, MORA_KARG_LDDX,
-                                        MORA_KARG_N, MORA_KARG_SCALE, MORA_KARG_SCRATCH),
-                                   ONE, NONE, one_group, MORA_RUNS_ALWAYS}),
-                          PARAMS(HOST_PARAMS("DX")), HOST_CONSTRAINTS, .scratch_floats = host_scratch},
-    [MORA_KIND_BWD_DM] = {.name = "bwd_dm", .kind = MORA_KIND_BWD_DM, .prefix = "DM",
-                          ENTRIES({"mora_bwd_dm",
-                                   ARGS(MORA_KARG_X, MORA_KARG_LDX, MORA_KARG_DY, MORA_KARG_LDDY, MORA_KARG_DM,
-                                        MORA_KARG_N, MORA_KARG_SCALE, MORA_KARG_SCRATCH),
-                                   ONE, NONE, one_group, MORA_RUNS_ALWAYS}),
-                          PARAMS(HOST_PARAMS("DM")), HOST_CONSTRAINTS, .scratch_floats = host_scratch},
+    HOST_LAYER_KIND(MORA_KIND_FWD, "fwd", "FWD", "mora_fwd", MORA_KARG_X, MORA_KARG_LDX, MORA_KARG_Y, MORA_KARG_LDY,
+                    MORA_KARG_M, MORA_KARG_N, MORA_KARG_SCALE, MORA_KARG_SCRATCH),
+    HOST_LAYER_KIND(MORA_KIND_BWD_DX, "bwd_dx", "DX", "mora_bwd_dx", MORA_KARG_DY, MORA_KARG_LDDY, MORA_KARG_M,
+                    MORA_KARG_DX, MORA_KARG_LDDX, MORA_KARG_N, MORA_KARG_SCALE, MORA_KARG_SCRATCH),
+    HOST_LAYER_KIND(MORA_KIND_BWD_DM, "bwd_dm", "DM", "mora_bwd_dm", MORA_KARG_X, MORA_KARG_LDX, MORA_KARG_DY,
+                    MORA_KARG_LDDY, MORA_KARG_DM, MORA_KARG_N, MORA_KARG_SCALE, MORA_KARG_SCRATCH),
     [MORA_KIND_MERGE] = {.name = "merge", .kind = MORA_KIND_MERGE, .prefix = "MERGE",
                          ENTRIES({"mora_merge", ARGS(MORA_KARG_W, MORA_KARG_LDW, MORA_KARG_M, MORA_KARG_SCALE), ONE,
                                   NONE, one_group, MORA_RUNS_ALWAYS}),

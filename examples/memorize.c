@@ -48,6 +48,8 @@
 #endif
 #include <mora.h>
 
+#include "random.h" /* core/random.h: the project's seeded generator (header-only) */
+
 #define TRY(call)                                                                     \
     do {                                                                              \
         const mora_status s_ = (call);                                                \
@@ -69,13 +71,8 @@ static void *xmalloc(size_t bytes) {
 }
 #define NEW(type, count) ((type *)xmalloc(sizeof(type) * (size_t)(count)))
 
-/* ---- random numbers: splitmix64, Box-Muller ---- */
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* ---- random numbers: the project's splitmix64 (a header-only utility, not libmora's API), Box-Muller ---- */
+static uint64_t rng_next(uint64_t *s) { return mora_random_next(s); }
 static double rng_uniform(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
 static float rng_normal(uint64_t *s) {
     const double u = rng_uniform(s), v = rng_uniform(s);

@@ -1,30 +1,23 @@
-/* The on-disk kernels cache (tuning records, compiled binaries) and the shipped database of tuned
- * results. The interface and the file layouts are in cache.h; the db format is in db/README.md.
+/* The on-disk kernels cache: tuning records and compiled binaries. The interface, the location and
+ * the file layouts are in cache.h (the shipped database is db.c).
  *
- * Choices the header leaves open:
+ * What the header leaves open (it states the layouts, the atomic writes and which entries are bad):
  * - An explicit dir of "" disables the cache, like MORA_CACHE_DIR="" (an explicit "off" is a
  *   directory name). A relative XDG_CACHE_HOME is ignored (XDG base directory rules).
  * - mora_cache_open already disables the cache when the nearest existing folder of the path is not
  *   a writable directory; otherwise the folders are created (mkdir -p, 0700) and probed on the first
- *   store. Either way: one "cache-unwritable" warning, and the cache is disabled.
- * - A store into a disabled cache does nothing and returns MORA_OK; a write that fails in an enabled
- *   cache returns MORA_E_IO (callers treat it as non-fatal).
- * - A record written by another library version is a plain miss: it is neither removed nor warned
- *   about (it is not corrupt; the next store replaces it). Every other bad entry is removed, with
- *   one warning per entry: each bad file is a separate event (another writer, another bit flip), and
- *   as it is removed it cannot warn twice. An entry that cannot be removed (a non-empty folder in its
- *   place) is reported as staying, once per entry name, so a cache that stays broken does not flood
- *   the log.
- * - Records are checked twice on load: the checksum (the file is the one the library wrote), then
- *   the values (mora_cache_record_check: the kind's declared parameters and ranges, and
- *   mora_spec_check), so that a record with a good checksum but values no tuner can have produced
- *   (an older library's bug, a hand edit) is also a miss, removed and re-tuned. Store writes what it
- *   is given: the load is the one gate, whatever wrote the file.
- * - Entries are opened with O_NONBLOCK, and the type checked on the open descriptor: a FIFO or a
- *   device in an entry's place is a bad entry instead of a reader blocked forever.
- * - Temporary files of writers that were killed before their rename (".<name>.tmp-XXXXXX", and the
- *   ".probe-XXXXXX" of the first store) are removed by the first store of each process when they
- *   are older than STALE_TEMP_SECONDS: a live writer holds its file for well under a second.
+ *   store. A store into a disabled cache does nothing and returns MORA_OK; a write that fails in an
+ *   enabled cache returns MORA_E_IO (callers treat it as non-fatal).
+ * - A record written by another library version is a plain miss, neither removed nor warned about
+ *   (it is not corrupt; the next store replaces it). A bad entry warns once because it is removed;
+ *   one that cannot be removed (a non-empty folder in its place) is reported as staying, once per
+ *   entry name, so a cache that stays broken does not flood the log.
+ * - The checksum proves a record is the file the library wrote; mora_cache_record_check then proves
+ *   its values are ones a tuner can produce (an older library's bug, a hand edit fail it). Store
+ *   writes what it is given: the load is the one gate.
+ * - Entries are opened with O_NONBLOCK and their type checked on the open descriptor, so a FIFO in
+ *   an entry's place is a bad entry instead of a reader blocked forever. The age past which a
+ *   temporary file is a dead writer's is STALE_TEMP_SECONDS.
  * - Non-finite time_ms / spread / default_ms are written as JSON null and read back as NaN. */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -49,7 +42,6 @@
 
 #include "hash.h"
 #include "error.h"
-#include "mora_db.h"
 
 #define RECORD_MAX_BYTES (1u << 20) /* a record is a few hundred bytes: anything over 1 MiB is bad */
 #define STALE_TEMP_SECONDS (10 * 60)  /* a temporary file this old belongs to a writer that died */
@@ -854,203 +846,5 @@ done:
     free(echo);
     close(fd);
     free(path);
-    return s;
-}
-
-/* ---- the shipped database ---------------------------------------------------------------------- */
-typedef struct db_entry {
-    char *backend, *device, *arch, *vendor; /* device/arch/vendor: NULL when not named */
-    mora_kind kind;
-    int op;    /* mora_op, or -1 for "*" */
-    int dtype; /* mora_dtype, or -1 for "*" */
-    int param_count;
-    char *param_names[MORA_MAX_PARAMS];
-    int param_values[MORA_MAX_PARAMS];
-} db_entry;
-
-typedef struct db_table {
-    db_entry *entries;
-    int count, capacity;
-} db_table;
-
-static void db_entry_free(db_entry *e) {
-    free(e->backend);
-    free(e->device);
-    free(e->arch);
-    free(e->vendor);
-    for (int i = 0; i < e->param_count; ++i) free(e->param_names[i]);
-}
-
-static void db_table_free(db_table *t) {
-    for (int i = 0; i < t->count; ++i) db_entry_free(&t->entries[i]);
-    free(t->entries);
-    memset(t, 0, sizeof *t);
-}
-
-/* An optional string field: 1 and *out (strdup'd, or NULL when absent); 0 when of the wrong type. */
-static int db_string(json_t *entry, const char *name, char **out) {
-    json_t *v = json_object_get(entry, name);
-    *out = NULL;
-    if (!v) return 1;
-    if (!json_is_string(v)) return 0;
-    *out = strdup(json_string_value(v));
-    return *out != NULL;
-}
-
-/* Parses one entry; NULL when good, else why not. */
-static const char *db_entry_parse(json_t *j, db_entry *e) {
-    memset(e, 0, sizeof *e);
-    if (!json_is_object(j)) return "not an object";
-    if (!db_string(j, "backend", &e->backend) || !e->backend) return "\"backend\" missing or not a string";
-    if (!db_string(j, "device", &e->device) || !db_string(j, "arch", &e->arch) || !db_string(j, "vendor", &e->vendor))
-        return "\"device\", \"arch\" or \"vendor\" is not a string";
-    if (!e->device && !e->arch && !e->vendor) return "names none of \"device\", \"arch\", \"vendor\"";
-    json_t *kind = json_object_get(j, "kind");
-    if (!json_is_string(kind) || mora_kind_from_string(json_string_value(kind), &e->kind) != MORA_OK)
-        return "\"kind\" missing or not a kernel kind";
-    json_t *op = json_object_get(j, "op");
-    e->op = -1;
-    if (op && !(json_is_string(op) && strcmp(json_string_value(op), "*") == 0)) {
-        mora_op o;
-        if (!json_is_string(op) || mora_op_from_string(json_string_value(op), &o) != MORA_OK)
-            return "\"op\" is not an operator name or \"*\"";
-        e->op = (int)o;
-    }
-    json_t *dtype = json_object_get(j, "dtype");
-    e->dtype = -1;
-    if (dtype && !(json_is_string(dtype) && strcmp(json_string_value(dtype), "*") == 0)) {
-        mora_dtype d;
-        if (!json_is_string(dtype) || mora_dtype_from_string(json_string_value(dtype), &d) != MORA_OK)
-            return "\"dtype\" is not a data type or \"*\"";
-        e->dtype = (int)d;
-    }
-    json_t *params = json_object_get(j, "params");
-    if (!json_is_object(params)) return "\"params\" missing or not an object";
-    if (json_object_size(params) > MORA_MAX_PARAMS) return "more than MORA_MAX_PARAMS \"params\"";
-    const char *name;
-    json_t *value;
-    json_object_foreach(params, name, value) {
-        if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > INT_MAX)
-            return "a parameter value is not a positive int";
-        if ((e->param_names[e->param_count] = strdup(name)) == NULL) return "out of memory";
-        e->param_values[e->param_count++] = (int)json_integer_value(value);
-    }
-    json_t *source = json_object_get(j, "source");
-    if (source && !json_is_string(source)) return "\"source\" is not a string";
-    return NULL;
-}
-
-/* Appends the entries of one db text. MORA_E_ARG (with the reason in mora_last_error) when the text
- * is not a db; entries that are invalid are skipped with one "db-invalid" warning. */
-static mora_status db_parse(const char *text, const char *name, db_table *t) {
-    /* an empty (or blank) file is a db without entries */
-    const char *p = text;
-    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') ++p;
-    if (*p == '\0') return MORA_OK;
-    json_error_t jerr;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return mora_fail(MORA_E_ARG, "kernels db %s: not valid JSON (line %d: %s)", name, jerr.line, jerr.text);
-    mora_status s = MORA_OK;
-    json_t *format = json_object_get(root, "format");
-    json_t *entries = json_object_get(root, "entries");
-    if (!json_is_object(root) || !json_is_integer(format) || json_integer_value(format) != 1) {
-        s = mora_fail(MORA_E_ARG, "kernels db %s: \"format\" missing or not 1", name);
-    } else if (!json_is_array(entries)) {
-        s = mora_fail(MORA_E_ARG, "kernels db %s: \"entries\" missing or not an array", name);
-    } else {
-        size_t i;
-        json_t *j;
-        json_array_foreach(entries, i, j) {
-            if (t->count == t->capacity) {
-                const int capacity = t->capacity ? 2 * t->capacity : 16;
-                db_entry *grown = realloc(t->entries, (size_t)capacity * sizeof *grown);
-                if (!grown) {
-                    s = mora_fail(MORA_E_NO_MEMORY, "kernels db %s: out of memory", name);
-                    break;
-                }
-                t->entries = grown;
-                t->capacity = capacity;
-            }
-            db_entry *e = &t->entries[t->count];
-            const char *why = db_entry_parse(j, e);
-            if (why) {
-                mora_warn_once("db-invalid", "kernels db %s: entry %zu: %s; skipped", name, i, why);
-                db_entry_free(e);
-            } else {
-                ++t->count;
-            }
-        }
-    }
-    json_decref(root);
-    return s;
-}
-
-/* Most specific applicable entry → spec. Scores: device 3, arch 2, vendor 1 (×4), + 2 for an exact
- * op, + 1 for an exact dtype; the first of equal scores wins. An entry naming a parameter the kind
- * does not have (or an invalid value) is skipped with one warning. */
-static mora_status db_match(const db_table *t, const char *backend, const char *device, const char *arch,
-                            const char *vendor, mora_kernel_spec *spec, const char **matched) {
-    int best_score = -1;
-    const db_entry *best = NULL;
-    mora_kernel_spec best_spec = *spec;
-    for (int i = 0; i < t->count; ++i) {
-        const db_entry *e = &t->entries[i];
-        if (strcmp(e->backend, backend) != 0 || e->kind != spec->kind) continue;
-        if (e->op >= 0 && e->op != (int)spec->shape.op) continue;
-        if (e->dtype >= 0 && e->dtype != (int)spec->dtype) continue;
-        if (e->device && (!device || strcmp(e->device, device) != 0)) continue;
-        if (e->arch && (!arch || strcmp(e->arch, arch) != 0)) continue;
-        if (e->vendor && (!vendor || strcmp(e->vendor, vendor) != 0)) continue;
-        const int level = e->device ? 3 : e->arch ? 2 : 1;
-        const int score = 4 * level + (e->op >= 0 ? 2 : 0) + (e->dtype >= 0 ? 1 : 0);
-        if (score <= best_score) continue;
-        mora_kernel_spec candidate = *spec;
-        int ok = 1;
-        for (int k = 0; ok && k < e->param_count; ++k)
-            ok = mora_spec_set_param(&candidate, e->param_names[k], e->param_values[k]) == MORA_OK;
-        if (!ok) {
-            mora_warn_once("db-param", "kernels db: an entry for backend %s, kind %s: %s; entry skipped", e->backend,
-                           mora_kind_name(e->kind), mora_last_error());
-            continue;
-        }
-        best_score = score;
-        best = e;
-        best_spec = candidate;
-    }
-    if (!best)
-        return mora_fail(MORA_E_NOT_FOUND, "kernels db: no entry for backend %s, device \"%s\", kind %s, op %s, dtype %s",
-                         backend, device ? device : "", mora_kind_name(spec->kind), mora_op_name(spec->shape.op),
-                         mora_dtype_name(spec->dtype));
-    *spec = best_spec;
-    if (matched) *matched = best->device ? "device" : best->arch ? "arch" : "vendor";
-    return MORA_OK;
-}
-
-static db_table shipped_db;
-static pthread_once_t shipped_db_once = PTHREAD_ONCE_INIT;
-
-static void shipped_db_load(void) {
-    for (int i = 0; i < MORA_DB_FILE_COUNT; ++i)
-        if (db_parse(mora_db_files[i].text, mora_db_files[i].name, &shipped_db) != MORA_OK)
-            mora_warn_once("db-invalid", "%s; file skipped", mora_last_error());
-}
-
-mora_status mora_db_lookup(const char *backend, const char *device, const char *arch, const char *vendor,
-                           mora_kernel_spec *spec, const char **matched) {
-    MORA_CHECK_PTR(backend);
-    MORA_CHECK_PTR(spec);
-    pthread_once(&shipped_db_once, shipped_db_load);
-    return db_match(&shipped_db, backend, device, arch, vendor, spec, matched);
-}
-
-mora_status mora_db_lookup_in(const char *json, const char *backend, const char *device, const char *arch,
-                              const char *vendor, mora_kernel_spec *spec, const char **matched) {
-    MORA_CHECK_PTR(json);
-    MORA_CHECK_PTR(backend);
-    MORA_CHECK_PTR(spec);
-    db_table t = {0};
-    mora_status s = db_parse(json, "(text)", &t);
-    if (s == MORA_OK) s = db_match(&t, backend, device, arch, vendor, spec, matched);
-    db_table_free(&t);
     return s;
 }

@@ -1,5 +1,5 @@
 /* Internal: the on-disk kernels cache — tuning records (small JSON files, one per key) and compiled
- * binaries (content-addressed) — plus the database of tuned results shipped with the library.
+ * binaries (content-addressed). The database of tuned results shipped with the library is db.h.
  *
  * Location, first that applies: the directory passed to mora_cache_open → $MORA_CACHE_DIR (empty or
  * "off" disables the cache) → $XDG_CACHE_HOME/mora → $HOME/.cache/mora. The directory is created on
@@ -80,19 +80,5 @@ mora_status mora_cache_record_check(const char *key, const mora_tuning_record *r
  * for a miss. */
 mora_status mora_cache_binary_store(mora_cache *cache, const char *key, const void *data, size_t size);
 mora_status mora_cache_binary_load(mora_cache *cache, const char *key, void **data, size_t *size);
-
-/* The shipped database (the .json files of kernels-cache/db/, embedded at build time): the
- * parameters for a kind, by the most specific match — device name, then arch, then vendor — for the
- * backend, op (or any op), dtype (or any dtype); among matches of one level an exact op, then an
- * exact dtype, wins over "*", and then the first in file order. Parameters the entry does not name
- * keep the spec's values. Fills spec->params and returns MORA_OK, or MORA_E_NOT_FOUND (spec
- * untouched) when nothing matches. `matched` (may be NULL) receives "device", "arch" or "vendor". */
-mora_status mora_db_lookup(const char *backend, const char *device, const char *arch, const char *vendor,
-                           mora_kernel_spec *spec, const char **matched);
-/* The same lookup over one database given as JSON text (the format of kernels-cache/db/README.md)
- * instead of the embedded files: for tests and for checking a db file before it is shipped.
- * MORA_E_ARG when the text is not a valid database; invalid entries in it are skipped (warned once). */
-mora_status mora_db_lookup_in(const char *json, const char *backend, const char *device, const char *arch,
-                              const char *vendor, mora_kernel_spec *spec, const char **matched);
 
 #endif

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "mora.h"
+#include "random.h"
 
 static int check_failures_ = 0;
 static int check_count_ = 0;
@@ -123,18 +124,12 @@ static inline double check_rel_error(const double *got, const double *ref, int64
         exit(77);                                                     \
     } while (0)
 
-/* Small seeded generator (splitmix64) so every test input is reproducible from its seed. */
+/* The project's seeded generator (core/random.h: splitmix64) so every test input is reproducible
+ * from its seed. */
 typedef struct check_rng { uint64_t state; } check_rng;
-static inline uint64_t check_rng_next(check_rng *r) {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t check_rng_next(check_rng *r) { return mora_random_next(&r->state); }
 /* Uniform in [-1, 1). */
-static inline double check_rng_uniform(check_rng *r) {
-    return (double)(check_rng_next(r) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-}
+static inline double check_rng_uniform(check_rng *r) { return mora_random_signed(&r->state); }
 /* Uniform integer in [lo, hi]. */
 static inline int64_t check_rng_int(check_rng *r, int64_t lo, int64_t hi) {
     return lo + (int64_t)(check_rng_next(r) % (uint64_t)(hi - lo + 1));

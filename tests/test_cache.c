@@ -22,6 +22,7 @@
 #include <signal.h>
 
 #include "cache.h"
+#include "db.h"
 #include "check.h"
 #include "hash.h" /* the file names are the key's hash */
 #include "plan_internal.h" /* mora_select_params */

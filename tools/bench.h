@@ -1,5 +1,6 @@
 /* mora-bench internals shared by its source files:
- *   mora-bench.c     options, the measurement plan, the device runs, verification, timing, progress
+ *   mora-bench.c     options, the measurement plan, the device runs, verification
+ *   bench_timing.c   the timing loop and progress lines
  *   bench_roofline.c the roofline: copy bandwidth and arithmetic peak, measured in the same run
  *   bench_host.c     the host baselines: OpenBLAS on the reshaped GEMM plus separate plain-C passes
  *                    for compression, rotation and decompression, and OpenBLAS's bare GEMM
@@ -104,13 +105,15 @@ double bench_roofline_pct(const bench_run *run, const bench_kind_result *k, benc
 /* baseline time / tuned time (> 1: libmora is faster); < 0 when either is missing. */
 double bench_ratio(const bench_kind_result *k, bench_variant v);
 
-/* ---- timing and progress (mora-bench.c) ---- */
+/* ---- timing and progress (bench_timing.c) ---- */
 
 /* A timing loop (warm-up, repetitions, median): events = 0 times by wall clock. */
 typedef mora_status (*bench_call_fn)(void *user);
 mora_status bench_time(mora_context *ctx, int events, bench_call_fn fn, void *user, double budget_ms, int min_reps,
                        bench_measure *m);
-/* A progress line on stderr (nothing with --quiet). */
+/* Progress lines on stderr, timed from this call (none when quiet); seconds since it. */
+void bench_progress_start(int quiet);
+double bench_progress_seconds(void);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- the roofline (bench_roofline.c) ---- */

@@ -98,56 +98,12 @@ typedef struct options {
     int quiet;
 } options;
 
-/* ---- progress ---- */
-
-static double start_seconds;
-static int quiet;
-
-void bench_progress(const char *fmt, ...) {
-    if (quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "[%7.1fs] ", mora_clock_seconds() - start_seconds);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-}
-
 static void on_log(mora_log_level level, const char *message, void *user) {
     (void)user;
     fprintf(stderr, "%s: %s: %s\n", prog, level == MORA_LOG_WARNING ? "warning" : "note", message);
 }
 
-/* ---- timing ---- */
-
 typedef bench_call_fn bench_fn;
-
-/* A bench_fn seen through the tuner's timing loop (mora_time_calls). */
-typedef struct timed_call {
-    bench_fn fn;
-    void *user;
-} timed_call;
-
-static mora_status run_timed_call(void *user, int rep) {
-    (void)rep;
-    const timed_call *c = user;
-    return c->fn(c->user);
-}
-
-/* Warm-up, then repetitions until min_reps and budget_ms are both reached (100 at most); a call
- * slower than the whole budget is repeated twice only. Median and (p75 − p25) / median. */
-mora_status bench_time(mora_context *ctx, int events, bench_fn fn, void *user, double budget_ms, int min_reps,
-                       bench_measure *m) {
-    timed_call call = {fn, user};
-    mora_timing t;
-    MORA_TRY(mora_time_calls(ctx, events, run_timed_call, &call, budget_ms, min_reps, &t));
-    m->ms = t.median_ms;
-    m->spread = t.spread;
-    m->reps = t.repetitions;
-    m->ok = 1;
-    return MORA_OK;
-}
 
 /* ---- seeded data ---- */
 
@@ -875,13 +831,13 @@ static int resolve_shapes(const options *o, bench_shape_result **out) {
 int main(int argc, char **argv) {
     options o;
     parse_options(argc, argv, &o);
-    quiet = o.quiet;
+    bench_progress_start(o.quiet);
     bench_run run;
     memset(&run, 0, sizeof run);
     run.shape_count = resolve_shapes(&o, &run.shapes);
     char *command_line = join_command_line(argc, argv);
     run.command_line = command_line ? command_line : argv[0];
-    start_seconds = mora_clock_seconds();
+
 
     mora_set_log_callback(on_log, NULL);
     mora_context *ctx = NULL;
@@ -919,7 +875,7 @@ int main(int argc, char **argv) {
     bench_progress("roofline: bandwidth %.1f GB/s (%s), peak %.1f GFLOP/s (%s)", run.roof.bandwidth_gbs, run.roof.bandwidth_source,
              run.roof.peak_gflops, run.roof.peak_source);
     for (int i = 0; i < run.shape_count; ++i) run_shape(ctx, &o, &run.shapes[i], i, run.shape_count);
-    run.seconds = mora_clock_seconds() - start_seconds;
+    run.seconds = bench_progress_seconds();
     mora_context_destroy(ctx);
 
     bench_print_table(&run);

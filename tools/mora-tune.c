@@ -139,12 +139,38 @@ static void print_table(const mora_context *ctx, const mora_shape *s, mora_dtype
             printf("  %s: last rejection or failure: %s\n", mora_kind_name((mora_kind)k), results[k].last_failure);
 }
 
+/* A JSON string literal (device names come from drivers: quotes and control characters escaped). */
+static void json_string(const char *text) {
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)text; *c; ++c) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if (*c < 0x20) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+    putchar('"');
+}
+
 static void print_json(const mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens,
                        const mora_tune_result *results, double seconds) {
-    printf("{\n  \"backend\": \"%s\",\n  \"device\": \"%s\",\n  \"d_in\": %lld,\n  \"d_out\": %lld,\n  \"rhat\": %lld,\n"
+    char when[32];
+    const time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    printf("{\n  \"backend\": ");
+    json_string(mora_context_backend(ctx));
+    printf(",\n  \"device\": ");
+    json_string(mora_context_device_name(ctx));
+    printf(",\n  \"vendor\": ");
+    json_string(ctx->info.vendor);
+    printf(",\n  \"arch\": ");
+    json_string(ctx->info.arch);
+    printf(",\n  \"library\": ");
+    json_string(mora_version());
+    printf(",\n  \"tuned_at\": \"%s\",\n  \"d_in\": %lld,\n  \"d_out\": %lld,\n  \"rhat\": %lld,\n"
            "  \"op\": \"%s\",\n  \"dtype\": \"%s\",\n  \"tokens\": %lld,\n  \"seconds\": %.3f,\n  \"kinds\": [",
-           mora_context_backend(ctx), mora_context_device_name(ctx), (long long)s->d_in, (long long)s->d_out,
-           (long long)s->rhat, mora_op_name(s->op), mora_dtype_name(dtype), (long long)tokens, seconds);
+           when, (long long)s->d_in, (long long)s->d_out, (long long)s->rhat, mora_op_name(s->op), mora_dtype_name(dtype),
+           (long long)tokens, seconds);
     int first = 1;
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
         const mora_tune_result *r = &results[k];

@@ -40,7 +40,7 @@ static mora_status one_step(void *user, int rep) {
 static mora_status one_copy(void *user, int rep) {
     (void)rep;
     const timed *t = user;
-    return t->ctx->be->buffer_copy(t->ctx->be_ctx, t->src, 0, t->dst, 0, t->bytes);
+    return mora_context_buffer_copy(t->ctx, t->src, 0, t->dst, 0, t->bytes);
 }
 
 int main(int argc, char **argv) {
@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
 
     void *copy = NULL;
     TRY(mora_buffer_alloc(ctx, (size_t)elements * sizeof(float), &copy));
-    if (!ctx->be->buffer_copy) {
+    if (!mora_context_has_copy(ctx)) {
         fprintf(stderr, "mora-adamw-bench: the %s backend has no buffer copy to compare with\n", mora_context_backend(ctx));
         return 1;
     }

@@ -25,15 +25,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cpu_kernels.h"
 #include "mora.h"
+#include "random.h"
 #include "shape.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -50,13 +46,7 @@ static void *xmalloc(size_t bytes) {
 }
 
 static uint64_t rng_state = 12345;
-static float frand(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)((double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
+static float frand(void) { return (float)mora_random_signed(&rng_state); }
 static float *random_floats(int64_t count) {
     float *v = xmalloc((size_t)count * sizeof *v);
     for (int64_t i = 0; i < count; ++i) v[i] = frand();
@@ -123,10 +113,10 @@ __attribute__((target("avx2,fma"))) static void *fma256(void *arg) {
 static double peak(void *(*fn)(void *), int lanes, int threads) {
     pthread_t th[64];
     float sink[64];
-    const double t0 = now();
+    const double t0 = mora_clock_seconds();
     for (int t = 0; t < threads; ++t) pthread_create(&th[t], NULL, fn, &sink[t]);
     for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
-    const double dt = now() - t0;
+    const double dt = mora_clock_seconds() - t0;
     return 2.0 * lanes * 12.0 * (double)(PEAK_ITERS / 4) * threads / dt * 1e-9;
 }
 
@@ -142,9 +132,9 @@ static void run_peak(int threads) {
     printf("OpenBLAS %s, core %s, %d threads: sgemm %d^3 ", openblas_get_config(), openblas_get_corename(), threads, sz);
     double best = 1e30;
     for (int rep = 0; rep < 5; ++rep) {
-        const double t0 = now();
+        const double t0 = mora_clock_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, sz, sz, sz, 1.0f, A, sz, B, sz, 0.0f, C, sz);
-        const double dt = now() - t0;
+        const double dt = mora_clock_seconds() - t0;
         if (dt < best) best = dt;
     }
     printf("best %.2f ms = %.1f GFLOP/s\n", best * 1e3, 2.0 * sz * sz * (double)sz / best * 1e-9);
@@ -191,23 +181,23 @@ static timing measure(const config *cf) {
     for (int k = 0; k < 5; ++k) t[k] = xmalloc((size_t)reps * sizeof(double));
     for (int rep = -1; rep < reps; ++rep) { /* rep -1: warm-up; the kinds interleave within each rep */
         openblas_set_num_threads(cf->ob_threads);
-        double t0 = now();
+        double t0 = mora_clock_seconds();
         mora_cpu_forward(p, M, x, s->d_in, y, s->d_out, n, 1.0f, ws);
-        double t1 = now();
+        double t1 = mora_clock_seconds();
         mora_cpu_backward(p, M, x, s->d_in, dy, s->d_out, dx, s->d_in, dM, n, 1.0f, ws);
-        double t2 = now();
+        double t2 = mora_clock_seconds();
         mora_cpu_forward(p, M, x, s->d_in, y, s->d_out, n, 1.0f, ws);
         mora_cpu_backward(p, M, x, s->d_in, dy, s->d_out, dx, s->d_in, dM, n, 1.0f, ws);
-        double t3 = now();
+        double t3 = mora_clock_seconds();
         openblas_set_num_threads(cf->threads);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)rhat, (int)rhat, 1.0f, C, (int)rhat, M,
                     (int)rhat, 0.0f, H, (int)rhat);
-        double t4 = now();
+        double t4 = mora_clock_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rhat, (int)rhat, 1.0f, G, (int)rhat, M,
                     (int)rhat, 0.0f, H, (int)rhat);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rhat, (int)rhat, (int)rows, 1.0f, G, (int)rhat, C,
                     (int)rhat, 0.0f, dM, (int)rhat);
-        double t5 = now();
+        double t5 = mora_clock_seconds();
         if (rep < 0) continue;
         t[0][rep] = t1 - t0, t[1][rep] = t2 - t1, t[2][rep] = t3 - t2, t[3][rep] = t4 - t3, t[4][rep] = t5 - t4;
     }

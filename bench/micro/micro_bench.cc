@@ -139,11 +139,11 @@ void BM_CompileOpenCL(benchmark::State &state) {
         // keys it on the compiled module, so a distinct comment alone would still hit)
         const std::string source = cold ? base + UniqueKernel(tag, serial++) : base;
         void *program = nullptr;
-        if (ctx->be->program_build(ctx->be_ctx, source.c_str(), &program) != MORA_OK) {
+        if (mora_context_build(ctx, source.c_str(), &program) != MORA_OK) {
             state.SkipWithError(mora_last_error());
             break;
         }
-        ctx->be->program_free(ctx->be_ctx, program);
+        mora_context_release_program(ctx, program);
     }
     state.SetLabel(std::string(mora_kind_name(kind)) + (cold ? " cold" : " warm (implementation's cache)") +
                    " clBuildProgram on " + mora_context_device_name(ctx));
@@ -178,17 +178,17 @@ void BM_CompileFirstLaunchOpenCL(benchmark::State &state) {
         mora_kind_buffers b;
         std::memset(&b, 0, sizeof b);
         b.x = x, b.y = y, b.scale = 1.0f;
-        st = ctx->be->program_build(ctx->be_ctx, source.c_str(), &program);
+        st = mora_context_build(ctx, source.c_str(), &program);
         if (st == MORA_OK) st = mora_runner_use_program(layer, &spec, program);
         if (st == MORA_OK) st = mora_runner_run(layer, MORA_KIND_FWD, &b, 1);
         if (st == MORA_OK) st = mora_synchronize(ctx);
         mora_runner_drop(layer, MORA_KIND_FWD); // its handles point into the program freed next
-        if (previous) ctx->be->program_free(ctx->be_ctx, previous);
+        mora_context_release_program(ctx, previous);
         previous = program;
         if (st != MORA_OK) state.SkipWithError(mora_last_error());
     }
     if (layer) mora_runner_destroy(layer); // programs are the caller's here: freed below
-    if (previous) ctx->be->program_free(ctx->be_ctx, previous);
+    mora_context_release_program(ctx, previous);
     if (x) mora_buffer_free(ctx, x);
     if (y) mora_buffer_free(ctx, y);
     state.SetLabel(std::string("fwd: build + first launch (n = 1) on ") + mora_context_device_name(ctx));

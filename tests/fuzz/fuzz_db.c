@@ -1,4 +1,4 @@
-/* libFuzzer target: the parser and matcher of the shipped database (kernels-cache/cache.c through
+/* libFuzzer target: the parser and matcher of the shipped database (kernels-cache/db.c through
  * mora_db_lookup_in; the format is kernels-cache/db/README.md). The input is the db text; it is
  * looked up once, for a kind, device, op and dtype chosen by the input's length (so the text stays
  * pure db text and every combination is reached; one parse per input keeps the fuzzer fast).
@@ -9,6 +9,7 @@
 #define _XOPEN_SOURCE 700 /* nftw, in fuzz_common.h */
 
 #include "cache.h"
+#include "db.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -40,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(memcmp(&spec, &before, sizeof spec) == 0);
     } else {
         FUZZ_ASSERT(matched && (!strcmp(matched, "device") || !strcmp(matched, "arch") || !strcmp(matched, "vendor")));
-        const mora_kind_decl *decl = mora_kind_decl_get((mora_kind)k);
+        const mora_kind_decl *decl = mora_spec_decl(&spec);
         for (int p = 0; p < MORA_MAX_PARAMS; ++p)
             FUZZ_ASSERT(p < decl->param_count ? spec.params[p] >= 0 : spec.params[p] == before.params[p]);
     }

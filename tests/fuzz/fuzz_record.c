@@ -24,7 +24,9 @@ static const char *const keys[] = {
     "v1|backend=hip|device=D|arch=gfx942|kind=bwd_dx|op=rope|dtype=bf16|tokens<=8192",
     "v1|backend=opencl|device=D|arch=A|kind=bwd_dm|op=share|dtype=f32|tokens<=256",
     "a key of no particular form",
+    "v1|backend=cpu|device=host cpu|arch=host|kind=fwd|op=rope|dtype=f32|tokens<=256",
 };
+#define KEY_COUNT (sizeof keys / sizeof *keys)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -75,7 +77,10 @@ static void built_record(const char *key, fuzz_input *in) {
     const uint8_t kind = fuzz_u8(in);
     snprintf(r.kind, sizeof r.kind, "%s", kinds[kind % 6]);
     mora_kind k = MORA_KIND_FWD;
-    const mora_kind_decl *d = mora_kind_decl_get(mora_kind_from_string(r.kind, &k) == MORA_OK ? k : MORA_KIND_FWD);
+    if (mora_kind_from_string(r.kind, &k) != MORA_OK) k = MORA_KIND_FWD;
+    /* parameters of the key's family (the cpu backend's host kernels, else the generated ones) */
+    const mora_kind_decl *d = mora_kind_decl_get(k, strstr(key, "backend=cpu") ? MORA_DIALECT_HOST : MORA_DIALECT_CUDA);
+    if (d->param_count == 0) d = mora_kind_decl_get(k, MORA_DIALECT_CUDA); /* the host merge has none */
     r.param_count = fuzz_u8(in) % (MORA_MAX_PARAMS + 1);
     for (int i = 0; i < r.param_count; ++i) {
         const uint8_t which = fuzz_u8(in);
@@ -113,7 +118,7 @@ static void built_record(const char *key, fuzz_input *in) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    const char *key = keys[(data[0] >> 1) % 4];
+    const char *key = keys[(data[0] >> 1) % KEY_COUNT];
     if ((data[0] & 1) == 0) {
         raw_file(key, data + 1, size - 1);
     } else {
