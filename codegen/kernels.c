@@ -63,11 +63,16 @@
 
 /* The host family (runtime/cpu_kernels.h): a tile pipeline around sgemm on worker threads. */
 #define HOST_PARAMS(P)                                                                                         \
-    {P "_TILE_ROWS", 1, 1 << 20, 256, {64, 128, 256, 512, 1024}, 5,                                            \
-     "rows (tokens x blocks) per tile of the pipeline: packed, one sgemm, written back"},                      \
+    {P "_TILE_ROWS", 1, 1 << 20, 256, {64, 128, 256, 512, 1024, 2048}, 6,                                      \
+     "rows per GEMM: the pipeline's (tokens x blocks, packed, one GEMM, written back), the folded form's (tokens)"}, \
     {P "_THREADS", 0, MORA_CPU_MAX_THREADS, 0, {0, 1, 2, 4, 8, 16}, 6,                                         \
-     "worker threads per call, the caller's included (0: one per core with a single-threaded OpenBLAS, 1 with a multi-threaded one)"}
-#define HOST_CONSTRAINTS CONSTRAINTS({MORA_RULE_AT_MOST_CORES, NULL, "THREADS", NULL, 0})
+     "worker threads per call, the caller's included (0: one per core with a single-threaded OpenBLAS, 1 with a multi-threaded one)"}, \
+    {P "_GEMM", 0, 2, 0, {0, 1, 2}, 3, "whose sgemm: 0 OpenBLAS, 1 oneDNN, 2 BLIS (runtime/cpu_gemm.h)"},        \
+    {P "_FOLD", 0, 1, 1, {1, 0}, 2,                                                                            \
+     "rope, reshape: 1 plain GEMMs per block on strided views (M_t = M·R_t), 0 the packed pipeline"}
+#define HOST_CONSTRAINTS                                                                                       \
+    CONSTRAINTS({MORA_RULE_AT_MOST_CORES, NULL, "THREADS", NULL, 0}, {MORA_RULE_LIBRARY, NULL, "GEMM", NULL, 0},    \
+                {MORA_RULE_BLOCK_OP, NULL, "FOLD", NULL, 0})
 
 static void fwd_groups(const mora_kernel_spec *spec, int64_t n, size_t groups[3]);
 static void dx_gather_groups(const mora_kernel_spec *spec, int64_t n, size_t groups[3]);
@@ -438,7 +443,8 @@ static size_t dm_scratch(const mora_kernel_spec *spec, int64_t n) {
 
 static size_t host_scratch(const mora_kernel_spec *spec, int64_t n) {
     const mora_cpu_params p =
-        mora_cpu_params_for(&spec->shape, mora_spec_role(spec, "TILE_ROWS", 0), mora_spec_role(spec, "THREADS", 0));
+        mora_cpu_params_for(&spec->shape, mora_spec_role(spec, "TILE_ROWS", 0), mora_spec_role(spec, "THREADS", 0),
+                            mora_spec_role(spec, "GEMM", 0), mora_spec_role(spec, "FOLD", 0));
     return (mora_cpu_workspace_bytes_for(&spec->shape, &p, n) + sizeof(float) - 1) / sizeof(float);
 }
 
@@ -530,6 +536,12 @@ static int rule_holds(const mora_kind_decl *d, const mora_constraint *c, const m
         return a > 1 || i < 0 || spec->params[i] == d->params[i].default_value;
     }
     case MORA_RULE_AT_MOST_CORES: return !device || device->compute_units < 1 || a <= device->compute_units;
+    case MORA_RULE_LIBRARY: return !device || (a >= 0 && a < 32 && ((device->libraries >> a) & 1));
+    case MORA_RULE_BLOCK_OP: {
+        const mora_comp_family comp = mora_op_comp_family(spec->shape.op);
+        const int i = role_index(d, c->a);
+        return comp == MORA_COMP_RESHAPE || comp == MORA_COMP_ROPE || i < 0 || spec->params[i] == d->params[i].default_value;
+    }
     }
     return 0;
 }
@@ -611,6 +623,8 @@ int mora_constraint_describe(const mora_kind_decl *d, const mora_constraint *c, 
     case MORA_RULE_ACCUMULATORS: snprintf(out, size, "%s4·%s·%s <= %d accumulators per lane", when, a, b, c->factor); break;
     case MORA_RULE_DEFAULT_UNLESS: snprintf(out, size, "%s%s keeps its default unless %s > 1", when, b, a); break;
     case MORA_RULE_AT_MOST_CORES: snprintf(out, size, "%s%s <= the device's cores", when, a); break;
+    case MORA_RULE_LIBRARY: snprintf(out, size, "%sthe library %s names is installed (runtime/cpu_gemm.h)", when, a); break;
+    case MORA_RULE_BLOCK_OP: snprintf(out, size, "%s%s keeps its default unless the operator is reshape or rope", when, a); break;
     }
     return is_search_rule(c->rule);
 }

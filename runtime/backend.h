@@ -38,6 +38,8 @@ typedef struct mora_device_info {
     size_t max_work_group;      /* work-items per work-group */
     uint64_t global_mem_bytes;  /* device memory */
     int is_cpu;                 /* 1 when the device is the host's CPU (cpu backend, PoCL): picks smaller defaults */
+    unsigned libraries;         /* bit (1 << provider) per library GEMM the device's kernels can call (the cpu
+                                   backend: runtime/cpu_gemm.h); the tuner times only those */
 } mora_device_info;
 
 /* A kernel argument: a device buffer (the backend's native handle), a 64-bit integer or a float. */

@@ -5,7 +5,7 @@
  * Programs. A host-dialect source (codegen emits it like any other: dialect_host.kern, then the
  * spec's constants as `#define NAME value` lines) is "compiled" by reading its integer #defines. An
  * entry point is one of the kernels below, made from them: the layer kernels read the shape (D_IN,
- * D_OUT, RHAT, MORA_OP), ACT_DTYPE and their kind's <P>_TILE_ROWS and <P>_THREADS, as the templates
+ * D_OUT, RHAT, MORA_OP), ACT_DTYPE and their kind's <P>_TILE_ROWS, <P>_THREADS, <P>_GEMM and <P>_FOLD, as the templates
  * of the other dialects read theirs; the optimizer's read ADAMW_CHUNK. A launch runs the kernel on
  * the calling thread (and the workers it starts) with the arguments of the entry's declared list
  * (codegen/kernels.c, host family), in that order.
@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "cpu_kernels.h"
 #include "error.h"
 
@@ -43,7 +44,10 @@ static mora_status cpu_device_info(void *ctx, mora_device_info *info) {
     snprintf(info->vendor, sizeof info->vendor, "libmora");
     snprintf(info->arch, sizeof info->arch, "host");
     snprintf(info->driver_version, sizeof info->driver_version, "%s", MORA_VERSION_STRING);
-    snprintf(info->compiler_version, sizeof info->compiler_version, "none");
+    /* the GEMM providers the host kernels may use, with their versions and kernel sets: tuning
+     * records' keys name it, so another BLAS core or library is tuned again */
+    snprintf(info->compiler_version, sizeof info->compiler_version, "%s", mora_gemm_identity());
+    info->libraries = mora_gemm_available_mask();
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     info->compute_units = cores > 0 ? (int)cores : 1;
     info->max_work_group = 1;
@@ -354,10 +358,18 @@ static mora_status make_layer_plan(const host_program *p, const struct host_entr
     const host_define *rows = find_define(p, name);
     snprintf(name, sizeof name, "%s_THREADS", e->prefix);
     const host_define *threads = find_define(p, name);
-    if ((rows && (rows->value < 0 || rows->value > INT32_MAX)) || (threads && (threads->value < 0 || threads->value > INT32_MAX)))
-        return mora_fail(MORA_E_COMPILE, "cpu: entry %s: %s_TILE_ROWS or %s_THREADS outside [0, 2^31)", e->name, e->prefix,
-                         e->prefix);
-    const mora_cpu_params params = mora_cpu_params_for(&s, rows ? (int)rows->value : 0, threads ? (int)threads->value : 0);
+    snprintf(name, sizeof name, "%s_GEMM", e->prefix);
+    const host_define *gemm = find_define(p, name);
+    snprintf(name, sizeof name, "%s_FOLD", e->prefix);
+    const host_define *fold = find_define(p, name);
+    const host_define *given[4] = {rows, threads, gemm, fold};
+    for (int i = 0; i < 4; ++i)
+        if (given[i] && (given[i]->value < 0 || given[i]->value > INT32_MAX))
+            return mora_fail(MORA_E_COMPILE, "cpu: entry %s: %s=%lld: outside [0, 2^31)", e->name, given[i]->name,
+                             given[i]->value);
+    const mora_cpu_params params =
+        mora_cpu_params_for(&s, rows ? (int)rows->value : 0, threads ? (int)threads->value : 0,
+                            gemm ? (int)gemm->value : 0, fold ? (int)fold->value : 0);
     k->dtype = (mora_dtype)dtype;
     return mora_cpu_plan_create(&s, (mora_dtype)dtype, &params, &k->plan);
 }

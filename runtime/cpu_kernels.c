@@ -39,7 +39,7 @@
  */
 #include "cpu_kernels.h"
 
-#include <cblas.h>
+#include <cblas.h> /* openblas_get_num_threads */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,6 +47,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu_gemm.h"
+#include "cpu_pool.h"
 #include "error.h"
 #include "halfconv.h"
 #include "shape.h"
@@ -55,6 +57,9 @@
  * for r̂ up to ~512 and the sgemm has enough rows to amortise packing M; measured in
  * bench/results/cpu-fast-epyc-2cores.md. */
 #define CPU_TILE_ROWS 256
+/* Default tokens per GEMM of the folded form (rope / reshape as plain GEMMs per block): each block's
+ * product is a (tokens x r̂) · (r̂ x r̂) GEMM, large enough to run near the provider's peak. */
+#define CPU_FOLD_TILE_TOKENS 256
 #define CPU_MAX_THREADS MORA_CPU_MAX_THREADS
 /* A worker gets at least this many tokens (fewer tokens: fewer workers) so tiny calls do not pay
  * for starting threads: a token at d = 4096, r̂ = 256 is ~2 MFLOP, ~20 µs on one core, against some
@@ -80,6 +85,8 @@ struct mora_cpu_plan {
     mora_decomp_family decomp;
     int64_t tile;  /* tokens per tile */
     int threads;   /* workers per call */
+    mora_gemm_provider gemm; /* whose sgemm */
+    int folded;    /* rope / reshape as plain GEMMs per block on strided views (else the packed pipeline) */
     int64_t *run_in;  /* group comp: run starts of [0, d_in), r̂ + 1 entries */
     int64_t *run_out; /* group decomp: run starts of [0, d_out), r̂ + 1 entries */
     float *cos_t, *sin_t; /* rope: [B][r̂/2] */
@@ -89,7 +96,7 @@ struct mora_cpu_plan {
  * Plan
  * ------------------------------------------------------------------------------------------- */
 mora_cpu_params mora_cpu_plan_params(const mora_cpu_plan *p) {
-    const mora_cpu_params params = {(int)p->tile, p->threads};
+    const mora_cpu_params params = {(int)p->tile, p->threads, (int)p->gemm, p->folded};
     return params;
 }
 
@@ -110,10 +117,17 @@ static int64_t *run_table(int64_t length, int64_t runs) {
 }
 
 /* The tile and thread count a plan of (s, params) uses: 0 means the default. */
+/* 1 when the folded form applies: asked for, and an operator whose blocks are plain slices. */
+static int folds(const mora_shape *s, const mora_cpu_params *params) {
+    const mora_comp_family comp = mora_op_comp_family(s->op);
+    return params->fold && (comp == MORA_COMP_RESHAPE || comp == MORA_COMP_ROPE);
+}
+
 static mora_cpu_params resolve_params(const mora_shape *s, const mora_cpu_params *params) {
     mora_cpu_params r = *params;
+    r.fold = folds(s, params);
     if (r.tile_tokens <= 0) {
-        r.tile_tokens = (int)(CPU_TILE_ROWS / mora_shape_geometry(s).blocks_read);
+        r.tile_tokens = r.fold ? CPU_FOLD_TILE_TOKENS : (int)(CPU_TILE_ROWS / mora_shape_geometry(s).blocks_read);
         if (r.tile_tokens < 1) r.tile_tokens = 1;
     }
     if (r.threads <= 0) {
@@ -126,10 +140,12 @@ static mora_cpu_params resolve_params(const mora_shape *s, const mora_cpu_params
     return r;
 }
 
-mora_cpu_params mora_cpu_params_for(const mora_shape *s, int tile_rows, int threads) {
+mora_cpu_params mora_cpu_params_for(const mora_shape *s, int tile_rows, int threads, int gemm, int fold) {
     const int64_t blocks = mora_shape_geometry(s).blocks_read;
-    mora_cpu_params p = {0, threads < 0 ? 0 : threads};
-    if (tile_rows > 0) p.tile_tokens = (int)(tile_rows / blocks > 0 ? tile_rows / blocks : 1);
+    mora_cpu_params p = {0, threads < 0 ? 0 : threads, gemm, fold};
+    /* the pipeline's GEMM has a row per (token, block); the folded form's, a row per token */
+    const int64_t per_token = folds(s, &p) ? 1 : blocks;
+    if (tile_rows > 0) p.tile_tokens = (int)(tile_rows / per_token > 0 ? tile_rows / per_token : 1);
     return p;
 }
 
@@ -140,13 +156,20 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     MORA_TRY(mora_shape_check(s));
     if (mora_dtype_size(dtype) == 0)
         return mora_fail(MORA_E_UNKNOWN_DTYPE, "dtype=%d: unknown; expected 0 (f32), 1 (f16) or 2 (bf16)", (int)dtype);
-    const mora_cpu_params none = {0, 0};
+    const mora_cpu_params none = {0, 0, 0, 0};
     if (!params) params = &none;
     if (params->tile_tokens < 0)
         return mora_fail(MORA_E_PARAM, "tile_tokens=%d: must be >= 0 (0: default)", params->tile_tokens);
     if (params->threads < 0 || params->threads > CPU_MAX_THREADS)
         return mora_fail(MORA_E_PARAM, "threads=%d: must be in [0, %d] (0: online cores)", params->threads,
                          CPU_MAX_THREADS);
+    if (params->gemm < 0 || params->gemm >= MORA_GEMM_PROVIDER_COUNT)
+        return mora_fail(MORA_E_PARAM, "gemm=%d: must be in [0, %d] (openblas, onednn, blis)", params->gemm,
+                         MORA_GEMM_PROVIDER_COUNT - 1);
+    if (!mora_gemm_available((mora_gemm_provider)params->gemm))
+        return mora_fail(MORA_E_UNSUPPORTED, "gemm=%s: not available here (%s)",
+                         mora_gemm_name((mora_gemm_provider)params->gemm),
+                         mora_gemm_why_absent((mora_gemm_provider)params->gemm));
     if (s->rhat > INT32_MAX)
         return mora_fail(MORA_E_SIZE, "rhat=%lld: sgemm takes int sizes, must be <= %d", (long long)s->rhat, INT32_MAX);
 
@@ -176,6 +199,8 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     const mora_cpu_params resolved = resolve_params(s, params);
     p->tile = resolved.tile_tokens;
     p->threads = resolved.threads;
+    p->gemm = (mora_gemm_provider)resolved.gemm;
+    p->folded = resolved.fold;
 
     int ok = 1;
     if (p->comp == MORA_COMP_GROUP) ok &= (p->run_in = run_table(p->d_in, p->rhat)) != NULL;
@@ -214,9 +239,10 @@ typedef struct layout {
     size_t tile_bytes, row_bytes, mat_bytes, slice;
 } layout;
 
-/* What the layout depends on. */
+/* What the layout depends on: the pipeline packs `entries` = blocks·r̂ floats per token and keeps 3
+ * r̂ x r̂ matrices; the folded form packs one block (r̂ floats per token) and keeps a 4th, M_t. */
 typedef struct layout_sizes {
-    int64_t threads, tile, entries, rowlen, rhat;
+    int64_t threads, tile, entries, rowlen, rhat, mats;
 } layout_sizes;
 
 static size_t round_up(size_t v) { return (v + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN; }
@@ -235,12 +261,12 @@ static layout layout_of(const layout_sizes *z, int64_t n) {
     L.tile_bytes = round_up((size_t)(tile * z->entries) * sizeof(float));
     L.row_bytes = round_up((size_t)z->rowlen * sizeof(float));
     L.mat_bytes = round_up((size_t)(z->rhat * z->rhat) * sizeof(float));
-    L.slice = 2 * L.tile_bytes + 2 * L.row_bytes + 3 * L.mat_bytes;
+    L.slice = 2 * L.tile_bytes + 2 * L.row_bytes + (size_t)z->mats * L.mat_bytes;
     return L;
 }
 
 static layout make_layout(const mora_cpu_plan *p, int64_t n) {
-    const layout_sizes z = {p->threads, p->tile, p->entries, p->rowlen, p->rhat};
+    const layout_sizes z = {p->threads, p->tile, p->folded ? p->rhat : p->entries, p->rowlen, p->rhat, p->folded ? 4 : 3};
     return layout_of(&z, n);
 }
 
@@ -258,13 +284,14 @@ size_t mora_cpu_workspace_bytes_for(const mora_shape *s, const mora_cpu_params *
     const mora_geometry geo = mora_shape_geometry(s);
     int64_t rowlen = s->d_in > s->d_out ? s->d_in : s->d_out;
     if (geo.padded > rowlen) rowlen = geo.padded;
-    const layout_sizes z = {r.threads, r.tile_tokens, geo.blocks_read * s->rhat, rowlen, s->rhat};
+    const layout_sizes z = {r.threads, r.tile_tokens, r.fold ? s->rhat : geo.blocks_read * s->rhat, rowlen, s->rhat,
+                            r.fold ? 4 : 3};
     const layout L = layout_of(&z, n);
     return workspace_bytes(&L);
 }
 
 typedef struct slice {
-    float *A, *B, *r0, *r1, *P, *S, *K;
+    float *A, *B, *r0, *r1, *P, *S, *K, *Mt; /* Mt: the folded form's M_t (absent in the pipeline's slice) */
 } slice;
 
 static slice slice_at(const layout *L, void *workspace, int w) {
@@ -277,7 +304,8 @@ static slice slice_at(const layout *L, void *workspace, int w) {
     sl.r1 = (float *)c, c += L->row_bytes;
     sl.P = (float *)c, c += L->mat_bytes;
     sl.S = (float *)c, c += L->mat_bytes;
-    sl.K = (float *)c;
+    sl.K = (float *)c, c += L->mat_bytes;
+    sl.Mt = (float *)c; /* within the slice only in the folded form's layout */
     return sl;
 }
 
@@ -517,8 +545,8 @@ static void forward_range(const job *jb) {
         for (int64_t i = 0; i < tn; ++i)
             pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), sl.A + i * E, sl.r1);
         /* H[rows][r̂] = scale · C · Mᵀ: h = M c for every (token, block) row */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(tn * p->blocks), (int)rhat, (int)rhat, jb->scale,
-                    sl.A, (int)rhat, jb->M, (int)rhat, 0.0f, sl.B, (int)rhat);
+        mora_gemm(p->gemm, 0, 1, (int)(tn * p->blocks), (int)rhat, (int)rhat, jb->scale, sl.A, (int)rhat, jb->M, (int)rhat,
+                  0.0f, sl.B, (int)rhat);
         for (int64_t i = 0; i < tn; ++i) {
             float *y = open_row(dt, jb->out, jb->ldo, r0 + i, p->d_out, sl.r0);
             add_decomp(p, sl.B + i * E, y);
@@ -545,8 +573,8 @@ static void backward_range(const job *jb) {
             for (int64_t i = 0; i < tn; ++i)
                 pack_comp(p, load_row(dt, jb->x, jb->ldx, r0 + i, p->d_in, sl.r0), C + i * E, sl.r1);
             /* P[a][b] (+)= Σ_rows g[a]·c[b] of this tile; a full group joins S, compensated */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rhat, (int)rhat, (int)rows, 1.0f, G, (int)rhat,
-                        C, (int)rhat, group_rows ? 1.0f : 0.0f, sl.P, (int)rhat);
+            mora_gemm(p->gemm, 1, 0, (int)rhat, (int)rhat, (int)rows, 1.0f, G, (int)rhat, C, (int)rhat,
+                      group_rows ? 1.0f : 0.0f, sl.P, (int)rhat);
             group_rows += rows;
             if (group_rows >= CPU_DM_GROUP_ROWS || r0 + tn >= jb->t1) {
                 kahan_add(sl.S, sl.K, sl.P, rhat * rhat);
@@ -556,8 +584,8 @@ static void backward_range(const job *jb) {
         if (jb->out) {
             float *U = C; /* C is free again */
             /* U[rows][r̂] = scale · G · M: u = Mᵀ g per row */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rhat, (int)rhat, jb->scale, G,
-                        (int)rhat, jb->M, (int)rhat, 0.0f, U, (int)rhat);
+            mora_gemm(p->gemm, 0, 0, (int)rows, (int)rhat, (int)rhat, jb->scale, G, (int)rhat, jb->M, (int)rhat, 0.0f, U,
+                      (int)rhat);
             for (int64_t i = 0; i < tn; ++i) {
                 float *dx = open_row(dt, jb->out, jb->ldo, r0 + i, p->d_in, sl.r0);
                 add_comp_t(p, U + i * E, dx, sl.r1);
@@ -567,13 +595,198 @@ static void backward_range(const job *jb) {
     }
 }
 
-static void *worker_main(void *arg) {
-    const job *jb = arg;
-    if (jb->backward)
+
+/* ---------------------------------------------------------------------------------------------
+ * The folded form (rope, reshape): with M_t = M·R_t (M itself for reshape) every block is a plain
+ * GEMM on a strided slice of the activations (docs/operators.md):
+ *   forward   y_t += scale · x_t · M_tᵀ          bwd dx   dx_t += scale · g_t · M_t
+ *   bwd dM    dM  += scale · Σ_t (g_tᵀ · x_t) · R_tᵀ
+ * where x_t is block t of x_pad and g_t block t of decompᵀ(dy). For f32 rows a block that is a slice
+ * of the caller's rows is used in place and the GEMM adds into y / dx itself (beta 1): no packing,
+ * no rotated copy, no gather. The wrapped last input block, output blocks past d_out, tiled outputs
+ * (d_out > B·r̂) and f16/bf16 rows go through the slice's buffers (packed, converted, scattered).
+ * Each worker runs block by block over its own contiguous range of tokens, `tile` tokens per GEMM;
+ * dM's per-block products are summed in groups and rotated into the worker's compensated sum.
+ * ------------------------------------------------------------------------------------------- */
+
+/* M_t = M·R_t: (M R_t)[a][j] = M[a][j]·cos + M[a][j+h]·sin, (M R_t)[a][j+h] = M[a][j+h]·cos − M[a][j]·sin. */
+static const float *block_matrix(const mora_cpu_plan *p, const float *M, int64_t t, float *Mt) {
+    if (p->comp != MORA_COMP_ROPE || t == 0) return M; /* reshape, and rope's block 0 (θ = 0) */
+    const int64_t rhat = p->rhat, h = p->half;
+    const float *restrict cs = p->cos_t + t * h, *restrict sn = p->sin_t + t * h;
+    for (int64_t a = 0; a < rhat; ++a) {
+        const float *restrict m = M + a * rhat;
+        float *restrict o = Mt + a * rhat;
+        for (int64_t j = 0; j < h; ++j) {
+            o[j] = m[j] * cs[j] + m[j + h] * sn[j];
+            o[j + h] = m[j + h] * cs[j] - m[j] * sn[j];
+        }
+    }
+    return Mt;
+}
+
+/* P = P·R_tᵀ, row by row: each row rotated as rope rotates a vector (rope only). */
+static void rotate_rows(const mora_cpu_plan *p, int64_t t, float *P) {
+    if (p->comp != MORA_COMP_ROPE || t == 0) return;
+    const int64_t rhat = p->rhat, h = p->half;
+    const float *restrict cs = p->cos_t + t * h, *restrict sn = p->sin_t + t * h;
+    for (int64_t a = 0; a < rhat; ++a) {
+        float *restrict r = P + a * rhat;
+        for (int64_t j = 0; j < h; ++j) {
+            const float lo = r[j], hi = r[j + h];
+            r[j] = lo * cs[j] - hi * sn[j];
+            r[j + h] = hi * cs[j] + lo * sn[j];
+        }
+    }
+}
+
+/* Rows [r0, r0 + tn) of block t of x_pad as float32, *ld apart: the caller's f32 rows themselves when
+ * the block lies inside d_in; else packed into buf (converted, wrapped around d_in), ld = r̂. */
+static const float *block_in(const mora_cpu_plan *p, const void *x, int64_t ldx, int64_t r0, int64_t tn, int64_t t,
+                             float *buf, float *row, int64_t *ld) {
+    const int64_t rhat = p->rhat, first = t * rhat;
+    if (p->dtype == MORA_F32 && first + rhat <= p->d_in) {
+        *ld = ldx;
+        return (const float *)x + (size_t)(r0 * ldx + first);
+    }
+    *ld = rhat;
+    for (int64_t i = 0; i < tn; ++i) {
+        const float *xr = load_row(p->dtype, x, ldx, r0 + i, p->d_in, row);
+        float *dst = buf + i * rhat;
+        for (int64_t c = 0; c < rhat;) { /* runs of consecutive positions (first + c) mod d_in */
+            const int64_t q = (first + c) % p->d_in;
+            const int64_t len = p->d_in - q < rhat - c ? p->d_in - q : rhat - c;
+            memcpy(dst + c, xr + q, (size_t)len * sizeof *dst);
+            c += len;
+        }
+    }
+    return buf;
+}
+
+/* Rows of g_t, block t of decompᵀ(dy): g_t[c] = Σ over j < d_out with j ≡ t·r̂ + c (mod B·r̂) of dy[j]
+ * (zero where no output reads it). The caller's f32 rows themselves when the block is one slice of
+ * dy (inside d_out, no tiling); else packed into buf, ld = r̂. */
+static const float *block_g(const mora_cpu_plan *p, const void *dy, int64_t lddy, int64_t r0, int64_t tn, int64_t t,
+                            float *buf, float *row, int64_t *ld) {
+    const int64_t rhat = p->rhat, first = t * rhat, period = p->padded, d_out = p->d_out;
+    if (p->dtype == MORA_F32 && first + rhat <= d_out && d_out <= period) {
+        *ld = lddy;
+        return (const float *)dy + (size_t)(r0 * lddy + first);
+    }
+    *ld = rhat;
+    for (int64_t i = 0; i < tn; ++i) {
+        const float *dr = load_row(p->dtype, dy, lddy, r0 + i, d_out, row);
+        float *g = buf + i * rhat;
+        memset(g, 0, (size_t)rhat * sizeof *g);
+        for (int64_t j0 = first; j0 < d_out; j0 += period) add_to(g, dr + j0, d_out - j0 < rhat ? d_out - j0 : rhat);
+    }
+    return buf;
+}
+
+/* y[j] += h[c] for every output j ≡ t·r̂ + c (mod B·r̂), j < d_out; h: tn rows of r̂. */
+static void scatter_y(const mora_cpu_plan *p, void *y, int64_t ldy, int64_t r0, int64_t tn, int64_t t, const float *h) {
+    const int64_t rhat = p->rhat, first = t * rhat, period = p->padded, d_out = p->d_out;
+    const size_t es = act_size(p->dtype);
+    for (int64_t i = 0; i < tn; ++i) {
+        char *row = (char *)y + (size_t)((r0 + i) * ldy) * es;
+        const float *hr = h + i * rhat;
+        for (int64_t j0 = first; j0 < d_out; j0 += period) {
+            const int64_t len = d_out - j0 < rhat ? d_out - j0 : rhat;
+            if (p->dtype == MORA_F32) {
+                add_to((float *)row + j0, hr, len);
+                continue;
+            }
+            for (int64_t c = 0; c < len; ++c) mora_store_act(p->dtype, row, j0 + c, mora_load_act(p->dtype, row, j0 + c) + hr[c]);
+        }
+    }
+}
+
+/* dx[(t·r̂ + c) mod d_in] += u[c]; u: tn rows of r̂. */
+static void scatter_dx(const mora_cpu_plan *p, void *dx, int64_t lddx, int64_t r0, int64_t tn, int64_t t, const float *u) {
+    const int64_t rhat = p->rhat, first = t * rhat, d_in = p->d_in;
+    const size_t es = act_size(p->dtype);
+    for (int64_t i = 0; i < tn; ++i) {
+        char *row = (char *)dx + (size_t)((r0 + i) * lddx) * es;
+        const float *ur = u + i * rhat;
+        for (int64_t c = 0; c < rhat;) {
+            const int64_t q = (first + c) % d_in;
+            const int64_t len = d_in - q < rhat - c ? d_in - q : rhat - c;
+            if (p->dtype == MORA_F32) {
+                add_to((float *)row + q, ur + c, len);
+            } else {
+                for (int64_t k = 0; k < len; ++k)
+                    mora_store_act(p->dtype, row, q + k, mora_load_act(p->dtype, row, q + k) + ur[c + k]);
+            }
+            c += len;
+        }
+    }
+}
+
+static void folded_range(const job *jb) {
+    const mora_cpu_plan *p = jb->p;
+    const slice sl = slice_at(jb->L, jb->workspace, jb->w);
+    const int64_t rhat = p->rhat, T = jb->L->tile;
+    const int f32 = p->dtype == MORA_F32;
+    if (jb->want_dm) {
+        memset(sl.S, 0, (size_t)(rhat * rhat) * sizeof *sl.S);
+        memset(sl.K, 0, (size_t)(rhat * rhat) * sizeof *sl.K);
+    }
+    for (int64_t t = 0; t < p->blocks; ++t) {
+        const int64_t first = t * rhat;
+        /* M_t for forward and dx; dM needs only the rotation of its products */
+        const float *Mt = !jb->backward || jb->out ? block_matrix(p, jb->M, t, sl.Mt) : NULL;
+        int64_t group_rows = 0; /* rows summed into P since it last joined S */
+        for (int64_t r0 = jb->t0; r0 < jb->t1; r0 += T) {
+            const int64_t tn = jb->t1 - r0 < T ? jb->t1 - r0 : T;
+            if (!jb->backward) {
+                int64_t lda;
+                const float *A = block_in(p, jb->x, jb->ldx, r0, tn, t, sl.A, sl.r0, &lda);
+                if (f32 && first + rhat <= p->d_out && p->d_out <= p->padded) {
+                    mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 1.0f,
+                              (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
+                } else {
+                    mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 0.0f,
+                              sl.B, (int)rhat);
+                    scatter_y(p, jb->out, jb->ldo, r0, tn, t, sl.B);
+                }
+                continue;
+            }
+            int64_t ldg;
+            const float *G = block_g(p, jb->dy, jb->lddy, r0, tn, t, sl.B, sl.r0, &ldg);
+            if (jb->want_dm) {
+                int64_t ldx;
+                const float *X = block_in(p, jb->x, jb->ldx, r0, tn, t, sl.A, sl.r1, &ldx);
+                mora_gemm(p->gemm, 1, 0, (int)rhat, (int)rhat, (int)tn, 1.0f, G, (int)ldg, X, (int)ldx,
+                          group_rows ? 1.0f : 0.0f, sl.P, (int)rhat);
+                group_rows += tn;
+                if (group_rows >= CPU_DM_GROUP_ROWS || r0 + tn >= jb->t1) {
+                    rotate_rows(p, t, sl.P);
+                    kahan_add(sl.S, sl.K, sl.P, rhat * rhat);
+                    group_rows = 0;
+                }
+            }
+            if (jb->out) {
+                if (f32 && first + rhat <= p->d_in) {
+                    mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 1.0f,
+                              (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
+                } else {
+                    mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 0.0f,
+                              sl.A, (int)rhat);
+                    scatter_dx(p, jb->out, jb->ldo, r0, tn, t, sl.A);
+                }
+            }
+        }
+    }
+}
+
+static void worker_main(void *arg, int w) {
+    const job *jb = (const job *)arg + w;
+    if (jb->p->folded)
+        folded_range(jb);
+    else if (jb->backward)
         backward_range(jb);
     else
         forward_range(jb);
-    return NULL;
 }
 
 /* Runs jobs[0..L->workers) (ranges filled in here): workers 1.. on new threads, 0 on the caller's.
@@ -594,17 +807,7 @@ static void run_workers(job *jobs, const layout *L, int64_t n, int dynamic) {
         jobs[w].next = dynamic ? &next_tile_index : NULL;
         jobs[w].n = n;
     }
-    pthread_t th[CPU_MAX_THREADS];
-    int started[CPU_MAX_THREADS] = {0};
-    for (int w = 1; w < W; ++w) started[w] = pthread_create(&th[w], NULL, worker_main, &jobs[w]) == 0;
-    worker_main(&jobs[0]);
-    for (int w = 1; w < W; ++w) {
-        if (started[w])
-            pthread_join(th[w], NULL);
-        else
-            worker_main(&jobs[w]); /* could not start a thread: same range (static; dynamic: whatever is
-                                      left, i.e. nothing), same slice, on this one */
-    }
+    mora_cpu_pool_run(W, worker_main, jobs);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -618,7 +821,7 @@ mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void 
     for (int w = 0; w < L.workers; ++w)
         jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .out = y, .ldo = ldy,
                         .scale = scale};
-    run_workers(jobs, &L, n, 1);
+    run_workers(jobs, &L, n, !p->folded); /* the folded form splits statically, block by block */
     return MORA_OK;
 }
 
@@ -725,15 +928,15 @@ typedef struct adamw_job {
     int64_t chunk_begin, chunk_end;
 } adamw_job;
 
-static void *adamw_range(void *arg) {
-    const adamw_job *j = arg;
+static void adamw_range(void *arg, int w) {
+    const adamw_job *j = (const adamw_job *)arg + w;
     const mora_cpu_adamw_args *a = j->a;
-    for (int64_t w = j->chunk_begin; w < j->chunk_end; ++w) {
-        const int64_t begin = w * a->chunk, end = begin + a->chunk < a->count ? begin + a->chunk : a->count;
+    for (int64_t chunk = j->chunk_begin; chunk < j->chunk_end; ++chunk) {
+        const int64_t begin = chunk * a->chunk, end = begin + a->chunk < a->count ? begin + a->chunk : a->count;
         if (j->phase == 0) {
             float s = 0.0f;
             for (int64_t i = begin; i < end; ++i) s += a->g[i] * a->g[i];
-            a->partial[w] = s;
+            a->partial[chunk] = s;
             continue;
         }
         for (int64_t i = begin; i < end; ++i) {
@@ -747,7 +950,6 @@ static void *adamw_range(void *arg) {
             a->p[i] = param + (a->neg_step_size * mi) / (sqrtf(vi) / a->bias2_sqrt + a->eps);
         }
     }
-    return NULL;
 }
 
 /* Runs one phase over every chunk on up to 8 workers (the caller's thread included). */
@@ -759,16 +961,9 @@ static void adamw_phase(const mora_cpu_adamw_args *a, int phase) {
     if (workers > chunks) workers = (int)chunks;
     if (workers < 1) workers = 1;
     adamw_job jobs[MAX_WORKERS];
-    pthread_t threads[MAX_WORKERS];
-    int started[MAX_WORKERS] = {0};
     for (int w = 0; w < workers; ++w)
         jobs[w] = (adamw_job){a, phase, chunks * w / workers, chunks * (w + 1) / workers};
-    for (int w = 1; w < workers; ++w) started[w] = pthread_create(&threads[w], NULL, adamw_range, &jobs[w]) == 0;
-    adamw_range(&jobs[0]);
-    for (int w = 1; w < workers; ++w) {
-        if (started[w]) pthread_join(threads[w], NULL);
-        else adamw_range(&jobs[w]); /* no thread to be had: do its range here */
-    }
+    mora_cpu_pool_run(workers, adamw_range, jobs);
 }
 
 void mora_cpu_grad_sq_partial(const mora_cpu_adamw_args *a) {

@@ -25,9 +25,12 @@
  * its own workspace. */
 typedef struct mora_cpu_plan mora_cpu_plan;
 typedef struct mora_cpu_params {
-    int tile_tokens; /* tokens per tile of the pipeline; 0: default */
+    int tile_tokens; /* tokens per tile (the pipeline's) or per GEMM (the folded form's); 0: default */
     int threads;     /* worker threads per call (the caller's thread included); 0: online cores with a
                         single-threaded OpenBLAS, 1 with a multi-threaded one */
+    int gemm;        /* whose sgemm: a mora_gemm_provider (runtime/cpu_gemm.h); 0: OpenBLAS */
+    int fold;        /* 1: rope and reshape as plain GEMMs per block on strided views (the folded form:
+                        no rotated copy, no gather; ignored for the other operators); 0: the pipeline */
 } mora_cpu_params;
 mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mora_cpu_params *params /* NULL: defaults */, mora_cpu_plan **out);
 void mora_cpu_plan_destroy(mora_cpu_plan *p);
@@ -40,9 +43,10 @@ mora_cpu_params mora_cpu_plan_params(const mora_cpu_plan *p);
 size_t mora_cpu_workspace_bytes(const mora_cpu_plan *p, int64_t n);
 /* The same for a plan of (s, params) without making one (a spec's scratch formula). */
 size_t mora_cpu_workspace_bytes_for(const mora_shape *s, const mora_cpu_params *params, int64_t n);
-/* The plan parameters of the host kernels' tuning parameters: tokens per tile = rows per tile / the
- * blocks decomp reads (at least 1; rows 0: the default), threads as given (0: the default). */
-mora_cpu_params mora_cpu_params_for(const mora_shape *s, int tile_rows, int threads);
+/* The plan parameters of the host kernels' tuning parameters: tokens per tile = rows per GEMM / the
+ * rows a token has there (the pipeline: the blocks decomp reads; the folded form: 1), at least 1
+ * (rows 0: the default); threads, provider and form as given. */
+mora_cpu_params mora_cpu_params_for(const mora_shape *s, int tile_rows, int threads, int gemm, int fold);
 /* y[i*ldy + j] += scale·decomp(M comp(x_i)), x_i = x + i*ldx (row strides in elements, >= d_in / d_out). */
 mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void *x, int64_t ldx, void *y, int64_t ldy, int64_t n, float scale, void *workspace);
 /* dM += scale·Σ_tokens Σ_blocks g⊗c (dM may be NULL); dx += scale·compᵀ(Mᵀg) (dx may be NULL); g = decompᵀ(dy). */

@@ -1,7 +1,9 @@
-/* The cpu tile pipeline (runtime/cpu_kernels.h) against the float64 reference, for every operator and
- * activation dtype, on seeded random and fixed shapes, with tile sizes and thread counts 1/2/3 and the
- * defaults; plus row strides with guarded gaps, workspace bounds, NaN propagation, bit-exact
- * determinism, four threads sharing one plan, and dM's error at n = 4096 against n = 256.
+/* The cpu backend's kernels (runtime/cpu_kernels.h) against the float64 reference, for every operator
+ * and activation dtype, on seeded random and fixed shapes, with tile sizes and thread counts 1/2/3 and
+ * the defaults, both forms (the packed pipeline; rope and reshape as plain GEMMs per block) and every
+ * GEMM provider installed here (OpenBLAS always; oneDNN, BLIS where present); plus row strides with
+ * guarded gaps, workspace bounds, NaN propagation, bit-exact determinism, four threads sharing one
+ * plan, and dM's error at n = 4096 against n = 256.
  *
  * What is compared. y, dx, dM and W accumulate, so each output starts at known random values and
  * the test compares the CHANGE (after − before, exact in double) with the reference's result on
@@ -22,6 +24,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "cpu_gemm.h"
 #include "cpu_kernels.h"
 #include "halfconv.h"
 #include "shape.h"
@@ -314,6 +317,14 @@ static mora_shape random_shape(check_rng *rng, mora_op op, int kind) {
     return s;
 }
 
+/* The providers installed here, in turn: a case uses provider k mod (available ones). */
+static int next_provider(int k) {
+    int available[MORA_GEMM_PROVIDER_COUNT], count = 0;
+    for (int p = 0; p < MORA_GEMM_PROVIDER_COUNT; ++p)
+        if (mora_gemm_available((mora_gemm_provider)p)) available[count++] = p;
+    return available[k % count];
+}
+
 static void test_accuracy(void) {
     static const int64_t ns[5] = {1, 3, 7, 20, 129};
     static const int tiles[4] = {0, 1, 2, 5};
@@ -329,6 +340,8 @@ static void test_accuracy(void) {
                 ci.n = ns[k % 5];
                 ci.prm.tile_tokens = tiles[k % 4];
                 ci.prm.threads = 1 + k % 3;
+                ci.prm.fold = (k / 3) % 2;
+                ci.prm.gemm = next_provider(k);
                 run_case(&ci);
                 ++cases;
             }
@@ -346,7 +359,13 @@ static void test_accuracy(void) {
                 ci.n = fixed[f][3];
                 ci.prm.tile_tokens = (int)fixed[f][4];
                 ci.prm.threads = (int)fixed[f][5];
-                run_case(&ci);
+                for (int fold = 0; fold <= 1; ++fold) {
+                    ci.prm.fold = fold;
+                    ci.prm.gemm = next_provider((int)f + fold);
+                    run_case(&ci);
+                    ++cases;
+                }
+                continue;
                 ++cases;
             }
         }
@@ -370,7 +389,7 @@ static void test_nan(void) {
     for (int op = 0; op < MORA_OP_COUNT; ++op)
         for (int di = 0; di < MORA_DTYPE_COUNT; ++di) {
             const mora_dtype dt = dtypes[di];
-            case_info ci = {7, {23, 31, 6, (mora_op)op}, dt, 3, {1, 3}};
+            case_info ci = {7, {23, 31, 6, (mora_op)op}, dt, 3, {1, 3, 0, op % 2}};
             check_rng rng = {ci.seed};
             mora_cpu_plan *p;
             REQUIRE_OK(mora_cpu_plan_create(&ci.s, dt, &ci.prm, &p));
@@ -412,10 +431,20 @@ static void test_plan_errors(void) {
     CHECK_STATUS(mora_cpu_plan_create(&big, MORA_F32, NULL, &p), MORA_E_CONSTRAINT);
     const mora_shape ok = {3, 3, 3, MORA_OP_SHARE};
     CHECK_STATUS(mora_cpu_plan_create(&ok, (mora_dtype)7, NULL, &p), MORA_E_UNKNOWN_DTYPE);
-    const mora_cpu_params bad_tile = {-1, 0}, bad_threads = {0, -2}, many = {0, 100000};
+    const mora_cpu_params bad_tile = {-1, 0, 0, 0}, bad_threads = {0, -2, 0, 0}, many = {0, 100000, 0, 0},
+                          bad_gemm = {0, 0, 7, 0};
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_tile, &p), MORA_E_PARAM);
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_threads, &p), MORA_E_PARAM);
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &many, &p), MORA_E_PARAM);
+    CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_gemm, &p), MORA_E_PARAM);
+    /* a provider that is not installed is refused with the reason, never run */
+    for (int g = 0; g < MORA_GEMM_PROVIDER_COUNT; ++g) {
+        if (mora_gemm_available((mora_gemm_provider)g)) continue;
+        const mora_cpu_params absent = {0, 0, g, 0};
+        CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &absent, &p), MORA_E_UNSUPPORTED);
+        CHECK(strstr(mora_last_error(), mora_gemm_name((mora_gemm_provider)g)) != NULL);
+        printf("provider %s absent here: %s\n", mora_gemm_name((mora_gemm_provider)g), mora_gemm_why_absent((mora_gemm_provider)g));
+    }
     CHECK_STATUS(mora_cpu_plan_create(NULL, MORA_F32, NULL, &p), MORA_E_NULL);
     CHECK(p == (mora_cpu_plan *)0x1); /* untouched on failure */
     mora_cpu_plan_destroy(NULL);
@@ -431,7 +460,7 @@ static void test_plan_errors(void) {
 /* dM's error against float64 does not grow with n: n = 4096 is held to at most 2x the error at
  * n = 256 (the old one-thread kernel, which summed every row into one accumulator, grew 3.8x over the
  * same 16x). Inputs are positive so that rounding errors of a running sum do not cancel. */
-static double dm_error(const mora_shape *s, int threads, int64_t n) {
+static double dm_error(const mora_shape *s, int threads, int fold, int64_t n) {
     const int64_t rr = s->rhat * s->rhat;
     check_rng rng = {42};
     double *xd = xmalloc((size_t)(n * s->d_in) * sizeof *xd), *dyd = xmalloc((size_t)(n * s->d_out) * sizeof *dyd);
@@ -442,7 +471,7 @@ static double dm_error(const mora_shape *s, int threads, int64_t n) {
     for (int64_t i = 0; i < n * s->d_out; ++i) dyd[i] = dyf[i] = (float)(0.5 + 0.5 * check_rng_uniform(&rng));
     for (int64_t i = 0; i < rr; ++i) Md[i] = Mf[i] = (float)check_rng_uniform(&rng);
     REQUIRE_OK(mora_ref_backward(s, Md, xd, dyd, NULL, ref, n));
-    const mora_cpu_params prm = {0, threads};
+    const mora_cpu_params prm = {0, threads, 0, fold};
     mora_cpu_plan *p;
     REQUIRE_OK(mora_cpu_plan_create(s, MORA_F32, &prm, &p));
     void *ws = xmalloc(mora_cpu_workspace_bytes(p, n));
@@ -457,14 +486,16 @@ static double dm_error(const mora_shape *s, int threads, int64_t n) {
 static void test_dm_error_growth(void) {
     const mora_shape shapes[2] = {{512, 512, 64, MORA_OP_ROPE}, {256, 256, 48, MORA_OP_SHARE}};
     for (int si = 0; si < 2; ++si)
-        for (int threads = 1; threads <= 2; ++threads) {
-            const double e256 = dm_error(&shapes[si], threads, 256), e4096 = dm_error(&shapes[si], threads, 4096);
-            printf("dM error %s d=%lld rhat=%lld threads=%d: n=256 %.3g, n=4096 %.3g (x%.2f)\n",
-                   mora_op_name(shapes[si].op), (long long)shapes[si].d_in, (long long)shapes[si].rhat, threads, e256,
-                   e4096, e4096 / e256);
-            CHECK(e256 <= 1e-6);
-            CHECK(e4096 <= 2.0 * e256);
-        }
+        for (int threads = 1; threads <= 2; ++threads)
+            for (int fold = 0; fold <= (shapes[si].op == MORA_OP_ROPE); ++fold) {
+                const double e256 = dm_error(&shapes[si], threads, fold, 256),
+                             e4096 = dm_error(&shapes[si], threads, fold, 4096);
+                printf("dM error %s d=%lld rhat=%lld threads=%d%s: n=256 %.3g, n=4096 %.3g (x%.2f)\n",
+                       mora_op_name(shapes[si].op), (long long)shapes[si].d_in, (long long)shapes[si].rhat, threads,
+                       fold ? " folded" : "", e256, e4096, e4096 / e256);
+                CHECK(e256 <= 1e-6);
+                CHECK(e4096 <= 2.0 * e256);
+            }
 }
 
 /* Four threads call one plan at once, each with its own workspace and outputs; each result equals
@@ -496,7 +527,7 @@ static void *shared_call_main(void *arg) {
 static void test_shared_plan(void) {
     const mora_shape s = {300, 250, 40, MORA_OP_ROPE};
     const int64_t n = 97, rr = s.rhat * s.rhat;
-    const mora_cpu_params prm = {8, 2};
+    const mora_cpu_params prm = {8, 2, 0, 1};
     mora_cpu_plan *p;
     REQUIRE_OK(mora_cpu_plan_create(&s, MORA_F32, &prm, &p));
     check_rng rng = {77};

@@ -163,7 +163,7 @@ static timing measure(const config *cf) {
     const mora_shape *s = &cf->s;
     const mora_geometry geo = mora_shape_geometry(s);
     const int64_t n = cf->n, rhat = s->rhat, rows = n * geo.blocks_read, rr = rhat * rhat;
-    const mora_cpu_params prm = {cf->tile, cf->threads};
+    const mora_cpu_params prm = {cf->tile, cf->threads, 0, 0};
     mora_cpu_plan *p;
     if (mora_cpu_plan_create(s, MORA_F32, &prm, &p) != MORA_OK) {
         fprintf(stderr, "mora-cpu-bench: %s\n", mora_last_error());

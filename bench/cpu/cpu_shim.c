@@ -20,7 +20,7 @@ SHIM_API int shim_backward(shim *h, const float *M, const float *x, const float 
 
 shim *shim_create(const mora_shape *s, int tile, int threads, int64_t n) {
     shim *h = calloc(1, sizeof *h);
-    const mora_cpu_params prm = {tile, threads};
+    const mora_cpu_params prm = {tile, threads, 0, 0};
     if (!h || mora_cpu_plan_create(s, MORA_F32, &prm, &h->plan) != MORA_OK) {
         free(h);
         return NULL;

@@ -1,0 +1,193 @@
+/* The GEMM providers of the host kernels (see cpu_gemm.h). oneDNN and BLIS are dlopen()ed with
+ * RTLD_LOCAL, so BLIS's cblas_sgemm never shadows OpenBLAS's, and a machine without them runs with
+ * OpenBLAS alone. Loading happens once per process (pthread_once) and the libraries stay loaded. */
+#define _GNU_SOURCE /* RTLD_LOCAL, cpuid via <cpuid.h> */
+#include "cpu_gemm.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include "error.h"
+
+/* OpenBLAS's own queries (declared by its cblas.h on Debian, not by every cblas.h). */
+char *openblas_get_corename(void);
+char *openblas_get_config(void);
+
+typedef int (*dnnl_sgemm_fn)(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+typedef struct dnnl_version_s {
+    int major, minor, patch;
+    const char *hash;
+    unsigned cpu_runtime, gpu_runtime;
+} dnnl_version_s;
+typedef const dnnl_version_s *(*dnnl_version_fn)(void);
+typedef int (*dnnl_isa_fn)(void);
+typedef void (*cblas_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha, const float *A,
+                               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+typedef const char *(*blis_version_fn)(void);
+typedef const char *(*blis_arch_string_fn)(int id);
+typedef int (*blis_arch_query_fn)(void);
+
+static struct {
+    pthread_once_t once;
+    dnnl_sgemm_fn dnnl_sgemm;
+    cblas_sgemm_fn blis_sgemm;
+    char why[MORA_GEMM_PROVIDER_COUNT][192];
+    char identity[512];
+} g = {.once = PTHREAD_ONCE_INIT};
+
+static const char *const names[MORA_GEMM_PROVIDER_COUNT] = {"openblas", "onednn", "blis"};
+
+/* oneDNN's ISA names (dnnl_cpu_isa_t values of 2.x). */
+static const char *dnnl_isa_name(int isa) {
+    switch (isa) {
+    case 0x1: return "sse41";
+    case 0x3: return "avx";
+    case 0x7: return "avx2";
+    case 0x407: return "avx2_vnni";
+    case 0x27: return "avx512_core";
+    case 0x67: return "avx512_core_vnni";
+    case 0xe7: return "avx512_core_bf16";
+    case 0x3e7: return "avx512_core_amx";
+    default: return "isa unknown";
+    }
+}
+
+static void *open_first(const char *const *names_tried, int count, char *why, size_t size) {
+    for (int i = 0; i < count; ++i) {
+        void *h = dlopen(names_tried[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) return h;
+        if (i == 0) snprintf(why, size, "%s", dlerror());
+    }
+    return NULL;
+}
+
+/* The CPU's vector extensions as OpenBLAS's kernel sets name them: AVX-512 and AVX2 (0 when unknown). */
+static int cpu_has(const char *what) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (strcmp(what, "avx512f") == 0) return (b >> 16) & 1;
+    if (strcmp(what, "avx2") == 0) return (b >> 5) & 1;
+#else
+    (void)what;
+#endif
+    return 0;
+}
+
+/* OpenBLAS names its kernel sets after CPU models; a model it does not know falls back to an old
+ * core (Debian's 0.3.21 runs Prescott's SSE3 kernels on some AVX-512 CPUs): say so once, with the
+ * remedy, when the CPU has vector units the chosen core does not use. */
+static void check_openblas_core(const char *core) {
+    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids", "Zen"};
+    static const char *const avx2_cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Skylake"};
+    int uses = 0;
+    const int avx512 = cpu_has("avx512f"), avx2 = cpu_has("avx2");
+    const char *const *known = avx512 ? avx512_cores : avx2_cores;
+    const int count = avx512 ? 4 : 6;
+    if (!avx512 && !avx2) return;
+    for (int i = 0; i < count; ++i) uses |= strstr(core, known[i]) != NULL;
+    if (!uses)
+        mora_warn_once("openblas-core",
+                       "OpenBLAS runs its %s kernels on a CPU with %s: it does not know this CPU model, and its GEMMs "
+                       "run several times below the CPU's peak. libmora tunes oneDNN (libdnnl2) and BLIS (libblis4) "
+                       "against it where they are installed; OPENBLAS_CORETYPE=%s makes OpenBLAS itself use them",
+                       core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+}
+
+static void load(void) {
+    char part[160];
+    const char *core = openblas_get_corename();
+    snprintf(g.identity, sizeof g.identity, "OpenBLAS (%s, %d threads)", core ? core : "core unknown",
+             openblas_get_num_threads());
+    if (core) check_openblas_core(core);
+
+    static const char *const dnnl_names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
+    void *dnnl = open_first(dnnl_names, 3, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN]);
+    if (dnnl) {
+        g.dnnl_sgemm = (dnnl_sgemm_fn)dlsym(dnnl, "dnnl_sgemm");
+        const dnnl_version_fn version = (dnnl_version_fn)dlsym(dnnl, "dnnl_version");
+        const dnnl_isa_fn isa = (dnnl_isa_fn)dlsym(dnnl, "dnnl_get_effective_cpu_isa");
+        if (!g.dnnl_sgemm || !version) {
+            g.dnnl_sgemm = NULL;
+            snprintf(g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN], "libdnnl has no dnnl_sgemm / dnnl_version");
+        } else {
+            const dnnl_version_s *v = version();
+            snprintf(part, sizeof part, "; oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch,
+                     isa ? dnnl_isa_name(isa()) : "isa unknown");
+            strncat(g.identity, part, sizeof g.identity - strlen(g.identity) - 1);
+        }
+    }
+    static const char *const blis_names[] = {"libblis.so.4", "libblis.so"};
+    void *blis = open_first(blis_names, 2, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS]);
+    if (blis) {
+        g.blis_sgemm = (cblas_sgemm_fn)dlsym(blis, "cblas_sgemm");
+        const blis_version_fn version = (blis_version_fn)dlsym(blis, "bli_info_get_version_str");
+        const blis_arch_query_fn arch = (blis_arch_query_fn)dlsym(blis, "bli_arch_query_id");
+        const blis_arch_string_fn arch_name = (blis_arch_string_fn)dlsym(blis, "bli_arch_string");
+        if (!g.blis_sgemm) {
+            snprintf(g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS], "libblis was built without its CBLAS layer");
+        } else {
+            snprintf(part, sizeof part, "; BLIS %s (%s)", version ? version() : "version unknown",
+                     arch && arch_name ? arch_name(arch()) : "config unknown");
+            strncat(g.identity, part, sizeof g.identity - strlen(g.identity) - 1);
+        }
+    }
+}
+
+int mora_gemm_available(mora_gemm_provider p) {
+    pthread_once(&g.once, load);
+    switch (p) {
+    case MORA_GEMM_OPENBLAS: return 1;
+    case MORA_GEMM_ONEDNN: return g.dnnl_sgemm != NULL;
+    case MORA_GEMM_BLIS: return g.blis_sgemm != NULL;
+    }
+    return 0;
+}
+
+unsigned mora_gemm_available_mask(void) {
+    unsigned mask = 0;
+    for (int p = 0; p < MORA_GEMM_PROVIDER_COUNT; ++p)
+        if (mora_gemm_available((mora_gemm_provider)p)) mask |= 1u << p;
+    return mask;
+}
+
+const char *mora_gemm_name(mora_gemm_provider p) {
+    return (int)p >= 0 && (int)p < MORA_GEMM_PROVIDER_COUNT ? names[p] : "unknown";
+}
+
+const char *mora_gemm_why_absent(mora_gemm_provider p) {
+    if (mora_gemm_available(p) || (int)p < 0 || (int)p >= MORA_GEMM_PROVIDER_COUNT) return "";
+    return g.why[p][0] ? g.why[p] : "not loaded";
+}
+
+const char *mora_gemm_identity(void) {
+    pthread_once(&g.once, load);
+    return g.identity;
+}
+
+void mora_gemm(mora_gemm_provider p, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    switch (p) {
+    case MORA_GEMM_ONEDNN:
+        /* dnnl_sgemm is row-major, like the rest of libmora */
+        g.dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    case MORA_GEMM_BLIS:
+        g.blis_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                     alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    case MORA_GEMM_OPENBLAS:
+        break;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                A, lda, B, ldb, beta, C, ldc);
+}
