@@ -1,4 +1,6 @@
-/* The runtime compilers NVRTC (CUDA) and hiprtc (HIP), dlopen()ed once per process; see rtc.h. */
+/* The runtime compilers NVRTC (CUDA) and hiprtc (HIP), dlopen()ed once per process; see rtc.h. One
+ * compile sequence (rtc_compile) serves both, over an rtc_compiler: the small table of what differs
+ * between them (their calls, names, options and outputs). Also the library search of the loaders. */
 #if defined(MORA_HAVE_HIP) && !defined(__HIP_PLATFORM_AMD__) && !defined(__HIP_PLATFORM_NVIDIA__)
 #define __HIP_PLATFORM_AMD__ 1
 #endif
@@ -81,6 +83,15 @@ void *mora_library_open(const char *env_var, const char *const *names, int name_
     return NULL;
 }
 
+void *mora_library_load(mora_library_info *info, const char *env_var, const char *const *names, int name_count,
+                        const char *const *dirs, int dir_count, const char *missing) {
+    char reason[768];
+    void *library = mora_library_open(env_var, names, name_count, dirs, dir_count, info->path, sizeof info->path,
+                                      reason, sizeof reason);
+    if (!library) snprintf(info->why, sizeof info->why, missing, reason);
+    return library;
+}
+
 void mora_rtc_output_free(mora_rtc_output *out) {
     if (!out) return;
     free(out->binary);
@@ -90,6 +101,89 @@ void mora_rtc_output_free(mora_rtc_output *out) {
 }
 
 #if defined(MORA_HAVE_CUDA) || defined(MORA_HAVE_HIP)
+/* ---- the compile sequence, written once for NVRTC and hiprtc ------------------------------- */
+
+#define RTC_MAX_OPTIONS 3
+
+/* One output of a compile, read after it: its size, then its bytes. */
+typedef struct rtc_part {
+    const char *what;                         /* "PTX", "CUBIN", "code object": in sentences */
+    int (*size)(void *program, size_t *size); /* its size in bytes */
+    int (*get)(void *program, char *data);    /* copies it out */
+    int text;                                 /* 1: text, into mora_rtc_output.ptx with a NUL; 0: bytes, into .binary */
+    int required;                             /* 1: an empty one is a failure; 0: empty means there is none */
+} rtc_part;
+
+/* What differs between NVRTC and hiprtc in a compile (RTC_COMPILER fills one). The calls return the
+ * compiler's result, 0 for success (NVRTC_SUCCESS, HIPRTC_SUCCESS). */
+typedef struct rtc_compiler {
+    const char *name;                      /* "cuda", "hip": how sentences begin */
+    const char *file;                      /* the source's name in the compiler's log: "mora_kernel.cu" */
+    const char *arch_option;               /* the option that names the target, up to the target: "--offload-arch=" */
+    const char *options[RTC_MAX_OPTIONS];  /* the options after it, before the caller's (NULL: no more) */
+    mora_status (*load)(void);             /* loads the compiler once: MORA_E_NO_BACKEND saying why not */
+    mora_status (*check_arch)(const char *arch, int *part_count); /* refuses a target; *part_count: parts to read */
+    const rtc_part *parts;                 /* what a compile gives, in the order they are read */
+    const char *version;                   /* the loaded compiler's version: "NVRTC 13.0" */
+    pthread_mutex_t *lock;                 /* held around a compile when *serialise */
+    const int *serialise;                  /* 1: two threads must not compile at once */
+    const char *create_call;               /* "nvrtcCreateProgram": in sentences */
+    int out_of_memory;                     /* the compiler's result for out of memory */
+    int invalid_option;                    /* the compiler's result for an option it does not take */
+    const char *(*error)(int r);           /* the text of a result */
+    int (*create)(void **program, const char *source, const char *file); /* a program of one source */
+    int (*compile)(void *program, int count, const char **options);     /* compiles it */
+    int (*log_size)(void *program, size_t *size);                       /* the size of its log, NUL included */
+    int (*log)(void *program, char *log);                               /* copies the log out */
+    void (*destroy)(void *program);                                    /* releases the program */
+} rtc_compiler;
+
+/* Defines the calls of the compiler whose API is named by `prefix` (nvrtc, hiprtc: the two declare the
+ * same calls under their prefix, with prefix##Program and prefix##Result) and whose entry points are
+ * members of the static struct `prefix`: prefix##_error, _create, _compile, _log_size, _log, _destroy. */
+#define RTC_CALLS(prefix)                                                                                             \
+    static const char *prefix##_error(int r) { return prefix.prefix##GetErrorString((prefix##Result)r); }             \
+    static int prefix##_create(void **program, const char *source, const char *file) {                                \
+        prefix##Program made = NULL;                                                                                  \
+        const int r = (int)prefix.prefix##CreateProgram(&made, source, file, 0, NULL, NULL);                          \
+        *program = made;                                                                                              \
+        return r;                                                                                                     \
+    }                                                                                                                 \
+    static int prefix##_compile(void *program, int count, const char **options) {                                     \
+        return (int)prefix.prefix##CompileProgram(program, count, options);                                           \
+    }                                                                                                                 \
+    static int prefix##_log_size(void *program, size_t *size) {                                                       \
+        return (int)prefix.prefix##GetProgramLogSize(program, size);                                                  \
+    }                                                                                                                 \
+    static int prefix##_log(void *program, char *log) { return (int)prefix.prefix##GetProgramLog(program, log); }     \
+    static void prefix##_destroy(void *program) {                                                                     \
+        prefix##Program p = program;                                                                                  \
+        prefix.prefix##DestroyProgram(&p);                                                                            \
+    }
+
+/* Defines prefix##_<part>_size and prefix##_<part> over prefix.prefix##Get<part>Size and prefix.prefix##Get<part>. */
+#define RTC_PART_CALLS(prefix, part)                                                                                  \
+    static int prefix##_##part##_size(void *program, size_t *size) {                                                  \
+        return (int)prefix.prefix##Get##part##Size(program, size);                                                    \
+    }                                                                                                                 \
+    static int prefix##_##part(void *program, char *data) { return (int)prefix.prefix##Get##part(program, data); }
+
+/* The rtc_compiler of the compiler named by `prefix`, whose state is the static struct `prefix`
+ * (version, lock, serialise), whose results are named PREFIX##_ERROR_..., whose calls RTC_CALLS
+ * and RTC_PART_CALLS define and whose own functions are prefix##_get (the loader), prefix##_check_arch
+ * and prefix##_parts; sentences begin with name_, the source is called file_, the target goes after
+ * arch_option_ and the options after it are the rest. */
+#define RTC_COMPILER(prefix, PREFIX, name_, file_, arch_option_, ...)                                                 \
+    {                                                                                                                 \
+        .name = name_, .file = file_, .arch_option = arch_option_, .options = {__VA_ARGS__},                          \
+        .load = prefix##_get, .check_arch = prefix##_check_arch, .parts = prefix##_parts,                             \
+        .version = prefix.version, .lock = &prefix.lock, .serialise = &prefix.serialise,                              \
+        .create_call = #prefix "CreateProgram", .out_of_memory = PREFIX##_ERROR_OUT_OF_MEMORY,                        \
+        .invalid_option = PREFIX##_ERROR_INVALID_OPTION, .error = prefix##_error, .create = prefix##_create,          \
+        .compile = prefix##_compile, .log_size = prefix##_log_size, .log = prefix##_log,                              \
+        .destroy = prefix##_destroy                                                                                   \
+    }
+
 static mora_status check_extra(const char *const *extra, int extra_count) {
     if (extra_count < 0 || extra_count > MORA_MAX_EXTRA_OPTIONS)
         return mora_fail(MORA_E_ARG, "extra_count=%d: must be 0..%d", extra_count, MORA_MAX_EXTRA_OPTIONS);
@@ -104,35 +198,122 @@ static void append_log(const char *log) {
     mora_error_append("; compiler log:\n");
     mora_error_append(log && *log ? log : "(empty)");
 }
+
+/* The compiler's log of a program ("" when it said nothing), or NULL when out of host memory. */
+static char *read_log(const rtc_compiler *rc, void *program) {
+    size_t size = 0;
+    if (rc->log_size(program, &size) != 0) size = 0;
+    char *log = malloc(size + 1);
+    if (!log) return NULL;
+    log[0] = '\0';
+    if (size > 0 && rc->log(program, log) != 0) log[0] = '\0';
+    log[size] = '\0';
+    return log;
+}
+
+/* Reads one part of a compiled program into out. */
+static mora_status read_part(const rtc_compiler *rc, void *program, const rtc_part *part, const char *arch,
+                             mora_rtc_output *out) {
+    size_t size = 0;
+    int r = part->size(program, &size);
+    if (r == 0 && size == 0 && part->required)
+        return mora_fail(MORA_E_COMPILE, "%s: %s produced no %s for %s", rc->name, rc->version, part->what, arch);
+    if (r == 0 && (size > 0 || part->text)) {
+        char *data = malloc(size + (part->text ? 1 : 0));
+        if (!data)
+            return mora_fail(MORA_E_NO_MEMORY, "%s: out of host memory for %zu bytes of %s", rc->name, size, part->what);
+        r = part->get(program, data);
+        if (part->text) {
+            data[size] = '\0';
+            out->ptx = data;
+        } else {
+            out->binary = (unsigned char *)data;
+            out->binary_bytes = r == 0 ? size : 0;
+        }
+    }
+    if (r != 0) return mora_fail(MORA_E_COMPILE, "%s: reading the %s failed: %s", rc->name, part->what, rc->error(r));
+    return MORA_OK;
+}
+
+/* Creates a program, compiles it, reads its log and parts and destroys it (rtc_compile holds the
+ * compiler's lock around it when it has to). */
+static mora_status run_compiler(const rtc_compiler *rc, const char *source, const char *arch, const char **options,
+                                int option_count, int part_count, mora_rtc_output *out) {
+    void *program = NULL;
+    int r = rc->create(&program, source, rc->file);
+    if (r != 0)
+        return mora_fail(r == rc->out_of_memory ? MORA_E_NO_MEMORY : MORA_E_COMPILE, "%s: %s failed: %s", rc->name,
+                         rc->create_call, rc->error(r));
+    r = rc->compile(program, option_count, options);
+    char *log = read_log(rc, program);
+    mora_status st = MORA_OK;
+    if (r != 0) {
+        st = mora_fail(r == rc->invalid_option ? MORA_E_ARG : MORA_E_COMPILE, "%s: %s could not compile for %s (%s)",
+                       rc->name, rc->version, arch, rc->error(r));
+        append_log(log);
+        free(log);
+    } else if (!log) {
+        st = mora_fail(MORA_E_NO_MEMORY, "%s: out of host memory for the compiler log", rc->name);
+    } else {
+        out->log = log;
+        for (int i = 0; st == MORA_OK && i < part_count; ++i) st = read_part(rc, program, &rc->parts[i], arch, out);
+    }
+    rc->destroy(program);
+    if (st != MORA_OK) mora_rtc_output_free(out);
+    return st;
+}
+
+/* mora_nvrtc_compile and mora_hiprtc_compile: the arguments, the compiler, the target, the options. */
+static mora_status rtc_compile(const rtc_compiler *rc, const char *source, const char *arch, const char *const *extra,
+                               int extra_count, mora_rtc_output *out) {
+    MORA_CHECK_PTR(source);
+    MORA_CHECK_PTR(arch);
+    MORA_CHECK_PTR(out);
+    memset(out, 0, sizeof *out);
+    MORA_TRY(check_extra(extra, extra_count));
+    MORA_TRY(rc->load());
+    int part_count = 0;
+    MORA_TRY(rc->check_arch(arch, &part_count));
+
+    char arch_option[128];
+    snprintf(arch_option, sizeof arch_option, "%s%s", rc->arch_option, arch);
+    const char *options[1 + RTC_MAX_OPTIONS + MORA_MAX_EXTRA_OPTIONS];
+    int option_count = 0;
+    options[option_count++] = arch_option;
+    for (int i = 0; i < RTC_MAX_OPTIONS && rc->options[i]; ++i) options[option_count++] = rc->options[i];
+    for (int i = 0; i < extra_count; ++i) options[option_count++] = extra[i];
+
+    const int serialise = *rc->serialise;
+    if (serialise) pthread_mutex_lock(rc->lock);
+    const mora_status st = run_compiler(rc, source, arch, options, option_count, part_count, out);
+    if (serialise) pthread_mutex_unlock(rc->lock);
+    return st;
+}
 #endif
 
 /* ---- NVRTC ---------------------------------------------------------------------------------- */
 #ifdef MORA_HAVE_CUDA
 
-#define NVRTC_FUNCTIONS(X)                                                                                     \
-    X(nvrtcVersion) X(nvrtcGetNumSupportedArchs) X(nvrtcGetSupportedArchs) X(nvrtcGetErrorString)              \
-    X(nvrtcCreateProgram) X(nvrtcDestroyProgram) X(nvrtcCompileProgram) X(nvrtcGetProgramLogSize)              \
+#define NVRTC_FUNCTIONS(X)                                                                                            \
+    X(nvrtcVersion) X(nvrtcGetNumSupportedArchs) X(nvrtcGetSupportedArchs) X(nvrtcGetErrorString)                     \
+    X(nvrtcCreateProgram) X(nvrtcDestroyProgram) X(nvrtcCompileProgram) X(nvrtcGetProgramLogSize)                     \
     X(nvrtcGetProgramLog) X(nvrtcGetPTXSize) X(nvrtcGetPTX) X(nvrtcGetCUBINSize) X(nvrtcGetCUBIN)
 
 #define NVRTC_MAX_ARCHS 64
 
 typedef struct nvrtc_api {
-    void *library;         /* NULL: not loadable, see why */
-    char why[1024];
+    void *library;         /* NULL: not loadable, see lib.why */
+    mora_library_info lib;
     char version[64];      /* "NVRTC 13.0" */
-    char path[512];
     int archs[NVRTC_MAX_ARCHS];
     int arch_count;
-#define NVRTC_MEMBER(f) __typeof__(&f) f;
-    NVRTC_FUNCTIONS(NVRTC_MEMBER)
-#undef NVRTC_MEMBER
+    int serialise;         /* NVRTC 12 and newer compile concurrently from several threads; older ones under lock */
+    pthread_mutex_t lock;
+    NVRTC_FUNCTIONS(MORA_LIBRARY_ENTRY)
 } nvrtc_api;
 
-static nvrtc_api nvrtc;
+static nvrtc_api nvrtc = {.lock = PTHREAD_MUTEX_INITIALIZER};
 static pthread_once_t nvrtc_once = PTHREAD_ONCE_INIT;
-/* NVRTC 12 and newer compile concurrently from several threads; older ones are serialised. */
-static pthread_mutex_t nvrtc_lock = PTHREAD_MUTEX_INITIALIZER;
-static int nvrtc_serialise;
 
 static void nvrtc_load(void) {
     static const char *const names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"};
@@ -140,28 +321,17 @@ static void nvrtc_load(void) {
     const char *cuda_path = getenv("CUDA_PATH");
     if (cuda_path && *cuda_path) snprintf(cuda_path_lib, sizeof cuda_path_lib, "%s/lib64", cuda_path);
     const char *const dirs[] = {cuda_path_lib, "/usr/local/cuda/lib64"};
-    char why[768];
-    void *library = mora_library_open("MORA_NVRTC_LIBRARY", names, 4, dirs, 2, nvrtc.path, sizeof nvrtc.path, why,
-                                      sizeof why);
-    if (!library) {
-        snprintf(nvrtc.why, sizeof nvrtc.why,
-                 "cuda: NVRTC (libnvrtc.so.13, .so.12 or .so.11.2) could not be loaded: %s (install the CUDA "
-                 "toolkit's NVRTC, e.g. the cuda-nvrtc-13-0 package, or set MORA_NVRTC_LIBRARY)",
-                 why);
-        return;
-    }
-#define NVRTC_RESOLVE(f)                                                                                   \
-    nvrtc.f = (__typeof__(&f))dlsym(library, #f);                                                          \
-    if (!nvrtc.f) {                                                                                        \
-        snprintf(nvrtc.why, sizeof nvrtc.why, "cuda: %s lacks %s (NVRTC 11.2 or newer is needed)", nvrtc.path, #f); \
-        dlclose(library);                                                                                  \
-        return;                                                                                            \
-    }
+    void *library = mora_library_load(&nvrtc.lib, "MORA_NVRTC_LIBRARY", names, 4, dirs, 2,
+                                      "cuda: NVRTC (libnvrtc.so.13, .so.12 or .so.11.2) could not be loaded: %s "
+                                      "(install the CUDA toolkit's NVRTC, e.g. the cuda-nvrtc-13-0 package, or set "
+                                      "MORA_NVRTC_LIBRARY)");
+    if (!library) return;
+#define NVRTC_RESOLVE(f) MORA_LIBRARY_RESOLVE(nvrtc, f, dlsym, "cuda: %s lacks %s (NVRTC 11.2 or newer is needed)")
     NVRTC_FUNCTIONS(NVRTC_RESOLVE)
 #undef NVRTC_RESOLVE
     int major = 0, minor = 0;
     nvrtc.nvrtcVersion(&major, &minor);
-    nvrtc_serialise = major < 12;
+    nvrtc.serialise = major < 12;
     snprintf(nvrtc.version, sizeof nvrtc.version, "NVRTC %d.%d", major, minor);
     int count = 0;
     if (nvrtc.nvrtcGetNumSupportedArchs(&count) == NVRTC_SUCCESS && count > 0) {
@@ -172,8 +342,8 @@ static void nvrtc_load(void) {
         free(all);
     }
     if (nvrtc.arch_count == 0) {
-        snprintf(nvrtc.why, sizeof nvrtc.why, "cuda: %s (%s) reports no supported GPU architectures", nvrtc.path,
-                 nvrtc.version);
+        snprintf(nvrtc.lib.why, sizeof nvrtc.lib.why, "cuda: %s (%s) reports no supported GPU architectures",
+                 nvrtc.lib.path, nvrtc.version);
         dlclose(library);
         return;
     }
@@ -182,7 +352,7 @@ static void nvrtc_load(void) {
 
 static mora_status nvrtc_get(void) {
     pthread_once(&nvrtc_once, nvrtc_load);
-    if (!nvrtc.library) return mora_fail(MORA_E_NO_BACKEND, "%s", nvrtc.why);
+    if (!nvrtc.library) return mora_fail(MORA_E_NO_BACKEND, "%s", nvrtc.lib.why);
     return MORA_OK;
 }
 
@@ -216,28 +386,8 @@ static mora_status parse_cuda_arch(const char *arch, int *cc, int *real) {
     return MORA_OK;
 }
 
-static char *nvrtc_log(nvrtcProgram program) {
-    size_t size = 0;
-    if (nvrtc.nvrtcGetProgramLogSize(program, &size) != NVRTC_SUCCESS) size = 0;
-    char *log = malloc(size + 1);
-    if (!log) return NULL;
-    log[0] = '\0';
-    if (size > 0 && nvrtc.nvrtcGetProgramLog(program, log) != NVRTC_SUCCESS) log[0] = '\0';
-    log[size] = '\0';
-    return log;
-}
-
-static mora_status nvrtc_compile_locked(const char *source, const char *arch, int real, const char *const *options,
-                                        int option_count, mora_rtc_output *out);
-
-mora_status mora_nvrtc_compile(const char *source, const char *arch, const char *const *extra, int extra_count,
-                               mora_rtc_output *out) {
-    MORA_CHECK_PTR(source);
-    MORA_CHECK_PTR(arch);
-    MORA_CHECK_PTR(out);
-    memset(out, 0, sizeof *out);
-    MORA_TRY(check_extra(extra, extra_count));
-    MORA_TRY(nvrtc_get());
+/* A target of this NVRTC's: the PTX is read, and for a real (sm_) target the CUBIN too. */
+static mora_status nvrtc_check_arch(const char *arch, int *part_count) {
     int cc = 0, real = 0;
     MORA_TRY(parse_cuda_arch(arch, &cc, &real));
     int known = 0;
@@ -252,62 +402,25 @@ mora_status mora_nvrtc_compile(const char *source, const char *arch, const char 
         return mora_fail(MORA_E_UNSUPPORTED, "arch=\"%s\": %s cannot compile for it (its targets: %s)", arch,
                          nvrtc.version, list);
     }
-
-    char arch_option[64];
-    snprintf(arch_option, sizeof arch_option, "--gpu-architecture=%s", arch);
-    const char *options[2 + MORA_MAX_EXTRA_OPTIONS];
-    int option_count = 0;
-    options[option_count++] = arch_option;
-    options[option_count++] = "--std=c++17";
-    for (int i = 0; i < extra_count; ++i) options[option_count++] = extra[i];
-
-    if (nvrtc_serialise) pthread_mutex_lock(&nvrtc_lock);
-    const mora_status st = nvrtc_compile_locked(source, arch, real, options, option_count, out);
-    if (nvrtc_serialise) pthread_mutex_unlock(&nvrtc_lock);
-    return st;
+    *part_count = real ? 2 : 1;
+    return MORA_OK;
 }
 
-static mora_status nvrtc_compile_locked(const char *source, const char *arch, int real, const char *const *options,
-                                        int option_count, mora_rtc_output *out) {
-    nvrtcProgram program = NULL;
-    nvrtcResult r = nvrtc.nvrtcCreateProgram(&program, source, "mora_kernel.cu", 0, NULL, NULL);
-    if (r != NVRTC_SUCCESS)
-        return mora_fail(r == NVRTC_ERROR_OUT_OF_MEMORY ? MORA_E_NO_MEMORY : MORA_E_COMPILE,
-                         "cuda: nvrtcCreateProgram failed: %s", nvrtc.nvrtcGetErrorString(r));
-    r = nvrtc.nvrtcCompileProgram(program, option_count, options);
-    char *log = nvrtc_log(program);
-    if (r != NVRTC_SUCCESS) {
-        mora_fail(r == NVRTC_ERROR_INVALID_OPTION ? MORA_E_ARG : MORA_E_COMPILE, "cuda: %s could not compile for %s (%s)",
-                  nvrtc.version, arch, nvrtc.nvrtcGetErrorString(r));
-        append_log(log);
-        free(log);
-        nvrtc.nvrtcDestroyProgram(&program);
-        return r == NVRTC_ERROR_INVALID_OPTION ? MORA_E_ARG : MORA_E_COMPILE;
-    }
-    mora_status st = log ? MORA_OK : mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory for the compiler log");
-    out->log = log;
-    size_t size = 0;
-    if (st == MORA_OK && (r = nvrtc.nvrtcGetPTXSize(program, &size)) == NVRTC_SUCCESS) {
-        out->ptx = malloc(size + 1);
-        if (!out->ptx) st = mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory for %zu bytes of PTX", size);
-        else if ((r = nvrtc.nvrtcGetPTX(program, out->ptx)) == NVRTC_SUCCESS) out->ptx[size] = '\0';
-    }
-    if (st == MORA_OK && r != NVRTC_SUCCESS)
-        st = mora_fail(MORA_E_COMPILE, "cuda: reading the PTX failed: %s", nvrtc.nvrtcGetErrorString(r));
-    if (st == MORA_OK && real) {
-        size = 0;
-        r = nvrtc.nvrtcGetCUBINSize(program, &size);
-        if (r == NVRTC_SUCCESS && size > 0) {
-            out->binary = malloc(size);
-            if (!out->binary) st = mora_fail(MORA_E_NO_MEMORY, "cuda: out of host memory for a %zu-byte CUBIN", size);
-            else if ((r = nvrtc.nvrtcGetCUBIN(program, (char *)out->binary)) == NVRTC_SUCCESS) out->binary_bytes = size;
-        }
-        if (st == MORA_OK && r != NVRTC_SUCCESS)
-            st = mora_fail(MORA_E_COMPILE, "cuda: reading the CUBIN failed: %s", nvrtc.nvrtcGetErrorString(r));
-    }
-    nvrtc.nvrtcDestroyProgram(&program);
-    if (st != MORA_OK) mora_rtc_output_free(out);
-    return st;
+RTC_CALLS(nvrtc)
+RTC_PART_CALLS(nvrtc, PTX)
+RTC_PART_CALLS(nvrtc, CUBIN)
+
+static const rtc_part nvrtc_parts[] = {
+    {.what = "PTX", .size = nvrtc_PTX_size, .get = nvrtc_PTX, .text = 1},
+    {.what = "CUBIN", .size = nvrtc_CUBIN_size, .get = nvrtc_CUBIN}, /* none for a compute_ target */
+};
+
+static const rtc_compiler nvrtc_compiler =
+    RTC_COMPILER(nvrtc, NVRTC, "cuda", "mora_kernel.cu", "--gpu-architecture=", "--std=c++17");
+
+mora_status mora_nvrtc_compile(const char *source, const char *arch, const char *const *extra, int extra_count,
+                               mora_rtc_output *out) {
+    return rtc_compile(&nvrtc_compiler, source, arch, extra, extra_count, out);
 }
 
 #else /* !MORA_HAVE_CUDA */
@@ -329,8 +442,8 @@ mora_status mora_nvrtc_compile(const char *source, const char *arch, const char 
 /* ---- hiprtc --------------------------------------------------------------------------------- */
 #ifdef MORA_HAVE_HIP
 
-#define HIPRTC_FUNCTIONS(X)                                                                                    \
-    X(hiprtcVersion) X(hiprtcGetErrorString) X(hiprtcCreateProgram) X(hiprtcDestroyProgram)                    \
+#define HIPRTC_FUNCTIONS(X)                                                                                           \
+    X(hiprtcVersion) X(hiprtcGetErrorString) X(hiprtcCreateProgram) X(hiprtcDestroyProgram)                           \
     X(hiprtcCompileProgram) X(hiprtcGetProgramLogSize) X(hiprtcGetProgramLog) X(hiprtcGetCodeSize) X(hiprtcGetCode)
 
 #define HIP_MAX_ISAS 160
@@ -341,21 +454,18 @@ typedef int (*comgr_get_isa_name_fn)(size_t index, const char **name);
 typedef void (*comgr_get_version_fn)(size_t *major, size_t *minor);
 
 typedef struct hiprtc_api {
-    void *library;
-    char why[1024];
+    void *library;          /* NULL: not loadable, see lib.why */
+    mora_library_info lib;
     char version[96]; /* "hiprtc 5.2.21153 (comgr 2.4)" */
-    char path[512];
     char isas[HIP_MAX_ISAS][24]; /* "gfx90a", ... as comgr lists them; isa_count 0: unknown */
     int isa_count;
-#define HIPRTC_MEMBER(f) __typeof__(&f) f;
-    HIPRTC_FUNCTIONS(HIPRTC_MEMBER)
-#undef HIPRTC_MEMBER
+    int serialise; /* hiprtc (5.2 at least) corrupts its heap when two threads compile at once: always 1 */
+    pthread_mutex_t lock;
+    HIPRTC_FUNCTIONS(MORA_LIBRARY_ENTRY)
 } hiprtc_api;
 
-static hiprtc_api hiprtc;
+static hiprtc_api hiprtc = {.serialise = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
 static pthread_once_t hiprtc_once = PTHREAD_ONCE_INIT;
-/* hiprtc (5.2 at least) corrupts its heap when two threads compile at once: compiles are serialised. */
-static pthread_mutex_t hiprtc_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The ISA names comgr lists ("amdgcn-amd-amdhsa--gfx90a" -> "gfx90a"), and its version. */
 static void comgr_load(const char *const *dirs, int dir_count, char *version, size_t version_size) {
@@ -398,14 +508,14 @@ static void hiprtc_load(void) {
     const char *const dirs[] = {rocm_lib, "/opt/rocm/lib"};
     char why[512] = "", why_hip[512] = "";
     /* ROCm >= 5.3 ships hiprtc as libhiprtc.so; ROCm <= 5.2 has it inside libamdhip64.so. */
-    void *library = mora_library_open("MORA_HIPRTC_LIBRARY", rtc_names, 4, dirs, 2, hiprtc.path, sizeof hiprtc.path,
-                                      why, sizeof why);
+    void *library = mora_library_open("MORA_HIPRTC_LIBRARY", rtc_names, 4, dirs, 2, hiprtc.lib.path,
+                                      sizeof hiprtc.lib.path, why, sizeof why);
     if (library && !dlsym(library, "hiprtcCreateProgram")) {
         dlclose(library);
         library = NULL;
     }
     if (!library) {
-        library = mora_library_open(NULL, hip_names, 4, dirs, 2, hiprtc.path, sizeof hiprtc.path, why_hip,
+        library = mora_library_open(NULL, hip_names, 4, dirs, 2, hiprtc.lib.path, sizeof hiprtc.lib.path, why_hip,
                                     sizeof why_hip);
         if (library && !dlsym(library, "hiprtcCreateProgram")) {
             copy_text(why_hip, sizeof why_hip, "libamdhip64.so has no hiprtc entry points");
@@ -414,19 +524,13 @@ static void hiprtc_load(void) {
         }
     }
     if (!library) {
-        snprintf(hiprtc.why, sizeof hiprtc.why,
+        snprintf(hiprtc.lib.why, sizeof hiprtc.lib.why,
                  "hip: hiprtc could not be loaded (libhiprtc.so: %s; libamdhip64.so: %s); install ROCm's hiprtc "
                  "(Debian: apt-get install libamdhip64-dev rocm-device-libs) or set MORA_HIPRTC_LIBRARY",
                  why, why_hip);
         return;
     }
-#define HIPRTC_RESOLVE(f)                                                                                  \
-    hiprtc.f = (__typeof__(&f))dlsym(library, #f);                                                         \
-    if (!hiprtc.f) {                                                                                       \
-        snprintf(hiprtc.why, sizeof hiprtc.why, "hip: %s lacks %s", hiprtc.path, #f);                      \
-        dlclose(library);                                                                                  \
-        return;                                                                                            \
-    }
+#define HIPRTC_RESOLVE(f) MORA_LIBRARY_RESOLVE(hiprtc, f, dlsym, "hip: %s lacks %s")
     HIPRTC_FUNCTIONS(HIPRTC_RESOLVE)
 #undef HIPRTC_RESOLVE
     /* hiprtcVersion is not the ROCm version everywhere (5.2 says 9.0); the runtime's own is better. */
@@ -451,7 +555,7 @@ static void hiprtc_load(void) {
 
 static mora_status hiprtc_get(void) {
     pthread_once(&hiprtc_once, hiprtc_load);
-    if (!hiprtc.library) return mora_fail(MORA_E_NO_BACKEND, "%s", hiprtc.why);
+    if (!hiprtc.library) return mora_fail(MORA_E_NO_BACKEND, "%s", hiprtc.lib.why);
     return MORA_OK;
 }
 
@@ -461,8 +565,10 @@ mora_status mora_hiprtc_describe(char *version, size_t version_size) {
     return MORA_OK;
 }
 
-/* "gfx90a" or "gfx90a:sramecc+:xnack-": letters, digits and the target-id punctuation only. */
-static mora_status check_hip_arch(const char *arch) {
+/* "gfx90a" or "gfx90a:sramecc+:xnack-": letters, digits and the target-id punctuation only, of a
+ * target comgr lists (when comgr was found). The code object is the one part read. */
+static mora_status hiprtc_check_arch(const char *arch, int *part_count) {
+    *part_count = 1;
     const size_t base = strcspn(arch, ":");
     int ok = strncmp(arch, "gfx", 3) == 0 && base > 3 && base < sizeof hiprtc.isas[0];
     for (size_t i = 0; ok && arch[i]; ++i) {
@@ -484,79 +590,19 @@ static mora_status check_hip_arch(const char *arch) {
                      arch, hiprtc.version, (int)base, arch, list);
 }
 
-static char *hiprtc_log(hiprtcProgram program) {
-    size_t size = 0;
-    if (hiprtc.hiprtcGetProgramLogSize(program, &size) != HIPRTC_SUCCESS) size = 0;
-    char *log = malloc(size + 1);
-    if (!log) return NULL;
-    log[0] = '\0';
-    if (size > 0 && hiprtc.hiprtcGetProgramLog(program, log) != HIPRTC_SUCCESS) log[0] = '\0';
-    log[size] = '\0';
-    return log;
-}
+RTC_CALLS(hiprtc)
+RTC_PART_CALLS(hiprtc, Code)
 
-static mora_status hiprtc_compile_locked(const char *source, const char *arch, const char *const *options,
-                                         int option_count, mora_rtc_output *out);
+static const rtc_part hiprtc_parts[] = {
+    {.what = "code object", .size = hiprtc_Code_size, .get = hiprtc_Code, .required = 1},
+};
+
+static const rtc_compiler hiprtc_compiler =
+    RTC_COMPILER(hiprtc, HIPRTC, "hip", "mora_kernel.hip", "--offload-arch=", "-O3", "-std=c++17");
 
 mora_status mora_hiprtc_compile(const char *source, const char *arch, const char *const *extra, int extra_count,
                                 mora_rtc_output *out) {
-    MORA_CHECK_PTR(source);
-    MORA_CHECK_PTR(arch);
-    MORA_CHECK_PTR(out);
-    memset(out, 0, sizeof *out);
-    MORA_TRY(check_extra(extra, extra_count));
-    MORA_TRY(hiprtc_get());
-    MORA_TRY(check_hip_arch(arch));
-
-    char arch_option[96];
-    snprintf(arch_option, sizeof arch_option, "--offload-arch=%s", arch);
-    const char *options[3 + MORA_MAX_EXTRA_OPTIONS];
-    int option_count = 0;
-    options[option_count++] = arch_option;
-    options[option_count++] = "-O3";
-    options[option_count++] = "-std=c++17";
-    for (int i = 0; i < extra_count; ++i) options[option_count++] = extra[i];
-
-    pthread_mutex_lock(&hiprtc_lock);
-    const mora_status st = hiprtc_compile_locked(source, arch, options, option_count, out);
-    pthread_mutex_unlock(&hiprtc_lock);
-    return st;
-}
-
-static mora_status hiprtc_compile_locked(const char *source, const char *arch, const char *const *options,
-                                         int option_count, mora_rtc_output *out) {
-    hiprtcProgram program = NULL;
-    hiprtcResult r = hiprtc.hiprtcCreateProgram(&program, source, "mora_kernel.hip", 0, NULL, NULL);
-    if (r != HIPRTC_SUCCESS)
-        return mora_fail(r == HIPRTC_ERROR_OUT_OF_MEMORY ? MORA_E_NO_MEMORY : MORA_E_COMPILE,
-                         "hip: hiprtcCreateProgram failed: %s", hiprtc.hiprtcGetErrorString(r));
-    r = hiprtc.hiprtcCompileProgram(program, option_count, (const char **)options);
-    char *log = hiprtc_log(program);
-    if (r != HIPRTC_SUCCESS) {
-        const mora_status st = r == HIPRTC_ERROR_INVALID_OPTION ? MORA_E_ARG : MORA_E_COMPILE;
-        mora_fail(st, "hip: %s could not compile for %s (%s)", hiprtc.version, arch, hiprtc.hiprtcGetErrorString(r));
-        append_log(log);
-        free(log);
-        hiprtc.hiprtcDestroyProgram(&program);
-        return st;
-    }
-    mora_status st = log ? MORA_OK : mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory for the compiler log");
-    out->log = log;
-    size_t size = 0;
-    if (st == MORA_OK) {
-        r = hiprtc.hiprtcGetCodeSize(program, &size);
-        if (r == HIPRTC_SUCCESS && size == 0) st = mora_fail(MORA_E_COMPILE, "hip: hiprtc produced no code for %s", arch);
-    }
-    if (st == MORA_OK && r == HIPRTC_SUCCESS) {
-        out->binary = malloc(size);
-        if (!out->binary) st = mora_fail(MORA_E_NO_MEMORY, "hip: out of host memory for a %zu-byte code object", size);
-        else if ((r = hiprtc.hiprtcGetCode(program, (char *)out->binary)) == HIPRTC_SUCCESS) out->binary_bytes = size;
-    }
-    if (st == MORA_OK && r != HIPRTC_SUCCESS)
-        st = mora_fail(MORA_E_COMPILE, "hip: reading the code object failed: %s", hiprtc.hiprtcGetErrorString(r));
-    hiprtc.hiprtcDestroyProgram(&program);
-    if (st != MORA_OK) mora_rtc_output_free(out);
-    return st;
+    return rtc_compile(&hiprtc_compiler, source, arch, extra, extra_count, out);
 }
 
 #else /* !MORA_HAVE_HIP */

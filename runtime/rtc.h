@@ -1,7 +1,8 @@
 /* Internal: the runtime compilers of the CUDA and HIP backends, NVRTC and hiprtc. Each is
  * dlopen()ed once per process and stays loaded (unloading vendor runtimes is a known source of
  * crashes at exit); backend_cuda.c, backend_hip.c and offline_compile.c share them. Also the
- * library search those backends use for their drivers. All functions are thread-safe.
+ * library search and loading those backends use for their drivers (mora_library_open, _load,
+ * MORA_LIBRARY_ENTRY, MORA_LIBRARY_RESOLVE). All functions are thread-safe.
  *
  * Built without MORA_HAVE_CUDA / MORA_HAVE_HIP, the matching functions return MORA_E_NO_BACKEND
  * naming the build option. */
@@ -18,6 +19,34 @@
  * (the last dlerror()) in why. `found` (may be NULL) receives the name that loaded. */
 void *mora_library_open(const char *env_var, const char *const *names, int name_count, const char *const *dirs,
                         int dir_count, char *found, size_t found_size, char *why, size_t why_size);
+
+/* What a loader keeps of its library: the file that loaded, or why none is usable. */
+typedef struct mora_library_info {
+    char path[512];
+    char why[1024];
+} mora_library_info;
+
+/* mora_library_open for a loader: the file that loads goes to info->path; on failure returns NULL
+ * with info->why set to `missing`, a printf format whose one %s is the reason ("cuda: ... could not
+ * be loaded: %s (...)"). */
+void *mora_library_load(mora_library_info *info, const char *env_var, const char *const *names, int name_count,
+                        const char *const *dirs, int dir_count, const char *missing);
+
+/* A member of a loader's table for entry point f: a pointer of f's own type (from the vendor's header). */
+#define MORA_LIBRARY_ENTRY(f) __typeof__(&f) f;
+
+/* In a loader whose open library is `library` (needs <dlfcn.h>, <stdio.h>): sets api.f to its entry
+ * point f, found by find(library, name) under the name f has after the headers' #defines (cuMemAlloc
+ * is cuMemAlloc_v2). A missing one is said in api.lib.why (api.lib: the loader's mora_library_info)
+ * with the printf format `lacks` (its %s: the library's path, then the name); the library is closed
+ * and the loader returns. */
+#define MORA_LIBRARY_RESOLVE(api, f, find, lacks) MORA_LIBRARY_RESOLVE_(api, f, find, lacks)
+#define MORA_LIBRARY_RESOLVE_(api, f, find, lacks)                                                                    \
+    if (!(api.f = (__typeof__(&f))find(library, #f))) {                                                               \
+        snprintf(api.lib.why, sizeof api.lib.why, lacks, api.lib.path, #f);                                           \
+        dlclose(library);                                                                                             \
+        return;                                                                                                       \
+    }
 
 /* What a compile produced. Free with mora_rtc_output_free. */
 typedef struct mora_rtc_output {
