@@ -449,6 +449,19 @@ static void check_checkpoints(mora_context *ctx) {
         free(good);
     }
     free(bytes);
+    /* libmora.ops follows the file's layers: an adapter holding them in another order gets each its own type */
+    {
+        const mora_adapter_layer_desc reversed[LAYERS] = {layers[2], layers[1], layers[0]};
+        mora_adapter *rev = NULL;
+        REQUIRE_OK(mora_adapter_create(ctx, reversed, LAYERS, 8, NULL, &rev));
+        REQUIRE_OK(mora_adapter_load(rev, folder));
+        for (int i = 0; i < LAYERS; ++i) {
+            mora_adapter_layer_info info;
+            REQUIRE_OK(mora_adapter_layer(rev, i, &info));
+            CHECK_EQ_INT(info.shape.op, reversed[i].op);
+        }
+        mora_adapter_destroy(rev);
+    }
     /* a layer of another r̂ does not load */
     mora_adapter_layer_desc other[LAYERS];
     memcpy(other, layers, sizeof other);

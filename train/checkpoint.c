@@ -171,21 +171,47 @@ static mora_status take_tensor(const mora_st_file *f, const char *file, const ch
     return MORA_OK;
 }
 
-/* Each layer's type from "1,1,6" (libmora's metadata), or every layer's from the config's mora_type. */
+static int ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Each layer's type from "1,1,6" (libmora's metadata: one id per layer of the file, in the order of
+ * the file's lora_A tensors' data, which is the order its writer held the layers in), or every
+ * layer's from the config's mora_type. A layer takes the id of its own tensor's place in the file,
+ * so an adapter whose layers are in another order than the writer's still gets each its own type. */
 static mora_status read_types(mora_adapter *a, const mora_st_file *model, const char *folder, mora_op *types) {
     const char *ops = mora_st_meta(model, "libmora.ops");
     if (ops) {
+        int held = 0; /* the file's layers: its lora_A tensors */
+        for (int k = 0; k < model->count; ++k) held += ends_with(model->tensors[k].name, ".lora_A.weight");
+        long *ids = calloc((size_t)(held > 0 ? held : 1), sizeof *ids);
+        if (!ids) return mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");
         const char *p = ops;
-        for (int i = 0; i < a->count; ++i) {
+        mora_status st = MORA_OK;
+        for (int i = 0; i < held && st == MORA_OK; ++i) {
             char *end = NULL;
-            const long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= MORA_OP_COUNT || (i + 1 < a->count ? *end != ',' : *end != '\0'))
-                return mora_fail(MORA_E_IO, "%s/" MODEL_FILE ": __metadata__ libmora.ops=\"%.200s\": expected %d type ids", folder,
-                                 ops, a->count);
-            types[i] = (mora_op)v;
+            ids[i] = strtol(p, &end, 10);
+            if (end == p || ids[i] < 0 || ids[i] >= MORA_OP_COUNT || (i + 1 < held ? *end != ',' : *end != '\0'))
+                st = mora_fail(MORA_E_IO, "%s/" MODEL_FILE ": __metadata__ libmora.ops=\"%.200s\": expected %d type ids (one per lora_A tensor)",
+                               folder, ops, held);
             p = end + 1;
         }
-        return MORA_OK;
+        for (int i = 0; i < a->count && st == MORA_OK; ++i) {
+            char *name = tensor_name("base_model.model.", a->layers[i].name, ".lora_A.weight");
+            const mora_st_tensor *t = name ? mora_st_find(model, name) : NULL;
+            free(name);
+            if (!t) {
+                st = mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");
+                break;
+            }
+            int place = 0;
+            for (int k = 0; k < model->count; ++k)
+                place += ends_with(model->tensors[k].name, ".lora_A.weight") && model->tensors[k].data < t->data;
+            types[i] = (mora_op)ids[place];
+        }
+        free(ids);
+        return st;
     }
     char *path = join(folder, CONFIG_FILE);
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");

@@ -197,11 +197,18 @@ def shape_check(d_in: int, d_out: int, rhat: int, op: int) -> mora_shape:
 
 
 def op_id(op) -> int:
-    """"rope", "6" or 6 -> 6."""
+    """"rope", "ROPE", "group_tile", "6" or 6 -> the type id (names are case-insensitive; "_" may stand for "-")."""
+    if isinstance(op, bool) or not isinstance(op, (int, str)):
+        raise TypeError(f"op={op!r}: a MoRA operator name ({', '.join(OPS)}) or type id 0..6")
     if isinstance(op, int):
         if op not in OP_NAMES:
-            raise ValueError(f"op={op}: not a MoRA type id (0..6)")
+            raise ValueError(f"op={op}: not a MoRA type id (0..6: {', '.join(f'{v} {k}' for k, v in OPS.items())})")
         return op
     out = ctypes.c_int()
-    call("mora_op_from_string", str(op).encode(), ctypes.byref(out))
+    call("mora_op_from_string", op.strip().lower().replace("_", "-").encode(), ctypes.byref(out))
     return out.value
+
+
+def op_text(op: int) -> str:
+    """6 -> "rope (6)": how error messages name an operator."""
+    return f"{OP_NAMES.get(op, '?')} ({op})"
