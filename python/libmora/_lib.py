@@ -107,11 +107,9 @@ loaded_path = None  # where the library was loaded from
 
 
 def _candidates() -> list[str]:
-    """Where the library is looked for, in order."""
+    """Where the library is looked for, in order, when LIBMORA_LIBRARY is not set (it alone is tried
+    when it is): next to the package (pip install ./python bundles it there), then installed ones."""
     paths = []
-    env = os.environ.get("LIBMORA_LIBRARY")
-    if env:
-        paths.append(env)
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ("libmora.so", "libmora.so.0", "libmora.dylib"):
         paths.append(os.path.join(here, name))
@@ -138,7 +136,8 @@ def lib() -> ctypes.CDLL:
         if _lib is not None:
             return _lib
         tried = []
-        for path in _candidates():
+        env = os.environ.get("LIBMORA_LIBRARY")
+        for path in ([env] if env else _candidates()):  # a LIBMORA_LIBRARY that fails is not passed over
             try:
                 candidate = ctypes.CDLL(path)
             except OSError as e:
@@ -160,6 +159,10 @@ def lib() -> ctypes.CDLL:
                               f"{EXPECTED_VERSION} (same API, a different patch release)", RuntimeWarning)
             _lib, loaded_path = candidate, path
             return _lib
+        if env:
+            raise LibraryNotFound(f"LIBMORA_LIBRARY={env}: {tried[0] if tried else 'not loadable'}. Point it at a "
+                                  "libmora.so (build/libmora.so of a CMake build), or unset it to use the one "
+                                  "pip install ./python bundled.")
         raise LibraryNotFound(
             "libmora.so was not found. Build it (cmake -S . -B build && cmake --build build) and set "
             "LIBMORA_LIBRARY=/path/to/build/libmora.so, copy it next to the libmora package, or install it "
