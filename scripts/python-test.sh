@@ -13,14 +13,17 @@ cd "$(dirname "$0")/.."
 build=${MORA_BUILD_DIR:-build}
 py=${PYTHON:-python3}
 
-# 1. libmora.so: reuse scripts/test.sh's build, bring it up to date, or configure one
+# 1. libmora.so: through scripts/tune.sh, as the README's quick start does (it reuses scripts/test.sh's
+# build, brings it up to date, or configures one), which must leave the whole library and every tool
 if [ ! -f "$build/CMakeCache.txt" ]; then
   bash scripts/setup.sh
   cmake -S . -B "$build" -DMORA_WERROR="${MORA_WERROR:-OFF}" >/dev/null
 fi
-cmake --build "$build" --target mora -j"$(nproc)" >/dev/null
+MORA_BUILD_DIR="$build" bash scripts/tune.sh --help >/dev/null
+for f in libmora.so libmora.a mora-gen mora-tune mora-bench mora-adamw-bench mora-cpu-bench; do
+  [ -e "$build/$f" ] || { echo "python-test: scripts/tune.sh did not build $build/$f" >&2; exit 1; }
+done
 lib="$(cd "$build" && pwd)/libmora.so"
-[ -f "$lib" ] || { echo "python-test: $lib was not built" >&2; exit 1; }
 
 # 2. torch, pytest, transformers (+ accelerate, which its Trainer needs) and the package's build backend,
 # each only when missing (pip: PyPI)

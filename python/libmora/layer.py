@@ -154,6 +154,10 @@ def select_targets(model: nn.Module, target_modules, what: str = "target_modules
                              f"(it must match the whole module path, e.g. {linears[0][0] if linears else 'none'!r})")
         return found
     missing = [t for t in targets if not any(_entry_matches(name, t) for name, _ in linears)]
+    adapted = [t for t in missing if any(_entry_matches(name, t) for name, _ in mora_layers(model))]
+    if adapted:
+        raise ValueError(f"{what}: {', '.join(repr(t) for t in adapted)}: the model's layers of that name are "
+                         f"MoRA layers already (libmora.unload(model) takes them out)")
     if missing:
         names = [name for name, _ in linears]
         short = sorted({n.rpartition(".")[2] for n in names})

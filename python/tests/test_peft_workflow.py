@@ -361,7 +361,7 @@ def test_applying_twice_is_refused():
     libmora.apply_mora(model, target_modules=["q_proj"], r=4)
     with pytest.raises(ValueError, match="already adapted by libmora .2 MoRA layers"):
         libmora.apply_mora(model, target_modules=["v_proj"], r=4)
-    with pytest.raises(ValueError, match="'q_proj' matches no nn.Linear"):  # its layers are adapted already
+    with pytest.raises(ValueError, match="'q_proj': the model's layers of that name are MoRA layers already"):
         libmora.apply_mora(model, target_modules=["q_proj"], r=4, extend=True)
     libmora.apply_mora(model, target_modules=["v_proj"], r=4, op="share", extend=True)
     assert [m.op for _, m in libmora.mora_layers(model)] == [6, 1, 6, 1]
