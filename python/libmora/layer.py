@@ -184,12 +184,19 @@ def apply_mora(model: nn.Module, target_modules=("q_proj", "v_proj"), r: int = 8
                          f"{'s' if len(existing) > 1 else ''}, e.g. {existing[0][0]!r}); pass extend=True to adapt "
                          f"more of its layers, or libmora.unload(model) / libmora.merge_and_unload(model) first")
     found = select_targets(model, target_modules)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:  # every layer made before any is put in: a layer that cannot be made changes nothing
+        made = [(name, MoRALinear(module, r=r, op=op, dtype=dtype, backend=backend)) for name, module in found]
+    except BaseException:
+        for p, flag in flags:  # MoRALinear froze the bases it was given
+            p.requires_grad_(flag)
+        raise
     adapters = {id(m.M) for _, m in existing}
     for p in model.parameters():  # everything but the adapters (of this call and earlier ones) is frozen
         if id(p) not in adapters:
             p.requires_grad_(False)
-    for name, module in found:
-        _replace(model, name, MoRALinear(module, r=r, op=op, dtype=dtype, backend=backend))
+    for name, layer in made:
+        _replace(model, name, layer)
     return model
 
 

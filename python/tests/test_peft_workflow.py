@@ -334,6 +334,16 @@ def test_every_unmatched_target_is_named():
         libmora.apply_mora(model, target_modules=[], r=4)
 
 
+def test_a_layer_that_cannot_be_made_changes_nothing():
+    """share-interleave needs r̂ <= d_out: at r = 30, q_proj (64 -> 64) gets r̂ = 62, down_proj
+    (128 -> 64) r̂ = 76, which is refused; q_proj, made first, is not put in either."""
+    model = llama_like(layers=1)
+    with pytest.raises(libmora.MoraError, match="MORA_E_CONSTRAINT"):
+        libmora.apply_mora(model, target_modules=["q_proj", "down_proj"], r=30, op="share-interleave")
+    assert not libmora.mora_layers(model) and all(p.requires_grad for p in model.parameters())
+    assert libmora.MoRALinear(torch.nn.Linear(64, 64), r=30, op="share-interleave").rhat == 62
+
+
 def test_rank_must_be_a_positive_integer():
     for bad in (2.5, 2.0, "8", True, 0, -3):
         with pytest.raises(ValueError, match=r"^r=.*(positive integer)"):
