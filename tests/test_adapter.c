@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "backend_harness.h"
 #include "safetensors.h"
 
@@ -274,6 +276,99 @@ static int same_arenas(mora_context *ctx, mora_adapter *a, mora_context *ctx2, m
     return same;
 }
 
+/* ---- the MoRA reference's adapter layout (tests/fixtures/mora-reference) ---- */
+
+/* a counted check that says what failed */
+#define CHECK_SAYS(cond, ...)                  \
+    do {                                       \
+        ++check_count_;                        \
+        if (!(cond)) CHECK_FAIL_(__VA_ARGS__); \
+    } while (0)
+
+/* tests/fixtures/mora-reference/<file>, found from this source file's own path */
+static void fixture_path(char *out, size_t size, const char *file) {
+    const char *slash = strrchr(__FILE__, '/');
+    const int dir = slash ? (int)(slash - __FILE__) : 1;
+    snprintf(out, size, "%.*s/fixtures/mora-reference/%s", dir, slash ? __FILE__ : ".", file);
+}
+
+/* adapter_config.json holds exactly the fields of the reference's LoraConfig (lora_config_fields.json,
+ * read from its source), each fixed one with the value the reference's save_pretrained writes for a
+ * MoRA adapter; and this adapter's own: r and lora_alpha (2), mora_type (6), the last names of its
+ * layers, and rank_pattern for the layer whose rank differs (down_proj: r̂ = 12 given, rank 1). */
+static void check_config_fields(const char *folder) {
+    char path[400];
+    fixture_path(path, sizeof path, "lora_config_fields.json");
+    json_error_t jerr;
+    json_t *spec = json_load_file(path, 0, &jerr);
+    CHECK_SAYS(spec != NULL, "%s: %s", path, jerr.text);
+    if (!spec) return;
+    snprintf(path, sizeof path, "%s/adapter_config.json", folder);
+    json_t *config = json_load_file(path, 0, &jerr);
+    CHECK_SAYS(config != NULL, "%s: %s", path, jerr.text);
+    if (!config) {
+        json_decref(spec);
+        return;
+    }
+    const json_t *fields = json_object_get(spec, "fields"), *dependent = json_object_get(spec, "adapter_dependent");
+    CHECK_EQ_INT((long long)json_object_size(fields), 25);
+    CHECK_EQ_INT((long long)json_object_size(config), (long long)json_object_size(fields));
+    const char *key;
+    json_t *value;
+    json_object_foreach(config, key, value) {
+        CHECK_SAYS(json_object_get(fields, key) != NULL, "adapter_config.json: \"%s\" is no field of the reference's LoraConfig", key);
+    }
+    json_object_foreach((json_t *)fields, key, value) {
+        const json_t *got = json_object_get(config, key);
+        int is_dependent = 0;
+        for (size_t k = 0; k < json_array_size(dependent); ++k) is_dependent |= strcmp(json_string_value(json_array_get(dependent, k)), key) == 0;
+        CHECK_SAYS(got != NULL, "adapter_config.json: the reference's field \"%s\" is missing", key);
+        if (got && !is_dependent)
+            CHECK_SAYS(json_equal(got, json_object_get(value, "mora_saved")),
+                       "adapter_config.json: \"%s\" is not the value the reference writes for a MoRA adapter", key);
+    }
+    json_t *want = json_pack("{s:i, s:i, s:i, s:s, s:[sss], s:{s:i}}", "r", 2, "lora_alpha", 2, "mora_type", 6, "base_model_name_or_path", "",
+                             "target_modules", "q_proj", "v_proj", "down_proj", "rank_pattern", "model.layers.0.mlp.down_proj", 1);
+    json_object_foreach(want, key, value) {
+        CHECK_SAYS(json_equal(json_object_get(config, key), value), "adapter_config.json: \"%s\" is not this adapter's", key);
+    }
+    json_decref(want), json_decref(config), json_decref(spec);
+}
+
+/* M[i][j] of the fixture's layer k (tests/fixtures/mora-reference/make_adapter.py: m_value) */
+static float fixture_m(int k, int64_t i, int64_t j) { return (float)((i * 7 + j * 3 + k * 5) % 11 - 5) / 64.0f; }
+
+/* a folder the reference wrote (no libmora metadata, mora_type 6 in the config) loads: its M, type 6 */
+static void check_reference_fixture(mora_context *ctx) {
+    const mora_adapter_layer_desc ref_layers[] = {
+        {"model.layers.0.self_attn.q_proj", 64, 64, 4, 0, MORA_OP_ROPE, MORA_F32, MORA_F32},
+        {"model.layers.0.mlp.down_proj", 128, 64, 4, 0, MORA_OP_ROPE, MORA_F32, MORA_F32},
+    };
+    char folder[400];
+    fixture_path(folder, sizeof folder, "adapter");
+    mora_adapter *a = NULL;
+    REQUIRE_OK(mora_adapter_create(ctx, ref_layers, 2, 8, NULL, &a));
+    const mora_status st = mora_adapter_load(a, folder);
+    CHECK_STATUS(st, MORA_OK);
+    if (st != MORA_OK) printf("the reference's adapter (%s): %s\n", folder, mora_last_error());
+    int64_t count = 0;
+    float *params = read_arena(ctx, a, MORA_ARENA_PARAMS, &count);
+    const int64_t want_rhat[2] = {22, 28};
+    for (int k = 0; k < 2; ++k) {
+        mora_adapter_layer_info info;
+        REQUIRE_OK(mora_adapter_layer(a, k, &info));
+        CHECK_EQ_INT(info.shape.rhat, want_rhat[k]); /* the reference's r̂ for r = 4, type 6 */
+        CHECK_EQ_INT(info.shape.op, MORA_OP_ROPE);
+        int same = 1;
+        for (int64_t i = 0; i < info.shape.rhat; ++i)
+            for (int64_t j = 0; j < info.shape.rhat; ++j) same &= params[info.offset + i * info.shape.rhat + j] == fixture_m(k, i, j);
+        CHECK(same);
+    }
+    CHECK_EQ_INT(mora_adapter_steps(a), 0);
+    free(params);
+    mora_adapter_destroy(a);
+}
+
 static void check_checkpoints(mora_context *ctx) {
     char dir[] = "/tmp/mora-test-adapter-XXXXXX";
     REQUIRE_OK(mkdtemp(dir) ? MORA_OK : MORA_E_IO);
@@ -307,6 +402,7 @@ static void check_checkpoints(mora_context *ctx) {
     CHECK(strstr(config, "\"use_mora\": true") && strstr(config, "\"peft_type\": \"LORA\"") && strstr(config, "\"mora_type\": 6") &&
           strstr(config, "\"r\": 2") && strstr(config, "\"q_proj\""));
     free(config);
+    check_config_fields(folder);
 
     /* round trip into a fresh adapter: the same bits, the same step */
     REQUIRE_OK(mora_adapter_create(ctx, layers, LAYERS, 8, NULL, &b));
@@ -353,6 +449,19 @@ static void check_checkpoints(mora_context *ctx) {
         free(good);
     }
     free(bytes);
+    /* libmora.ops follows the file's layers: an adapter holding them in another order gets each its own type */
+    {
+        const mora_adapter_layer_desc reversed[LAYERS] = {layers[2], layers[1], layers[0]};
+        mora_adapter *rev = NULL;
+        REQUIRE_OK(mora_adapter_create(ctx, reversed, LAYERS, 8, NULL, &rev));
+        REQUIRE_OK(mora_adapter_load(rev, folder));
+        for (int i = 0; i < LAYERS; ++i) {
+            mora_adapter_layer_info info;
+            REQUIRE_OK(mora_adapter_layer(rev, i, &info));
+            CHECK_EQ_INT(info.shape.op, reversed[i].op);
+        }
+        mora_adapter_destroy(rev);
+    }
     /* a layer of another r̂ does not load */
     mora_adapter_layer_desc other[LAYERS];
     memcpy(other, layers, sizeof other);
@@ -404,6 +513,7 @@ int main(int argc, char **argv) {
     check_adamw(ctx, 1);
     check_remora(ctx);
     check_checkpoints(ctx);
+    check_reference_fixture(ctx);
     mora_context_destroy(ctx);
     return check_report();
 }

@@ -24,7 +24,12 @@ so=$(find "$prefix" -name 'libmora.so.*' -type f | head -n 1)
 [ -n "$(find "$prefix" -name moraConfigVersion.cmake)" ] || fail "moraConfigVersion.cmake was not installed"
 pc=$(find "$prefix" -name mora.pc | head -n 1)
 [ -n "$pc" ] || fail "mora.pc was not installed"
-for tool in mora-tune mora-bench mora-gen; do [ -x "$prefix/bin/$tool" ] || fail "bin/$tool was not installed"; done
+# every tool the README lists
+for tool in mora-tune mora-bench mora-gen mora-adamw-bench mora-cpu-bench; do
+  [ -x "$prefix/bin/$tool" ] || fail "bin/$tool was not installed"
+done
+# the Python wheel's component (libmora/libmora.so) is not part of a plain install
+[ ! -e "$prefix/libmora" ] || fail "a plain install installed the Python wheel's libmora/ folder"
 libdir=$(dirname "$so")
 
 # 1. find_package(mora)

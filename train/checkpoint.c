@@ -4,8 +4,9 @@
  *                              r̂ x r̂) per layer, as the reference's PEFT fork writes them with safe
  *                              serialisation; __metadata__: format "pt", libmora.ops (each layer's
  *                              current type id, comma-separated), libmora.step, libmora.version
- *   adapter_config.json        the fork's LoRA config: peft_type LORA, use_mora true, mora_type (the
- *                              first layer's type id), r (the LoRA rank), target_modules, ...
+ *   adapter_config.json        the fork's LoraConfig, every field it has and no other (write_config):
+ *                              peft_type LORA, use_mora true, mora_type (the first layer's type id), r
+ *                              (the LoRA rank), target_modules, rank_pattern, ...
  *   optimizer.safetensors      <name>.exp_avg and <name>.exp_avg_sq per layer (F32, r̂ x r̂)
  *
  * Loading validates everything into host staging copies first and touches the adapter only when
@@ -51,23 +52,61 @@ static mora_status read_arena(mora_adapter *a, mora_arena which, float **host) {
     return st;
 }
 
+/* adapter_config.json: exactly the fields of the reference's LoraConfig (its PeftConfigMixin, PeftConfig
+ * and LoraConfig dataclasses; tests/fixtures/mora-reference/lora_config_fields.json lists them with the
+ * commit they were read from), with the values its PEFT fork's save_pretrained writes for a MoRA
+ * adapter, so that the reference's LoraConfig(**json) accepts the file. libmora's own facts (version,
+ * each layer's type, the step) are in adapter_model.safetensors' __metadata__, not here.
+ *   target_modules  the last component of each layer's name, once each (the reference adapts every
+ *                   module of the base model whose name ends so; a layer this adapter does not hold
+ *                   then starts at M = 0, ΔW = 0)
+ *   r, mora_type    the first layer's LoRA rank and type; rank_pattern: {name: r} for every layer
+ *                   whose rank differs from the first's
+ *   lora_alpha      r (MoRA ignores it: its scaling is 1)
+ *   inference_mode  true, base_model_name_or_path "" (a C adapter knows no model name): as the
+ *                   reference's save_pretrained writes them */
 static mora_status write_config(mora_adapter *a, const char *path) {
-    json_t *targets = json_array();
-    for (int i = 0; i < a->count && targets; ++i) { /* the last component of each name, once each */
+    json_t *config = json_object(), *targets = json_array(), *ranks = json_object();
+    int ok = config && targets && ranks;
+    const int64_t r = a->layers[0].lora_rank;
+    for (int i = 0; i < a->count && ok; ++i) { /* the last component of each name, once each */
         const char *dot = strrchr(a->layers[i].name, '.');
         const char *module = dot ? dot + 1 : a->layers[i].name;
         int seen = 0;
         for (size_t k = 0; k < json_array_size(targets); ++k) seen |= strcmp(json_string_value(json_array_get(targets, k)), module) == 0;
-        if (!seen) json_array_append_new(targets, json_string(module));
+        if (!seen) ok = json_array_append_new(targets, json_string(module)) == 0;
+        if (ok && a->layers[i].lora_rank != r)
+            ok = json_object_set_new(ranks, a->layers[i].name, json_integer((json_int_t)a->layers[i].lora_rank)) == 0;
     }
-    json_t *config = json_pack("{s:s, s:b, s:i, s:I, s:I, s:f, s:o, s:s, s:s, s:b, s:b, s:b, s:n, s:n, s:s}",
-                               "peft_type", "LORA", "use_mora", 1, "mora_type", (int)a->layers[0].shape.op, "r",
-                               (json_int_t)a->layers[0].lora_rank, "lora_alpha", (json_int_t)a->layers[0].lora_rank,
-                               "lora_dropout", 0.0, "target_modules", targets, "bias", "none", "task_type", "CAUSAL_LM",
-                               "fan_in_fan_out", 0, "inference_mode", 0, "init_lora_weights", 1,
-                               "base_model_name_or_path", "revision", "library", "libmora " MORA_VERSION_STRING);
-    char *text = config ? json_dumps(config, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-    json_decref(config);
+    /* PeftConfigMixin, PeftConfig */
+    ok = ok && json_object_set_new(config, "auto_mapping", json_null()) == 0;
+    ok = ok && json_object_set_new(config, "base_model_name_or_path", json_string("")) == 0;
+    ok = ok && json_object_set_new(config, "revision", json_null()) == 0;
+    ok = ok && json_object_set_new(config, "peft_type", json_string("LORA")) == 0;
+    ok = ok && json_object_set_new(config, "task_type", json_string("CAUSAL_LM")) == 0;
+    ok = ok && json_object_set_new(config, "inference_mode", json_true()) == 0;
+    /* LoraConfig */
+    ok = ok && json_object_set_new(config, "r", json_integer((json_int_t)r)) == 0;
+    ok = ok && json_object_set(config, "target_modules", targets) == 0;
+    ok = ok && json_object_set_new(config, "lora_alpha", json_integer((json_int_t)r)) == 0;
+    ok = ok && json_object_set_new(config, "lora_dropout", json_real(0.0)) == 0;
+    ok = ok && json_object_set_new(config, "fan_in_fan_out", json_false()) == 0;
+    ok = ok && json_object_set_new(config, "bias", json_string("none")) == 0;
+    ok = ok && json_object_set_new(config, "use_rslora", json_false()) == 0;
+    ok = ok && json_object_set_new(config, "modules_to_save", json_null()) == 0;
+    ok = ok && json_object_set_new(config, "init_lora_weights", json_true()) == 0;
+    ok = ok && json_object_set_new(config, "layers_to_transform", json_null()) == 0;
+    ok = ok && json_object_set_new(config, "layers_pattern", json_null()) == 0;
+    ok = ok && json_object_set(config, "rank_pattern", ranks) == 0;
+    ok = ok && json_object_set_new(config, "alpha_pattern", json_object()) == 0;
+    ok = ok && json_object_set_new(config, "megatron_config", json_null()) == 0;
+    ok = ok && json_object_set_new(config, "megatron_core", json_string("megatron.core")) == 0;
+    ok = ok && json_object_set_new(config, "loftq_config", json_object()) == 0;
+    ok = ok && json_object_set_new(config, "use_dora", json_false()) == 0;
+    ok = ok && json_object_set_new(config, "use_mora", json_true()) == 0;
+    ok = ok && json_object_set_new(config, "mora_type", json_integer((json_int_t)a->layers[0].shape.op)) == 0;
+    char *text = ok ? json_dumps(config, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(config), json_decref(targets), json_decref(ranks);
     if (!text) return mora_fail(MORA_E_NO_MEMORY, "%s: the config could not be made", path);
     const mora_status st = mora_write_file_atomic(path, text, strlen(text));
     free(text);
@@ -132,21 +171,47 @@ static mora_status take_tensor(const mora_st_file *f, const char *file, const ch
     return MORA_OK;
 }
 
-/* Each layer's type from "1,1,6" (libmora's metadata), or every layer's from the config's mora_type. */
+static int ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Each layer's type from "1,1,6" (libmora's metadata: one id per layer of the file, in the order of
+ * the file's lora_A tensors' data, which is the order its writer held the layers in), or every
+ * layer's from the config's mora_type. A layer takes the id of its own tensor's place in the file,
+ * so an adapter whose layers are in another order than the writer's still gets each its own type. */
 static mora_status read_types(mora_adapter *a, const mora_st_file *model, const char *folder, mora_op *types) {
     const char *ops = mora_st_meta(model, "libmora.ops");
     if (ops) {
+        int held = 0; /* the file's layers: its lora_A tensors */
+        for (int k = 0; k < model->count; ++k) held += ends_with(model->tensors[k].name, ".lora_A.weight");
+        long *ids = calloc((size_t)(held > 0 ? held : 1), sizeof *ids);
+        if (!ids) return mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");
         const char *p = ops;
-        for (int i = 0; i < a->count; ++i) {
+        mora_status st = MORA_OK;
+        for (int i = 0; i < held && st == MORA_OK; ++i) {
             char *end = NULL;
-            const long v = strtol(p, &end, 10);
-            if (end == p || v < 0 || v >= MORA_OP_COUNT || (i + 1 < a->count ? *end != ',' : *end != '\0'))
-                return mora_fail(MORA_E_IO, "%s/" MODEL_FILE ": __metadata__ libmora.ops=\"%.200s\": expected %d type ids", folder,
-                                 ops, a->count);
-            types[i] = (mora_op)v;
+            ids[i] = strtol(p, &end, 10);
+            if (end == p || ids[i] < 0 || ids[i] >= MORA_OP_COUNT || (i + 1 < held ? *end != ',' : *end != '\0'))
+                st = mora_fail(MORA_E_IO, "%s/" MODEL_FILE ": __metadata__ libmora.ops=\"%.200s\": expected %d type ids (one per lora_A tensor)",
+                               folder, ops, held);
             p = end + 1;
         }
-        return MORA_OK;
+        for (int i = 0; i < a->count && st == MORA_OK; ++i) {
+            char *name = tensor_name("base_model.model.", a->layers[i].name, ".lora_A.weight");
+            const mora_st_tensor *t = name ? mora_st_find(model, name) : NULL;
+            free(name);
+            if (!t) {
+                st = mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");
+                break;
+            }
+            int place = 0;
+            for (int k = 0; k < model->count; ++k)
+                place += ends_with(model->tensors[k].name, ".lora_A.weight") && model->tensors[k].data < t->data;
+            types[i] = (mora_op)ids[place];
+        }
+        free(ids);
+        return st;
     }
     char *path = join(folder, CONFIG_FILE);
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory");

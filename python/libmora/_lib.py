@@ -107,11 +107,9 @@ loaded_path = None  # where the library was loaded from
 
 
 def _candidates() -> list[str]:
-    """Where the library is looked for, in order."""
+    """Where the library is looked for, in order, when LIBMORA_LIBRARY is not set (it alone is tried
+    when it is): next to the package (pip install ./python bundles it there), then installed ones."""
     paths = []
-    env = os.environ.get("LIBMORA_LIBRARY")
-    if env:
-        paths.append(env)
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ("libmora.so", "libmora.so.0", "libmora.dylib"):
         paths.append(os.path.join(here, name))
@@ -138,7 +136,8 @@ def lib() -> ctypes.CDLL:
         if _lib is not None:
             return _lib
         tried = []
-        for path in _candidates():
+        env = os.environ.get("LIBMORA_LIBRARY")
+        for path in ([env] if env else _candidates()):  # a LIBMORA_LIBRARY that fails is not passed over
             try:
                 candidate = ctypes.CDLL(path)
             except OSError as e:
@@ -160,6 +159,10 @@ def lib() -> ctypes.CDLL:
                               f"{EXPECTED_VERSION} (same API, a different patch release)", RuntimeWarning)
             _lib, loaded_path = candidate, path
             return _lib
+        if env:
+            raise LibraryNotFound(f"LIBMORA_LIBRARY={env}: {tried[0] if tried else 'not loadable'}. Point it at a "
+                                  "libmora.so (build/libmora.so of a CMake build), or unset it to use the one "
+                                  "pip install ./python bundled.")
         raise LibraryNotFound(
             "libmora.so was not found. Build it (cmake -S . -B build && cmake --build build) and set "
             "LIBMORA_LIBRARY=/path/to/build/libmora.so, copy it next to the libmora package, or install it "
@@ -197,11 +200,18 @@ def shape_check(d_in: int, d_out: int, rhat: int, op: int) -> mora_shape:
 
 
 def op_id(op) -> int:
-    """"rope", "6" or 6 -> 6."""
+    """"rope", "ROPE", "group_tile", "6" or 6 -> the type id (names are case-insensitive; "_" may stand for "-")."""
+    if isinstance(op, bool) or not isinstance(op, (int, str)):
+        raise TypeError(f"op={op!r}: a MoRA operator name ({', '.join(OPS)}) or type id 0..6")
     if isinstance(op, int):
         if op not in OP_NAMES:
-            raise ValueError(f"op={op}: not a MoRA type id (0..6)")
+            raise ValueError(f"op={op}: not a MoRA type id (0..6: {', '.join(f'{v} {k}' for k, v in OPS.items())})")
         return op
     out = ctypes.c_int()
-    call("mora_op_from_string", str(op).encode(), ctypes.byref(out))
+    call("mora_op_from_string", op.strip().lower().replace("_", "-").encode(), ctypes.byref(out))
     return out.value
+
+
+def op_text(op: int) -> str:
+    """6 -> "rope (6)": how error messages name an operator."""
+    return f"{OP_NAMES.get(op, '?')} ({op})"

@@ -4,7 +4,9 @@ the MoRA reference's PEFT layout:
   adapter_model.safetensors  base_model.model.<name>.lora_A.weight and .lora_B.weight = M (F32 r̂ x r̂)
                              per layer; __metadata__: format "pt", libmora.ops (each layer's type id,
                              comma-separated, in model order), libmora.step, libmora.version
-  adapter_config.json        the fields train/checkpoint.c's write_config writes
+  adapter_config.json        exactly the fields of the reference's LoraConfig, with the values its
+                             save_pretrained writes for a MoRA adapter (as train/checkpoint.c's
+                             write_config; tests/fixtures/mora-reference/lora_config_fields.json)
   optimizer.safetensors      <name>.exp_avg and <name>.exp_avg_sq (only with an Adam/AdamW optimizer);
                              __metadata__: libmora.step
 
@@ -23,7 +25,7 @@ import tempfile
 import torch
 
 from . import _lib
-from .layer import MoRALinear, mora_layers
+from .layer import MoRALinear, _entry_matches, _replace, adaptable_linears, mora_layers
 
 MODEL_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -70,7 +72,7 @@ def safetensors_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
 
 
 def read_safetensors(path: str):
-    """-> ({name: (dtype, shape, bytes)}, metadata); every structural rule checked, naming the file."""
+    """-> ({name: (dtype, shape, bytes, data offset)}, metadata); every structural rule checked, naming the file."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -106,7 +108,7 @@ def read_safetensors(path: str):
             count *= d
         if count * size != e - b:
             raise CheckpointError(f"{path}: tensor {name!r}: {e - b} bytes for shape {t['shape']} of {t['dtype']}")
-        tensors[name] = (t["dtype"], tuple(t["shape"]), body[b:e])
+        tensors[name] = (t["dtype"], tuple(t["shape"]), body[b:e], b)
         if e > b:
             spans.append((b, e, name))
     spans.sort()
@@ -119,7 +121,7 @@ def read_safetensors(path: str):
 def _f32(path: str, tensors: dict, name: str, rhat: int) -> bytes:
     if name not in tensors:
         raise CheckpointError(f"{path}: tensor {name!r} is missing")
-    dtype, shape, raw = tensors[name]
+    dtype, shape, raw = tensors[name][:3]
     if dtype != "F32":
         raise CheckpointError(f"{path}: tensor {name!r}: dtype {dtype}, expected F32")
     if shape != (rhat, rhat):
@@ -144,9 +146,71 @@ def _adam_state(optimizer, layers):
     return state, step
 
 
+def _target_modules(model: torch.nn.Module, layers) -> list:
+    """The last component of each layer's name, once each (as the C writer), when those names select
+    exactly the adapted layers; else every adapted layer's full path (PEFT matches a list entry equal to
+    a module's path), so that the reference adapts the same layers, no more."""
+    short = []
+    for name, _ in layers:
+        module = name.rpartition(".")[2]
+        if module not in short:
+            short.append(module)
+    adapted = {name for name, _ in layers}
+    selected = {name for name, _ in adaptable_linears(model) if any(_entry_matches(name, t) for t in short)}
+    return short if selected <= adapted else [name for name, _ in layers]
+
+
+def _reference_rhat(d_in: int, d_out: int, r: int, op: int) -> int:
+    """The r̂ the MoRA reference derives from r (its LoraLayer.update_layer)."""
+    rhat = int(((d_in + d_out) * r) ** 0.5 + 0.5)
+    return rhat // 2 * 2 if op == 6 else rhat
+
+
+def adapter_config(model: torch.nn.Module, layers=None) -> dict:
+    """adapter_config.json's content for the model's MoRA layers (see the module's docstring)."""
+    layers = layers if layers is not None else mora_layers(model)
+    first = layers[0][1]
+    name_or_path = getattr(model, "name_or_path", "")
+    return {
+        # PeftConfigMixin, PeftConfig
+        "auto_mapping": None, "base_model_name_or_path": name_or_path if isinstance(name_or_path, str) else "",
+        "revision": None, "peft_type": "LORA", "task_type": "CAUSAL_LM", "inference_mode": True,
+        # LoraConfig
+        "r": first.r, "target_modules": _target_modules(model, layers), "lora_alpha": first.r, "lora_dropout": 0.0,
+        "fan_in_fan_out": False, "bias": "none", "use_rslora": False, "modules_to_save": None,
+        "init_lora_weights": True, "layers_to_transform": None, "layers_pattern": None,
+        "rank_pattern": {name: m.r for name, m in layers if m.r != first.r}, "alpha_pattern": {},
+        "megatron_config": None, "megatron_core": "megatron.core", "loftq_config": {}, "use_dora": False,
+        "use_mora": True, "mora_type": first.op,
+    }
+
+
+def _warn_if_reference_differs(layers) -> None:
+    """What the MoRA reference would read differently from this adapter (it has one mora_type for all
+    layers and derives r̂ from r): said once, as a warning; libmora itself loads the folder as saved."""
+    import warnings
+    ops = sorted({m.op for _, m in layers})
+    problems = []
+    if len(ops) > 1:
+        problems.append(f"its layers have {len(ops)} operators ({', '.join(_lib.op_text(o) for o in ops)}), the "
+                        f"reference's config one (mora_type = {layers[0][1].op} for every layer)")
+    odd = [(name, m) for name, m in layers if _reference_rhat(m.in_features, m.out_features, m.r, m.op) != m.rhat]
+    if odd:
+        name, m = odd[0]
+        problems.append(f"{len(odd)} layer(s) have an r̂ the reference does not derive from their r (e.g. {name!r}: "
+                        f"r̂ = {m.rhat}, the reference's for r = {m.r} is "
+                        f"{_reference_rhat(m.in_features, m.out_features, m.r, m.op)})")
+    if problems:
+        warnings.warn("save_adapter: the MoRA reference's PeftModel.from_pretrained cannot load this adapter as it "
+                      "is: " + "; ".join(problems) + ". libmora (load_adapter, from_pretrained, the C runtime) loads "
+                      "it as saved.", UserWarning, stacklevel=3)
+
+
 def save_adapter(model: torch.nn.Module, folder: str, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Writes the model's MoRA layers to `folder` (created if missing) as libmora's C runtime does
-    (mora_adapter_save); with an Adam/AdamW optimizer, optimizer.safetensors too (its moments and step)."""
+    (mora_adapter_save), in the MoRA reference's PEFT layout; with an Adam/AdamW optimizer,
+    optimizer.safetensors too (its moments and step). Warns when the reference would read the adapter
+    differently (several operators, or an r̂ given that its r does not give)."""
     layers = mora_layers(model)
     if not layers:
         raise ValueError("save_adapter: the model has no MoRALinear layers (apply_mora first)")
@@ -168,34 +232,80 @@ def save_adapter(model: torch.nn.Module, folder: str, optimizer: torch.optim.Opt
         for name, (m1, m2) in state.items():
             opt[f"{name}.exp_avg"], opt[f"{name}.exp_avg_sq"] = m1, m2
         _atomic_write(os.path.join(folder, OPTIMIZER_FILE), safetensors_bytes(opt, {"libmora.step": str(step)}))
-    targets = []
-    for name, _ in layers:  # the last component of each name, once each (as write_config)
-        module = name.rpartition(".")[2]
-        if module not in targets:
-            targets.append(module)
-    first = layers[0][1]
-    config = {"peft_type": "LORA", "use_mora": True, "mora_type": first.op, "r": first.r, "lora_alpha": first.r,
-              "lora_dropout": 0.0, "target_modules": targets, "bias": "none", "task_type": "CAUSAL_LM",
-              "fan_in_fan_out": False, "inference_mode": False, "init_lora_weights": True,
-              "base_model_name_or_path": None, "revision": None, "library": f"libmora {version}"}
+    config = adapter_config(model, layers)
     _atomic_write(os.path.join(folder, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True).encode())
+    _warn_if_reference_differs(layers)
+
+
+def _read_config(folder: str) -> dict:
+    cpath = os.path.join(folder, CONFIG_FILE)
+    try:
+        with open(cpath) as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{cpath}: {e}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cpath}: not a JSON object")
+    if config.get("use_mora") is not True:
+        raise CheckpointError(f"{cpath}: \"use_mora\" is not true: not a MoRA adapter (a plain LoRA is PEFT's)")
+    return config
+
+
+def _file_layers(path: str, tensors: dict) -> list:
+    """The names of the layers a model file holds (base_model.model.<name>.lora_A.weight), in the order
+    of their data: the order its writer held them in, which libmora.ops follows."""
+    prefix, suffix = "base_model.model.", ".lora_A.weight"
+    held = [(t[3], name[len(prefix):-len(suffix)]) for name, t in tensors.items()
+            if name.startswith(prefix) and name.endswith(suffix)]
+    return [name for _, name in sorted(held)]
+
+
+def _file_types(folder: str, path: str, tensors: dict, meta: dict) -> dict:
+    """{layer name: type id} for every layer of the file: from libmora.ops, else the config's mora_type."""
+    held = _file_layers(path, tensors)
+    if "libmora.ops" in meta:
+        try:
+            types = [int(v) for v in meta["libmora.ops"].split(",")]
+        except ValueError:
+            types = []
+        if len(types) != len(held) or not all(0 <= t < 7 for t in types):
+            raise CheckpointError(f"{path}: __metadata__ libmora.ops={meta['libmora.ops']!r}: expected "
+                                  f"{len(held)} type ids (one per lora_A tensor)")
+        return dict(zip(held, types))
+    config = _read_config(folder)
+    t = config.get("mora_type")
+    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 7:
+        raise CheckpointError(f"{os.path.join(folder, CONFIG_FILE)}: \"mora_type\" is not a type id 0..6")
+    return {name: t for name in held}
 
 
 def load_adapter(model: torch.nn.Module, folder: str, optimizer: torch.optim.Optimizer | None = None,
                  strict: bool = True) -> None:
     """Reads a folder written by save_adapter, mora_adapter_save or the MoRA reference into the model's
-    MoRA layers. Checks every tensor's dtype and shape against the layer's r̂ and that lora_A equals
-    lora_B; each layer's type comes from libmora.ops (or the config's mora_type). strict: a MoRA tensor
-    of the file that no layer takes is an error. Changes nothing unless every check passed. With an
-    optimizer and an optimizer.safetensors, its Adam/AdamW moments and step are set too."""
+    MoRA layers. Checks that each layer's operator is the file's (from libmora.ops, or the config's
+    mora_type), every tensor's dtype and shape against the layer's r̂, and that lora_A equals lora_B.
+    strict: a MoRA tensor of the file that no layer takes is an error. Changes nothing unless every
+    check passed. With an optimizer and an optimizer.safetensors, its Adam/AdamW moments and step are
+    set too. (libmora.from_pretrained makes the layers from the folder instead.)"""
     layers = mora_layers(model)
     if not layers:
-        raise ValueError("load_adapter: the model has no MoRALinear layers (apply_mora first)")
+        raise ValueError("load_adapter: the model has no MoRALinear layers (apply_mora first, or "
+                         "libmora.from_pretrained(model, folder), which adapts the model as the folder says)")
     path = os.path.join(folder, MODEL_FILE)
     tensors, meta = read_safetensors(path)
+    types = _file_types(folder, path, tensors, meta)
     staged = []
     for name, m in layers:
         na, nb = f"base_model.model.{name}.lora_A.weight", f"base_model.model.{name}.lora_B.weight"
+        if name in types and types[name] != m.op:
+            raise CheckpointError(f"{path}: layer {name!r}: the adapter's operator is {_lib.op_text(types[name])}, "
+                                  f"the model's layer has {_lib.op_text(m.op)}; apply_mora with "
+                                  f"op={_lib.OP_NAMES[types[name]]!r}, or libmora.from_pretrained(model, folder)")
+        if na in tensors and tensors[na][1] != (m.rhat, m.rhat) and len(tensors[na][1]) == 2:
+            got = tensors[na][1][0]
+            raise CheckpointError(f"{path}: tensor {na!r}: r̂ = {got} ({list(tensors[na][1])}), the model's layer "
+                                  f"has r̂ = {m.rhat} (r = {m.r}, op {_lib.op_text(m.op)}); adapt it with the "
+                                  f"adapter's r (adapter_config.json) or rhat={got}, or use libmora.from_pretrained")
         a, b = _f32(path, tensors, na, m.rhat), _f32(path, tensors, nb, m.rhat)
         if a != b:
             raise CheckpointError(f"{path}: tensors {na!r} and {nb!r} differ; MoRA stores the one M twice")
@@ -206,32 +316,6 @@ def load_adapter(model: torch.nn.Module, folder: str, optimizer: torch.optim.Opt
         if extra:
             raise CheckpointError(f"{path}: tensors no MoRA layer of the model takes: {extra[:5]}"
                                   f"{' ...' if len(extra) > 5 else ''} (strict=False ignores them)")
-    if "libmora.ops" in meta:
-        try:
-            types = [int(v) for v in meta["libmora.ops"].split(",")]
-        except ValueError:
-            types = []
-        if len(types) != len(layers) or not all(0 <= t < 7 for t in types):
-            raise CheckpointError(f"{path}: __metadata__ libmora.ops={meta['libmora.ops']!r}: expected "
-                                  f"{len(layers)} type ids")
-    else:
-        cpath = os.path.join(folder, CONFIG_FILE)
-        try:
-            with open(cpath) as f:
-                config = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{cpath}: {e}") from None
-        if config.get("use_mora") is not True:
-            raise CheckpointError(f"{cpath}: \"use_mora\" is not true: not a MoRA adapter")
-        t = config.get("mora_type")
-        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 7:
-            raise CheckpointError(f"{cpath}: \"mora_type\" is not a type id 0..6")
-        types = [t] * len(layers)
-    for (name, m), t in zip(layers, types):
-        try:
-            _lib.shape_check(m.in_features, m.out_features, m.rhat, t)
-        except _lib.MoraError as e:
-            raise CheckpointError(f"{path}: layer {name!r}: type {t} does not fit its shape ({e.message})") from None
     opt_staged, step = None, 0
     opath = os.path.join(folder, OPTIMIZER_FILE)
     if optimizer is not None and os.path.exists(opath):
@@ -242,16 +326,85 @@ def load_adapter(model: torch.nn.Module, folder: str, optimizer: torch.optim.Opt
         if not text.isdigit():
             raise CheckpointError(f"{path}: __metadata__ libmora.step={text!r} is not a step count")
         step = int(text)
+    for name, m in layers:
+        if m.merged:
+            raise CheckpointError(f"layer {name!r} is merged: unmerge() before loading")
     with torch.no_grad():
-        for (name, m), M, t in zip(layers, staged, types):
-            if m.merged:
-                raise CheckpointError(f"layer {name!r} is merged: unmerge() before loading")
-        for (name, m), M, t in zip(layers, staged, types):
+        for (name, m), M in zip(layers, staged):
             m.M.copy_(M.to(m.M.device))
-            m.op = t
         if opt_staged is not None:
             for (name, m), (m1, m2) in zip(layers, opt_staged):
                 s = optimizer.state[m.M]
                 s["exp_avg"] = m1.to(m.M.device)
                 s["exp_avg_sq"] = m2.to(m.M.device)
                 s["step"] = torch.tensor(float(step))
+
+
+def _rank_for(config: dict, name: str) -> int:
+    """A layer's LoRA rank as the reference reads it: rank_pattern (a key equal to the layer's path, or a
+    pattern the path ends in after a '.'), else r."""
+    import re
+    pattern = config.get("rank_pattern") or {}
+    for key, value in pattern.items():
+        try:
+            hit = key == name or re.match(rf".*\.{key}$", name) is not None
+        except re.error:
+            hit = False
+        if hit:
+            return value
+    return config.get("r", 8)
+
+
+def from_pretrained(model: torch.nn.Module, folder: str, optimizer: torch.optim.Optimizer | None = None,
+                    dtype: torch.dtype | None = None, backend: str = "auto", strict: bool = True) -> torch.nn.Module:
+    """PEFT's PeftModel.from_pretrained(model, folder) for MoRA adapters: adapts every layer the folder
+    holds (its adapter_model.safetensors' lora_A tensors), each with its own r̂ (the tensor's shape) and
+    operator (libmora.ops, else the config's mora_type) and r (rank_pattern, else r), then loads the Ms
+    (and, with an optimizer, its moments). Reads folders of save_adapter, mora_adapter_save and the MoRA
+    reference's PEFT fork. A held layer that is no nn.Linear of the model is an error. Returns the model."""
+    if mora_layers(model):
+        raise ValueError("from_pretrained: the model is already adapted by libmora; load_adapter(model, folder) "
+                         "loads into its layers, or libmora.unload(model) first")
+    path = os.path.join(folder, MODEL_FILE)
+    tensors, meta = read_safetensors(path)
+    config = _read_config(folder)
+    types = _file_types(folder, path, tensors, meta)
+    if not types:
+        raise CheckpointError(f"{path}: holds no base_model.model.<name>.lora_A.weight tensor: no MoRA layer")
+    linears = dict(adaptable_linears(model))
+    missing = [name for name in types if name not in linears]
+    if missing:
+        raise CheckpointError(f"{path}: the adapter holds layers that are no nn.Linear of the model: "
+                              f"{missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    made = []
+    flags = [(p, p.requires_grad) for name in types for p in linears[name].parameters()]  # MoRALinear freezes
+    for name in [n for n in linears if n in types]:  # model order
+        shape = tensors[f"base_model.model.{name}.lora_A.weight"][1]
+        if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 1:
+            raise CheckpointError(f"{path}: tensor 'base_model.model.{name}.lora_A.weight': shape {list(shape)} is "
+                                  "not a square M")
+        r = _rank_for(config, name)
+        try:
+            layer = MoRALinear(linears[name], r=r, op=types[name], dtype=dtype, backend=backend, rhat=shape[0])
+        except (_lib.MoraError, ValueError) as e:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+            raise CheckpointError(f"{path}: layer {name!r} ({linears[name].in_features} -> "
+                                  f"{linears[name].out_features}): r̂ = {shape[0]}, op {_lib.op_text(types[name])}, "
+                                  f"r = {r}: {e}") from None
+        made.append((name, layer))
+    for name, layer in made:
+        _replace(model, name, layer)
+    try:
+        load_adapter(model, folder, optimizer=optimizer, strict=strict)
+    except BaseException:
+        for name, layer in made:  # as it was: plain nn.Linear modules
+            _replace(model, name, layer.base)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        raise
+    adapters = {id(layer.M) for _, layer in made}
+    for p in model.parameters():  # as apply_mora: only the Ms train
+        if id(p) not in adapters:
+            p.requires_grad_(False)
+    return model

@@ -15,6 +15,8 @@ from libmora import _lib
 from libmora.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, read_safetensors, safetensors_bytes
 from conftest import DEVICE
 
+pytestmark = pytest.mark.filterwarnings("ignore:save_adapter. the MoRA reference")  # mixed ops, on purpose
+
 LAYERS = [("model.layers.0.self_attn.q_proj", 64, 64), ("model.layers.0.self_attn.v_proj", 64, 40),
           ("model.layers.0.mlp.up_proj", 64, 150), ("model.layers.1.self_attn.q_proj", 64, 64)]
 
@@ -33,12 +35,17 @@ class Block(torch.nn.Module):
             self.layers.append(layer)
 
 
-def make_model():
+def make_plain():
     torch.manual_seed(1)
     root = torch.nn.Module()
     root.model = Block()
+    return root.to(DEVICE)
+
+
+def make_model():
+    root = make_plain()
     libmora.apply_mora(root, target_modules=["q_proj", "v_proj"], r=4, op="rope")
-    libmora.apply_mora(root, target_modules=r"model\.layers\.0\.mlp\.up_proj", r=4, op="share")
+    libmora.apply_mora(root, target_modules=r"model\.layers\.0\.mlp\.up_proj", r=4, op="share", extend=True)
     # layer 1's v_proj and up_proj are adapted too, so the C adapter below needs every adapted layer
     return root.to(DEVICE)
 
@@ -121,12 +128,16 @@ def test_python_to_c_to_python(tmp_path):
     finally:
         c.close()
 
-    # both sides wrote the same config (the C writer's fields) and the same tensor set
+    # both sides wrote the same config and the same tensor set; target_modules aside: only layer 0's
+    # up_proj is adapted, so Python (which sees the model) writes the full paths, which select exactly
+    # the adapted layers, where C (which knows names only) writes the last components
     with open(os.path.join(py_dir, CONFIG_FILE)) as f:
         py_config = json.load(f)
     with open(os.path.join(c_dir, CONFIG_FILE)) as f:
         c_config = json.load(f)
-    assert py_config == c_config
+    assert py_config.pop("target_modules") == [n for n, _ in layers]
+    assert c_config.pop("target_modules") == ["q_proj", "v_proj", "up_proj"]
+    assert py_config == c_config and len(py_config) == 24
     py_t, py_meta = read_safetensors(os.path.join(py_dir, MODEL_FILE))
     c_t, c_meta = read_safetensors(os.path.join(c_dir, MODEL_FILE))
     assert sorted(py_t) == sorted(c_t) and py_meta == c_meta
@@ -187,7 +198,9 @@ def test_loader_refusals_change_nothing(tmp_path):
 
 
 def test_reference_style_folder_without_libmora_metadata(tmp_path):
-    """A folder as the MoRA reference writes it (no libmora.ops): the config's mora_type sets every layer."""
+    """A folder as the MoRA reference writes it (no libmora.ops): the config's mora_type is every layer's.
+    Loading it into layers of another operator is refused, naming both (nothing changes); from_pretrained
+    on the plain model makes the folder's layers, with its operator and each tensor's r̂."""
     model = make_model()
     train(model, steps=1)
     folder = str(tmp_path / "ref")
@@ -203,10 +216,20 @@ def test_reference_style_folder_without_libmora_metadata(tmp_path):
     with open(config_path, "w") as f:
         json.dump(config, f)
     other = make_model()
-    libmora.load_adapter(other, folder)
-    assert [m.op for _, m in libmora.mora_layers(other)] == [1] * 5
-    for (_, a), (_, b) in zip(libmora.mora_layers(other), libmora.mora_layers(model)):
-        assert torch.equal(a.M, b.M)
+    before = [m.M.detach().clone() for _, m in libmora.mora_layers(other)]
+    with pytest.raises(libmora.CheckpointError, match=r"operator is share \(1\), the model's layer has rope \(6\)"):
+        libmora.load_adapter(other, folder)
+    assert all(torch.equal(m.M, M) for (_, m), M in zip(libmora.mora_layers(other), before))
+    assert [m.op for _, m in libmora.mora_layers(other)] == [6, 6, 1, 6, 6]
+
+    plain = make_plain()
+    libmora.from_pretrained(plain, folder)
+    layers = libmora.mora_layers(plain)
+    assert [n for n, _ in layers] == [n for n, _ in libmora.mora_layers(model)]
+    assert [m.op for _, m in layers] == [1] * 5
+    for (_, a), (_, b) in zip(layers, libmora.mora_layers(model)):
+        assert a.rhat == b.rhat and torch.equal(a.M, b.M)
+    assert [n for n, p in plain.named_parameters() if p.requires_grad] == [f"{n}.M" for n, _ in layers]
     config["use_mora"] = False
     with open(config_path, "w") as f:
         json.dump(config, f)

@@ -12,6 +12,8 @@ from libmora import _ops
 from conftest import DEVICE, TOL, note, rel_err, record
 from mora_eager import OPS, mora_eager, rhat_for
 
+pytestmark = pytest.mark.filterwarnings("ignore:MoRALinear.*exceeds min")  # d_in < r̂, on purpose
+
 # (d_in, d_out, r or None, r̂ or None): non-divisible by r̂, d_in < r̂, d_out != d_in, both ways
 SHAPES = [(64, 48, 4, None), (20, 96, None, 32), (96, 40, 3, None), (50, 130, None, 14), (33, 33, 2, None)]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -250,6 +252,7 @@ def test_errors_carry_status_and_message():
 
 def test_library_not_found_lists_the_paths(monkeypatch):
     from libmora import _lib
+    monkeypatch.delenv("LIBMORA_LIBRARY", raising=False)  # set, it alone would be tried (test_packaging)
     monkeypatch.setattr(_lib, "_candidates", lambda: ["/nonexistent/libmora.so", "/also/not/here/libmora.so.0"])
     monkeypatch.setattr(_lib, "_lib", None)
     with pytest.raises(libmora.LibraryNotFound) as e:
