@@ -15,12 +15,13 @@ static struct {
     pthread_cond_t start, done;
     int threads;            /* started so far */
     unsigned long generation;
+    unsigned long born[POOL_MAX_THREADS]; /* the generation each thread was started in: it waits for the next */
     int workers;            /* items of the current call */
     int pending;            /* pool threads still running an item of it */
     void (*fn)(void *, int);
     void *arg;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          0, 0, 0, 0, NULL, NULL};
+          0, 0, {0}, 0, 0, NULL, NULL};
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -39,7 +40,7 @@ static void register_atfork(void) { pthread_atfork(NULL, NULL, reset_in_child); 
 static void *pool_thread(void *arg) {
     const int index = (int)(long)arg; /* runs item index + 1 */
     pthread_mutex_lock(&pool.lock);
-    unsigned long seen = pool.generation;
+    unsigned long seen = pool.born[index]; /* not pool.generation: the call that started it may have begun already */
     for (;;) {
         while (pool.generation == seen) pthread_cond_wait(&pool.start, &pool.lock);
         seen = pool.generation;
@@ -61,6 +62,7 @@ static int grow(int count) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     while (pool.threads < count) {
         pthread_t t;
+        pool.born[pool.threads] = pool.generation;
         if (pthread_create(&t, &attr, pool_thread, (void *)(long)pool.threads) != 0) break;
         ++pool.threads;
     }
