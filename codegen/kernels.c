@@ -67,7 +67,8 @@
      "rows per GEMM: the pipeline's (tokens x blocks, packed, one GEMM, written back), the folded form's (tokens)"}, \
     {P "_THREADS", 0, MORA_CPU_MAX_THREADS, 0, {0, 1, 2, 4, 8, 16}, 6,                                         \
      "worker threads per call, the caller's included (0: one per core with a single-threaded OpenBLAS, 1 with a multi-threaded one)"}, \
-    {P "_GEMM", 0, 2, 0, {0, 1, 2}, 3, "whose sgemm: 0 OpenBLAS, 1 oneDNN, 2 BLIS (runtime/cpu_gemm.h)"},        \
+    {P "_GEMM", 0, 3, 0, {0, 1, 2, 3}, 4,                                                                      \
+     "whose sgemm: 1 OpenBLAS, 2 oneDNN, 3 BLIS (runtime/cpu_gemm.h); 0 OpenBLAS, or oneDNN where OpenBLAS's core is older than the CPU"}, \
     {P "_FOLD", 0, 1, 1, {1, 0}, 2,                                                                            \
      "rope, reshape: 1 plain GEMMs per block on strided views (M_t = M·R_t), 0 the packed pipeline"}
 #define HOST_CONSTRAINTS                                                                                       \
@@ -536,7 +537,7 @@ static int rule_holds(const mora_kind_decl *d, const mora_constraint *c, const m
         return a > 1 || i < 0 || spec->params[i] == d->params[i].default_value;
     }
     case MORA_RULE_AT_MOST_CORES: return !device || device->compute_units < 1 || a <= device->compute_units;
-    case MORA_RULE_LIBRARY: return !device || (a >= 0 && a < 32 && ((device->libraries >> a) & 1));
+    case MORA_RULE_LIBRARY: return !device || a == 0 || (a >= 1 && a <= 32 && ((device->libraries >> (a - 1)) & 1));
     case MORA_RULE_BLOCK_OP: {
         const mora_comp_family comp = mora_op_comp_family(spec->shape.op);
         const int i = role_index(d, c->a);
@@ -623,7 +624,7 @@ int mora_constraint_describe(const mora_kind_decl *d, const mora_constraint *c, 
     case MORA_RULE_ACCUMULATORS: snprintf(out, size, "%s4·%s·%s <= %d accumulators per lane", when, a, b, c->factor); break;
     case MORA_RULE_DEFAULT_UNLESS: snprintf(out, size, "%s%s keeps its default unless %s > 1", when, b, a); break;
     case MORA_RULE_AT_MOST_CORES: snprintf(out, size, "%s%s <= the device's cores", when, a); break;
-    case MORA_RULE_LIBRARY: snprintf(out, size, "%sthe library %s names is installed (runtime/cpu_gemm.h)", when, a); break;
+    case MORA_RULE_LIBRARY: snprintf(out, size, "%sthe library %s names (1 + its bit in the device's libraries) is installed", when, a); break;
     case MORA_RULE_BLOCK_OP: snprintf(out, size, "%s%s keeps its default unless the operator is reshape or rope", when, a); break;
     }
     return is_search_rule(c->rule);

@@ -61,7 +61,7 @@ typedef enum mora_rule {
     MORA_RULE_ACCUMULATORS,     /* 4·a·b accumulators per lane at most factor */
     MORA_RULE_DEFAULT_UNLESS,   /* b keeps its default unless a > 1 (b is unused otherwise) */
     MORA_RULE_AT_MOST_CORES,    /* a <= the device's compute units */
-    MORA_RULE_LIBRARY,          /* the library GEMM provider a names is on the device (mora_device_info.libraries) */
+    MORA_RULE_LIBRARY,          /* a = 0 (the default provider), or 1 + a bit of mora_device_info.libraries that is set */
     MORA_RULE_BLOCK_OP          /* a keeps its default unless the operator is reshape or rope (blocks of x) */
 } mora_rule;
 

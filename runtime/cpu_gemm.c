@@ -40,6 +40,7 @@ static struct {
     dnnl_sgemm_fn dnnl_sgemm;
     cblas_sgemm_fn blis_sgemm;
     char why[MORA_GEMM_PROVIDER_COUNT][192];
+    int openblas_weak; /* OpenBLAS's core leaves the CPU's vector units unused */
     char identity[512];
 } g = {.once = PTHREAD_ONCE_INIT};
 
@@ -85,14 +86,14 @@ static int cpu_has(const char *what) {
 /* OpenBLAS names its kernel sets after CPU models; a model it does not know falls back to an old
  * core (Debian's 0.3.21 runs Prescott's SSE3 kernels on some AVX-512 CPUs): say so once, with the
  * remedy, when the CPU has vector units the chosen core does not use. */
-static void check_openblas_core(const char *core) {
+static int check_openblas_core(const char *core) {
     static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids", "Zen"};
     static const char *const avx2_cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Skylake"};
     int uses = 0;
     const int avx512 = cpu_has("avx512f"), avx2 = cpu_has("avx2");
     const char *const *known = avx512 ? avx512_cores : avx2_cores;
     const int count = avx512 ? 4 : 6;
-    if (!avx512 && !avx2) return;
+    if (!avx512 && !avx2) return 0;
     for (int i = 0; i < count; ++i) uses |= strstr(core, known[i]) != NULL;
     if (!uses)
         mora_warn_once("openblas-core",
@@ -100,6 +101,7 @@ static void check_openblas_core(const char *core) {
                        "run several times below the CPU's peak. libmora tunes oneDNN (libdnnl2) and BLIS (libblis4) "
                        "against it where they are installed; OPENBLAS_CORETYPE=%s makes OpenBLAS itself use them",
                        core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+    return !uses;
 }
 
 static void load(void) {
@@ -107,7 +109,7 @@ static void load(void) {
     const char *core = openblas_get_corename();
     snprintf(g.identity, sizeof g.identity, "OpenBLAS (%s, %d threads)", core ? core : "core unknown",
              openblas_get_num_threads());
-    if (core) check_openblas_core(core);
+    if (core) g.openblas_weak = check_openblas_core(core);
 
     static const char *const dnnl_names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
     void *dnnl = open_first(dnnl_names, 3, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN]);
@@ -166,6 +168,11 @@ const char *mora_gemm_name(mora_gemm_provider p) {
 const char *mora_gemm_why_absent(mora_gemm_provider p) {
     if (mora_gemm_available(p) || (int)p < 0 || (int)p >= MORA_GEMM_PROVIDER_COUNT) return "";
     return g.why[p][0] ? g.why[p] : "not loaded";
+}
+
+mora_gemm_provider mora_gemm_default(void) {
+    pthread_once(&g.once, load);
+    return g.openblas_weak && g.dnnl_sgemm ? MORA_GEMM_ONEDNN : MORA_GEMM_OPENBLAS;
 }
 
 const char *mora_gemm_identity(void) {

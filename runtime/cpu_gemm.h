@@ -30,6 +30,9 @@ unsigned mora_gemm_available_mask(void);
 const char *mora_gemm_name(mora_gemm_provider p);
 /* Why a provider is not available ("" when it is). */
 const char *mora_gemm_why_absent(mora_gemm_provider p);
+/* The provider a host kernel uses unless told otherwise: OpenBLAS, or oneDNN where it is installed and
+ * OpenBLAS runs a kernel set older than the CPU's vector units (the log says so once). */
+mora_gemm_provider mora_gemm_default(void);
 /* Every available provider with its version and kernel set, for the device description. */
 const char *mora_gemm_identity(void);
 

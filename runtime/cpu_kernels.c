@@ -96,7 +96,7 @@ struct mora_cpu_plan {
  * Plan
  * ------------------------------------------------------------------------------------------- */
 mora_cpu_params mora_cpu_plan_params(const mora_cpu_plan *p) {
-    const mora_cpu_params params = {(int)p->tile, p->threads, (int)p->gemm, p->folded};
+    const mora_cpu_params params = {(int)p->tile, p->threads, 1 + (int)p->gemm, p->folded};
     return params;
 }
 
@@ -163,13 +163,13 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     if (params->threads < 0 || params->threads > CPU_MAX_THREADS)
         return mora_fail(MORA_E_PARAM, "threads=%d: must be in [0, %d] (0: online cores)", params->threads,
                          CPU_MAX_THREADS);
-    if (params->gemm < 0 || params->gemm >= MORA_GEMM_PROVIDER_COUNT)
-        return mora_fail(MORA_E_PARAM, "gemm=%d: must be in [0, %d] (openblas, onednn, blis)", params->gemm,
-                         MORA_GEMM_PROVIDER_COUNT - 1);
-    if (!mora_gemm_available((mora_gemm_provider)params->gemm))
-        return mora_fail(MORA_E_UNSUPPORTED, "gemm=%s: not available here (%s)",
-                         mora_gemm_name((mora_gemm_provider)params->gemm),
-                         mora_gemm_why_absent((mora_gemm_provider)params->gemm));
+    if (params->gemm < 0 || params->gemm > MORA_GEMM_PROVIDER_COUNT)
+        return mora_fail(MORA_E_PARAM, "gemm=%d: must be in [0, %d] (auto, openblas, onednn, blis)", params->gemm,
+                         MORA_GEMM_PROVIDER_COUNT);
+    const mora_gemm_provider provider = params->gemm ? (mora_gemm_provider)(params->gemm - 1) : mora_gemm_default();
+    if (!mora_gemm_available(provider))
+        return mora_fail(MORA_E_UNSUPPORTED, "gemm=%s: not available here (%s)", mora_gemm_name(provider),
+                         mora_gemm_why_absent(provider));
     if (s->rhat > INT32_MAX)
         return mora_fail(MORA_E_SIZE, "rhat=%lld: sgemm takes int sizes, must be <= %d", (long long)s->rhat, INT32_MAX);
 
@@ -199,7 +199,7 @@ mora_status mora_cpu_plan_create(const mora_shape *s, mora_dtype dtype, const mo
     const mora_cpu_params resolved = resolve_params(s, params);
     p->tile = resolved.tile_tokens;
     p->threads = resolved.threads;
-    p->gemm = (mora_gemm_provider)resolved.gemm;
+    p->gemm = provider;
     p->folded = resolved.fold;
 
     int ok = 1;

@@ -28,7 +28,7 @@ typedef struct mora_cpu_params {
     int tile_tokens; /* tokens per tile (the pipeline's) or per GEMM (the folded form's); 0: default */
     int threads;     /* worker threads per call (the caller's thread included); 0: online cores with a
                         single-threaded OpenBLAS, 1 with a multi-threaded one */
-    int gemm;        /* whose sgemm: a mora_gemm_provider (runtime/cpu_gemm.h); 0: OpenBLAS */
+    int gemm;        /* whose sgemm: 1 + a mora_gemm_provider (runtime/cpu_gemm.h); 0: mora_gemm_default() */
     int fold;        /* 1: rope and reshape as plain GEMMs per block on strided views (the folded form:
                         no rotated copy, no gather; ignored for the other operators); 0: the pipeline */
 } mora_cpu_params;

@@ -322,7 +322,7 @@ static int next_provider(int k) {
     int available[MORA_GEMM_PROVIDER_COUNT], count = 0;
     for (int p = 0; p < MORA_GEMM_PROVIDER_COUNT; ++p)
         if (mora_gemm_available((mora_gemm_provider)p)) available[count++] = p;
-    return available[k % count];
+    return 1 + available[k % count]; /* mora_cpu_params.gemm: 1 + the provider (0: the default one) */
 }
 
 static void test_accuracy(void) {
@@ -432,15 +432,19 @@ static void test_plan_errors(void) {
     const mora_shape ok = {3, 3, 3, MORA_OP_SHARE};
     CHECK_STATUS(mora_cpu_plan_create(&ok, (mora_dtype)7, NULL, &p), MORA_E_UNKNOWN_DTYPE);
     const mora_cpu_params bad_tile = {-1, 0, 0, 0}, bad_threads = {0, -2, 0, 0}, many = {0, 100000, 0, 0},
-                          bad_gemm = {0, 0, 7, 0};
+                          bad_gemm = {0, 0, 7, 0}, default_gemm = {0, 0, 0, 1};
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_tile, &p), MORA_E_PARAM);
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_threads, &p), MORA_E_PARAM);
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &many, &p), MORA_E_PARAM);
     CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &bad_gemm, &p), MORA_E_PARAM);
+    REQUIRE_OK(mora_cpu_plan_create(&ok, MORA_F32, &default_gemm, &p)); /* the default provider: always one */
+    CHECK_EQ_INT(mora_cpu_plan_params(p).gemm, 1 + (int)mora_gemm_default());
+    mora_cpu_plan_destroy(p);
+    p = (mora_cpu_plan *)0x1;
     /* a provider that is not installed is refused with the reason, never run */
     for (int g = 0; g < MORA_GEMM_PROVIDER_COUNT; ++g) {
         if (mora_gemm_available((mora_gemm_provider)g)) continue;
-        const mora_cpu_params absent = {0, 0, g, 0};
+        const mora_cpu_params absent = {0, 0, 1 + g, 0};
         CHECK_STATUS(mora_cpu_plan_create(&ok, MORA_F32, &absent, &p), MORA_E_UNSUPPORTED);
         CHECK(strstr(mora_last_error(), mora_gemm_name((mora_gemm_provider)g)) != NULL);
         printf("provider %s absent here: %s\n", mora_gemm_name((mora_gemm_provider)g), mora_gemm_why_absent((mora_gemm_provider)g));

@@ -101,6 +101,16 @@ static mora_status fake_measure(const mora_kernel_spec *spec, int index, mora_ti
     return MORA_OK;
 }
 
+/* A timer on a loaded machine: every measurement spreads by 50 %, and the "fastest" candidate is
+ * whichever the noise favoured. */
+static mora_status noisy_measure(const mora_kernel_spec *spec, int index, mora_timing *t, void *user) {
+    (void)spec, (void)user;
+    t->median_ms = 1.0 / (1.0 + index);
+    t->spread = 0.5;
+    t->repetitions = 3;
+    return MORA_OK;
+}
+
 /* Planted bugs: candidates with FWD_TK=4 scale wrongly, FWD_TK=8 skip a column, FWD_TK=32 do not compile. */
 static void plant_bugs(const mora_kernel_spec *spec, char **source, void *user) {
     (void)user;
@@ -129,6 +139,7 @@ static void check_cpu(void) {
     const mora_shape c = {96, 80, 16, MORA_OP_ROPE};
     mora_tune_options co = {0};
     co.tokens = 64;
+    co.max_spread = 1e9; /* tiny calls on a shared machine: ranked whatever their noise (the noise rule: test_tuner opencl) */
     co.budget_seconds = 6;
     mora_tune_result r[MORA_KIND_COUNT];
     REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &co, r));
@@ -208,6 +219,7 @@ int main(int argc, char **argv) {
      * 64 and 256 goes to the one declared first */
     fake_timer ft = {0, -1};
     mora_tune_options o = {0};
+    o.max_spread = 1e9; /* PoCL's timings of these tiny kernels on a loaded machine: rank them anyway */
     o.kinds = 1u << MORA_KIND_MERGE;
     o.measure = fake_measure;
     o.measure_user = &ft;
@@ -382,6 +394,26 @@ int main(int argc, char **argv) {
         mora_buffer_free(ctx2, x2), mora_buffer_free(ctx2, y2), mora_buffer_free(ctx2, M2);
         mora_plan_destroy(l2);
         mora_context_destroy(ctx2);
+    }
+
+    /* winners in noise: too noisy to rank (re-measured, still noisy): the default is kept and no
+     * record is stored, so the next run tunes again */
+    {
+        mora_tune_options n = {0}; /* the default noise threshold */
+        n.kinds = 1u << MORA_KIND_MERGE;
+        n.measure = noisy_measure;
+        n.force = 1;
+        REQUIRE_OK(mora_tune(ctx, &s, MORA_F32, &n, results));
+        const mora_kernel_spec def = mora_spec_default(&s, MORA_F32, MORA_KIND_MERGE, MORA_DIALECT_OPENCL);
+        CHECK(results[MORA_KIND_MERGE].noisy);
+        CHECK(mora_spec_same_params(&results[MORA_KIND_MERGE].best, &def));
+        char key[1024];
+        mora_tuning_key(ctx, MORA_KIND_MERGE, &s, MORA_F32, mora_default_tune_tokens(ctx), key, sizeof key);
+        mora_tuning_record none;
+        REQUIRE_OK(mora_cache_record_remove(cache, key)); /* the earlier runs' record */
+        REQUIRE_OK(mora_tune(ctx, &s, MORA_F32, &n, results));
+        CHECK(results[MORA_KIND_MERGE].noisy);
+        CHECK_STATUS(mora_cache_record_load(cache, key, &none), MORA_E_NOT_FOUND);
     }
 
     /* bad options */

@@ -38,6 +38,10 @@ static void usage(FILE *out) {
             "  --budget SECONDS      time for the whole run (default 60)\n"
             "  --max-candidates N    candidates per kind at most (default 48)\n"
             "  --seed N              seed of the random sampling (default 1)\n"
+            "  --max-spread X        a winner whose timings stay spread wider than X (interquartile range\n"
+            "                        over median) after a second, longer measurement is not stored: the\n"
+            "                        defaults are kept (default 0.25; a loaded machine ranks by noise)\n"
+            "  --compile-threads N   candidates compiled in parallel (default: the number of CPU cores)\n"
             "  --force               tune again even when the cache has the answer\n"
             "  --backend NAME        auto, opencl, cuda, hip or cpu (default auto: cuda, hip, opencl on a\n"
             "                        device other than the host's CPU, then cpu; on cpu the tuned\n"
@@ -132,11 +136,16 @@ static void print_table(const mora_context *ctx, const mora_shape *s, mora_dtype
         if (r->default_ms >= 0) snprintf(def, sizeof def, "%.4g", r->default_ms);
         if (r->default_ms > 0 && r->best_ms > 0) snprintf(speed, sizeof speed, "%.2fx", r->default_ms / r->best_ms);
         printf("%-7s %12s %12.4g %8s %6d %9d %7d  %-6s  %s\n", mora_kind_name((mora_kind)k), def, r->best_ms, speed,
-               r->candidates, r->rejected, r->failed, r->from_cache ? "cache" : "tuned", params);
+               r->candidates, r->rejected, r->failed, r->from_cache ? "cache" : r->noisy ? "noisy" : "tuned", params);
     }
     for (int k = 0; k < MORA_KIND_COUNT; ++k)
         if (results[k].requested && !results[k].from_cache && (results[k].rejected || results[k].failed))
             printf("  %s: last rejection or failure: %s\n", mora_kind_name((mora_kind)k), results[k].last_failure);
+    for (int k = 0; k < MORA_KIND_COUNT; ++k)
+        if (results[k].noisy)
+            printf("  %s: the measurements stayed too noisy to rank (spread %.0f%%): the defaults are kept and nothing "
+                   "was stored; run again on a quieter machine\n",
+                   mora_kind_name((mora_kind)k), 100.0 * results[k].best_spread);
 }
 
 /* A JSON string literal (device names come from drivers: quotes and control characters escaped). */
@@ -178,7 +187,7 @@ static void print_json(const mora_context *ctx, const mora_shape *s, mora_dtype 
         const mora_kind_decl *d = mora_spec_decl(&r->best);
         printf("%s\n    {\"kind\": \"%s\", \"source\": \"%s\", \"default_ms\": %.6g, \"tuned_ms\": %.6g, \"spread\": %.4g, "
                "\"candidates\": %d, \"rejected\": %d, \"failed\": %d, \"space\": %d, \"params\": {",
-               first ? "" : ",", d->name, r->from_cache ? "cache" : "tuned", r->default_ms, r->best_ms, r->best_spread,
+               first ? "" : ",", d->name, r->from_cache ? "cache" : r->noisy ? "noisy" : "tuned", r->default_ms, r->best_ms, r->best_spread,
                r->candidates, r->rejected, r->failed, r->space_size);
         for (int i = 0; i < d->param_count; ++i) printf("%s\"%s\": %d", i ? ", " : "", d->params[i].name, r->best.params[i]);
         printf("}}");
@@ -201,6 +210,7 @@ int main(int argc, char **argv) {
         {"budget", required_argument, 0, 0}, {"max-candidates", required_argument, 0, 0},
         {"seed", required_argument, 0, 0},   {"backend", required_argument, 0, 0},
         {"device", required_argument, 0, 0}, {"cache-dir", required_argument, 0, 0},
+        {"max-spread", required_argument, 0, 0}, {"compile-threads", required_argument, 0, 0},
         {"force", no_argument, 0, OPT_FORCE}, {"json", no_argument, 0, OPT_JSON},
         {"quiet", no_argument, 0, OPT_QUIET}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -230,6 +240,10 @@ int main(int argc, char **argv) {
             else if (strcmp(name, "backend") == 0) backend = optarg;
             else if (strcmp(name, "device") == 0) device = (int)cli_parse_int(prog, "--device", optarg, 0, 1023);
             else if (strcmp(name, "cache-dir") == 0) cache_dir = optarg;
+            else if (strcmp(name, "max-spread") == 0)
+                options.max_spread = cli_parse_number(prog, "--max-spread", optarg, 0.001, 1e6);
+            else if (strcmp(name, "compile-threads") == 0)
+                options.compile_threads = (int)cli_parse_int(prog, "--compile-threads", optarg, 1, 1024);
         }
     }
     if (optind < argc) cli_usage_error(prog, "unexpected argument '%s'", argv[optind]);

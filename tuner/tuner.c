@@ -25,6 +25,11 @@
 #define VERIFY_TOKENS 37    /* a prime: no tile size divides it, so every boundary guard runs */
 #define NOISE_FLOOR 0.02    /* candidates within 2% (or their measured spread) tie: the one noise rule */
 #define MIN_REPETITIONS 3
+/* A winner measured with a relative spread above this cannot be ranked: it is measured again with
+ * twice the time, and if it stays this noisy (a loaded machine) the kind keeps its default and no
+ * record is stored, so a quieter run later tunes it (its spread is in every record).
+ * mora_tune_options.max_spread overrides it. */
+#define NOISY_SPREAD 0.25
 
 int64_t mora_default_tune_tokens(const mora_context *ctx) { return ctx->info.is_cpu ? 256 : 8192; }
 
@@ -216,6 +221,26 @@ static void evaluate(kind_run *r, const int *positions, int count) {
     for (int i = 0; i < count; ++i) free(jobs[i].source); /* failed jobs' (kept ones moved to r->sources) */
     free(jobs);
     release_losers(r);
+}
+
+/* Times the winner again with twice the budget (its program is the one kept): a spread from a moment
+ * of load becomes the steadier figure of the longer run. */
+static void remeasure(kind_run *r, int w) {
+    const int declared = r->results[w].declared;
+    mora_timing t = {0};
+    mora_status st = MORA_OK;
+    if (r->o->measure) {
+        st = r->o->measure(&r->space[declared], declared, &t, r->o->measure_user);
+    } else {
+        st = r->programs[declared] ? mora_runner_use_program(r->runner, &r->space[declared], r->programs[declared])
+                                   : mora_runner_set_spec(r->runner, &r->space[declared]);
+        if (st == MORA_OK)
+            st = mora_measure_kind(r->runner, r->kind, &r->timing->b, 1, r->tokens, 2 * r->per_candidate_ms,
+                                   2 * MIN_REPETITIONS, &t);
+        mora_runner_drop(r->runner, r->kind);
+    }
+    if (st == MORA_OK) r->results[w].median = t.median_ms, r->results[w].spread = t.spread;
+    mora_error_clear();
 }
 
 static int compare_declared(const void *a, const void *b) {
@@ -485,12 +510,25 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         if (r.per_candidate_ms > 500) r.per_candidate_ms = 500;
         search(&r, max_candidates, o->seed ? o->seed : 1);
 
-        const int w = winner(&r);
+        int w = winner(&r);
         if (r.out_of_memory) st = mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory while evaluating candidates");
+        const double max_spread = o->max_spread > 0 ? o->max_spread : NOISY_SPREAD;
+        if (w >= 0 && r.results[w].spread > max_spread) {
+            remeasure(&r, w);
+            w = winner(&r);
+        }
         if (w >= 0) {
             res->best = r.space[r.results[w].declared];
             res->best_ms = r.results[w].median;
             res->best_spread = r.results[w].spread;
+            if (res->best_spread > max_spread) { /* too noisy to rank: the declared defaults, and no record */
+                res->noisy = 1;
+                res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
+                res->best_ms = -1;
+                for (int i = 0; i < r.result_count; ++i)
+                    if (r.results[i].declared == 0 && mora_spec_same_params(&r.space[0], &res->best))
+                        res->best_ms = r.results[i].median, res->best_spread = r.results[i].spread;
+            }
         }
         for (int i = 0; i < r.result_count; ++i)
             if (r.results[i].declared == 0) res->default_ms = r.results[i].median;
@@ -500,11 +538,11 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
                                           res->best_ms, res->best_ms, NULL};
             o->progress(&p, o->progress_user);
         }
-        if (w >= 0) {
+        if (w >= 0 && !res->noisy) {
             record_from_result(res, tokens, &rec);
             (void)mora_cache_record_store(cache, key, &rec); /* a cache that cannot be written is not an error */
             keep_winner(&r, r.results[w].declared, cache);
-        } else if (st == MORA_OK) {
+        } else if (w < 0 && st == MORA_OK) {
             st = mora_fail(MORA_E_VERIFY, "%s: no candidate passed verification and timing (%d rejected, %d failed; last: %s)",
                            mora_kind_name((mora_kind)k), res->rejected, res->failed, res->last_failure);
         }

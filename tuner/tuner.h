@@ -114,6 +114,8 @@ typedef struct mora_tune_options {
     int force;              /* tune even when the cache has a record */
     unsigned kinds;         /* bit (1 << kind) per kind to tune; 0: all */
     int compile_threads;    /* 0: the number of CPU cores */
+    double max_spread;      /* a winner whose relative spread stays above this after a second measurement
+                               is not kept (the defaults are, and no record is stored); 0: 0.25 */
     mora_cache *cache;      /* NULL: the context's cache (default location) */
     mora_tune_progress_fn progress;
     void *progress_user;
@@ -130,6 +132,7 @@ typedef struct mora_tune_result {
     double best_ms, best_spread, default_ms; /* -1 when unknown */
     int candidates, rejected, failed;
     int strategy_exhaustive;  /* 1: whole space; 0: sampling + local search */
+    int noisy;                /* the winner stayed too noisy to rank: the default kept, no record stored */
     int space_size;
     double seconds;           /* wall time spent on the kind */
     char last_failure[256];   /* the last compile/launch failure or rejection, for the report */

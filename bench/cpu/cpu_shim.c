@@ -1,6 +1,7 @@
 /* libmora-cpu-shim.so: the cpu plan interface (runtime/cpu_kernels.h, internal to libmora) exported
- * for bench/cpu/torch_ref.py --via plan, so that the Python bench can choose libmora's worker count
- * and tile (a layer uses the defaults: one worker per online core). Bench only; not installed. */
+ * for bench/cpu/torch_ref.py --via plan, so that the Python bench can choose libmora's worker count,
+ * tile, GEMM provider and form (runtime/cpu_gemm.h; a layer takes the tuned or default ones). Bench
+ * only; not installed. */
 #include <stdlib.h>
 
 #include "cpu_kernels.h"
@@ -13,14 +14,14 @@ typedef struct shim {
     void *ws;
 } shim;
 
-SHIM_API shim *shim_create(const mora_shape *s, int tile, int threads, int64_t n);
+SHIM_API shim *shim_create(const mora_shape *s, int tile, int threads, int gemm, int fold, int64_t n);
 SHIM_API void shim_destroy(shim *h);
 SHIM_API int shim_forward(shim *h, const float *M, const float *x, float *y, int64_t n, float scale);
 SHIM_API int shim_backward(shim *h, const float *M, const float *x, const float *dy, float *dx, float *dM, int64_t n);
 
-shim *shim_create(const mora_shape *s, int tile, int threads, int64_t n) {
+shim *shim_create(const mora_shape *s, int tile, int threads, int gemm, int fold, int64_t n) {
     shim *h = calloc(1, sizeof *h);
-    const mora_cpu_params prm = {tile, threads, 0, 0};
+    const mora_cpu_params prm = {tile, threads, gemm, fold};
     if (!h || mora_cpu_plan_create(s, MORA_F32, &prm, &h->plan) != MORA_OK) {
         free(h);
         return NULL;

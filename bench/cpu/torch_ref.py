@@ -77,10 +77,10 @@ if args.via == "api":
 else:
     shim = ctypes.CDLL(os.path.abspath(os.path.join(args.build, "libmora-cpu-shim.so")))
     shim.shim_create.restype = vp
-    shim.shim_create.argtypes = [ctypes.POINTER(Shape), ctypes.c_int, ctypes.c_int, ctypes.c_int64]
+    shim.shim_create.argtypes = [ctypes.POINTER(Shape), ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64]
     shim.shim_forward.argtypes = [vp, vp, vp, vp, ctypes.c_int64, ctypes.c_float]
     shim.shim_backward.argtypes = [vp, vp, vp, vp, vp, vp, ctypes.c_int64]
-    plan = shim.shim_create(ctypes.byref(shape), 0, args.threads, n)
+    plan = shim.shim_create(ctypes.byref(shape), 0, args.threads, 0, 0, n)  # OpenBLAS, the packed pipeline
     if not plan:
         sys.exit(f"libmora: cpu plan: {lib.mora_last_error().decode()}")
 
