@@ -37,10 +37,29 @@
 
 static void cpu_destroy(void *ctx) { (void)ctx; }
 
+/* The CPU's model as the kernel reports it ("AMD EPYC 9R14 96-Core Processor"); "" when unknown.
+ * Machines of one kind change CPU model between runs: every report and tuning key names it. */
+static void cpu_model(char *out, size_t size) {
+    out[0] = '\0';
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        for (++colon; *colon == ' ' || *colon == '\t'; ++colon) {}
+        snprintf(out, size, "%.*s", (int)strcspn(colon, "\n"), colon);
+        break;
+    }
+    fclose(f);
+}
+
 static mora_status cpu_device_info(void *ctx, mora_device_info *info) {
     (void)ctx;
     memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "host cpu (libmora float32 kernels)");
+    char model[160];
+    cpu_model(model, sizeof model);
+    snprintf(info->name, sizeof info->name, "host cpu: %s (libmora float32 kernels)", model[0] ? model : "model unknown");
     snprintf(info->vendor, sizeof info->vendor, "libmora");
     snprintf(info->arch, sizeof info->arch, "host");
     snprintf(info->driver_version, sizeof info->driver_version, "%s", MORA_VERSION_STRING);

@@ -42,6 +42,7 @@ static struct {
     char why[MORA_GEMM_PROVIDER_COUNT][192];
     int openblas_weak; /* OpenBLAS's core leaves the CPU's vector units unused */
     char identity[512];
+    mora_gemm_fn replaced[MORA_GEMM_PROVIDER_COUNT]; /* tests' planted providers */
 } g = {.once = PTHREAD_ONCE_INIT};
 
 static const char *const names[MORA_GEMM_PROVIDER_COUNT] = {"openblas", "onednn", "blis"};
@@ -146,6 +147,7 @@ static void load(void) {
 
 int mora_gemm_available(mora_gemm_provider p) {
     pthread_once(&g.once, load);
+    if ((int)p >= 0 && (int)p < MORA_GEMM_PROVIDER_COUNT && g.replaced[p]) return 1;
     switch (p) {
     case MORA_GEMM_OPENBLAS: return 1;
     case MORA_GEMM_ONEDNN: return g.dnnl_sgemm != NULL;
@@ -183,6 +185,10 @@ const char *mora_gemm_identity(void) {
 void mora_gemm(mora_gemm_provider p, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (m <= 0 || n <= 0) return;
+    if (g.replaced[p]) {
+        g.replaced[p](trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     switch (p) {
     case MORA_GEMM_ONEDNN:
         /* dnnl_sgemm is row-major, like the rest of libmora */
@@ -197,4 +203,9 @@ void mora_gemm(mora_gemm_provider p, int trans_a, int trans_b, int m, int n, int
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
                 A, lda, B, ldb, beta, C, ldc);
+}
+
+void mora_gemm_replace_for_tests(mora_gemm_provider p, mora_gemm_fn gemm) {
+    pthread_once(&g.once, load);
+    if ((int)p >= 0 && (int)p < MORA_GEMM_PROVIDER_COUNT) g.replaced[p] = gemm;
 }

@@ -41,4 +41,11 @@ const char *mora_gemm_identity(void);
 void mora_gemm(mora_gemm_provider p, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* For tests of the tuner's correctness gate only: routes provider p's calls to gemm, which then
+ * counts as installed (NULL: back to the library, or absent). Takes effect for contexts created
+ * after the call; never while host kernels run. */
+typedef void (*mora_gemm_fn)(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+                             const float *B, int ldb, float beta, float *C, int ldc);
+void mora_gemm_replace_for_tests(mora_gemm_provider p, mora_gemm_fn gemm);
+
 #endif

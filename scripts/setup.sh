@@ -9,6 +9,7 @@ packages=(
   libjansson-dev                           # kernels-cache records, checkpoints (JSON)
   openmpi-bin libopenmpi-dev               # the data-parallel example and its test
   libopenblas-dev                          # required: the cpu backend's GEMMs (and mora-bench's baseline)
+  libdnnl2 libblis4-openmp                 # optional GEMM providers the tuner times beside OpenBLAS (dlopen()ed)
   libbenchmark-dev                         # Google Benchmark micro-benchmarks
   gnuplot-nox                              # mora-bench --plot, examples/memorize
   liblapacke-dev                           # examples/memorize: singular values of ΔW (optional there)

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "context.h"
+#include "cpu_gemm.h"
 #include "plan_internal.h"
 #include "programs.h"
 #include "tuner.h"
@@ -191,6 +192,44 @@ static void check_cpu(void) {
     mora_context_destroy(cpu);
 }
 
+/* A planted GEMM provider that is wrong and the fastest there is: it computes nothing. */
+static void no_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
+                    int ldb, float beta, float *C, int ldc) {
+    (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb;
+    (void)beta, (void)C, (void)ldc;
+}
+
+/* The correctness gate over GEMM providers: every candidate on the planted provider (BLIS's slot,
+ * installed or not) is rejected, and none wins, though each would be timed fastest. */
+static void check_cpu_planted_provider(void) {
+    mora_gemm_replace_for_tests(MORA_GEMM_BLIS, no_gemm);
+    mora_context *cpu = NULL;
+    REQUIRE_OK(mora_context_create("cpu", 0, &cpu));
+    const int blis = 1 + MORA_GEMM_BLIS; /* the <P>_GEMM value naming it */
+    const mora_op ops[] = {MORA_OP_ROPE, MORA_OP_SHARE}; /* the folded form and the pipeline */
+    for (int o = 0; o < 2; ++o) {
+        const mora_op op = ops[o];
+        const mora_shape c = {72, 61, 12, op};
+        mora_tune_options co = {0};
+        co.tokens = 40;
+        co.max_spread = 1e9;
+        co.max_candidates = 1000; /* the whole space: the planted candidates are all tried */
+        co.budget_seconds = 60;
+        co.force = 1;
+        co.kinds = (1u << MORA_KIND_FWD) | (1u << MORA_KIND_BWD_DX) | (1u << MORA_KIND_BWD_DM);
+        mora_tune_result r[MORA_KIND_COUNT];
+        REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &co, r));
+        for (int k = 0; k < MORA_KIND_MERGE; ++k) {
+            printf("cpu %s %s, planted provider: %d candidates, %d rejected, best GEMM=%d\n", mora_op_name(op),
+                   mora_kind_name((mora_kind)k), r[k].candidates, r[k].rejected, mora_spec_role(&r[k].best, "GEMM", -1));
+            CHECK(r[k].strategy_exhaustive && r[k].rejected >= 1 && r[k].failed == 0);
+            CHECK(mora_spec_role(&r[k].best, "GEMM", -1) != blis);
+        }
+    }
+    mora_context_destroy(cpu);
+    mora_gemm_replace_for_tests(MORA_GEMM_BLIS, NULL);
+}
+
 int main(int argc, char **argv) {
     const char *backend = argc > 1 ? argv[1] : "opencl";
     check_pick_winner();
@@ -199,6 +238,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir)) SKIP("mkdtemp failed");
     setenv("MORA_CACHE_DIR", dir, 1);
     if (strcmp(backend, "cpu") == 0) {
+        check_cpu_planted_provider();
         check_cpu();
         char command[256];
         snprintf(command, sizeof command, "rm -rf '%s'", dir);
