@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -105,6 +106,19 @@ static int check_openblas_core(const char *core) {
     return !uses;
 }
 
+/* MORA_GEMM_PROVIDERS (e.g. "openblas" or "openblas,blis"): the optional providers allowed to load;
+ * unset: all. The sanitizer runs use it: LeakSanitizer's tracer crashes in processes where oneDNN's
+ * and BLIS's OpenMP teams run (scripts/sanitize.sh). */
+static int allowed(mora_gemm_provider p, char *why, size_t size) {
+    const char *list = getenv("MORA_GEMM_PROVIDERS");
+    if (!list) return 1;
+    const size_t len = strlen(names[p]);
+    for (const char *at = strstr(list, names[p]); at; at = strstr(at + 1, names[p]))
+        if ((at == list || at[-1] == ',') && (at[len] == '\0' || at[len] == ',')) return 1;
+    snprintf(why, size, "left out by MORA_GEMM_PROVIDERS=%s", list);
+    return 0;
+}
+
 static void load(void) {
     char part[160];
     const char *core = openblas_get_corename();
@@ -113,7 +127,9 @@ static void load(void) {
     if (core) g.openblas_weak = check_openblas_core(core);
 
     static const char *const dnnl_names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
-    void *dnnl = open_first(dnnl_names, 3, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN]);
+    void *dnnl = allowed(MORA_GEMM_ONEDNN, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN])
+                     ? open_first(dnnl_names, 3, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN])
+                     : NULL;
     if (dnnl) {
         g.dnnl_sgemm = (dnnl_sgemm_fn)dlsym(dnnl, "dnnl_sgemm");
         const dnnl_version_fn version = (dnnl_version_fn)dlsym(dnnl, "dnnl_version");
@@ -129,7 +145,9 @@ static void load(void) {
         }
     }
     static const char *const blis_names[] = {"libblis.so.4", "libblis.so"};
-    void *blis = open_first(blis_names, 2, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS]);
+    void *blis = allowed(MORA_GEMM_BLIS, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS])
+                     ? open_first(blis_names, 2, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS])
+                     : NULL;
     if (blis) {
         g.blis_sgemm = (cblas_sgemm_fn)dlsym(blis, "cblas_sgemm");
         const blis_version_fn version = (blis_version_fn)dlsym(blis, "bli_info_get_version_str");

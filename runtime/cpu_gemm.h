@@ -9,7 +9,10 @@
  * Identity: mora_gemm_identity() names every available provider, its version and the kernel set it
  * chose ("OpenBLAS 0.3.21 (Cooperlake); oneDNN 2.6.3 (avx512_core_bf16)"): the cpu backend puts it in
  * its device description, which every tuning record's key names, so a changed environment (another
- * BLAS core, a new library) is tuned again instead of reusing a stale record. */
+ * BLAS core, a new library) is tuned again instead of reusing a stale record.
+ *
+ * MORA_GEMM_PROVIDERS=openblas[,onednn][,blis] keeps the providers it does not name from loading
+ * (unset: all that are installed); a left-out provider is absent, with that reason. */
 #ifndef MORA_RUNTIME_CPU_GEMM_H
 #define MORA_RUNTIME_CPU_GEMM_H
 
