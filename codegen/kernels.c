@@ -68,7 +68,7 @@
     {P "_THREADS", 0, MORA_CPU_MAX_THREADS, 0, {0, 1, 2, 4, 8, 16}, 6,                                         \
      "worker threads per call, the caller's included (0: one per core with a single-threaded OpenBLAS, 1 with a multi-threaded one)"}, \
     {P "_GEMM", 0, 3, 0, {0, 1, 2, 3}, 4,                                                                      \
-     "whose sgemm: 1 OpenBLAS, 2 oneDNN, 3 BLIS (runtime/cpu_gemm.h); 0 OpenBLAS, or oneDNN where OpenBLAS's core is older than the CPU"}, \
+     "whose sgemm: 1 OpenBLAS, 2 oneDNN, 3 BLIS (runtime/cpu_gemm.h); 0 oneDNN where installed, else OpenBLAS"}, \
     {P "_FOLD", 0, 1, 1, {1, 0}, 2,                                                                            \
      "rope, reshape: 1 plain GEMMs per block on strided views (M_t = M·R_t), 0 the packed pipeline"}
 #define HOST_CONSTRAINTS                                                                                       \

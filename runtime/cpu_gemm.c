@@ -41,7 +41,6 @@ static struct {
     dnnl_sgemm_fn dnnl_sgemm;
     cblas_sgemm_fn blis_sgemm;
     char why[MORA_GEMM_PROVIDER_COUNT][192];
-    int openblas_weak; /* OpenBLAS's core leaves the CPU's vector units unused */
     char identity[512];
     mora_gemm_fn replaced[MORA_GEMM_PROVIDER_COUNT]; /* tests' planted providers */
 } g = {.once = PTHREAD_ONCE_INIT};
@@ -124,7 +123,7 @@ static void load(void) {
     const char *core = openblas_get_corename();
     snprintf(g.identity, sizeof g.identity, "OpenBLAS (%s, %d threads)", core ? core : "core unknown",
              openblas_get_num_threads());
-    if (core) g.openblas_weak = check_openblas_core(core);
+    if (core) (void)check_openblas_core(core);
 
     static const char *const dnnl_names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
     void *dnnl = allowed(MORA_GEMM_ONEDNN, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN])
@@ -161,6 +160,10 @@ static void load(void) {
             strncat(g.identity, part, sizeof g.identity - strlen(g.identity) - 1);
         }
     }
+    /* what <P>_GEMM = 0 means here is part of the identity too: records tuned under another default
+     * are not reused */
+    snprintf(part, sizeof part, "; default %s", g.dnnl_sgemm ? "oneDNN" : "OpenBLAS");
+    strncat(g.identity, part, sizeof g.identity - strlen(g.identity) - 1);
 }
 
 int mora_gemm_available(mora_gemm_provider p) {
@@ -192,7 +195,7 @@ const char *mora_gemm_why_absent(mora_gemm_provider p) {
 
 mora_gemm_provider mora_gemm_default(void) {
     pthread_once(&g.once, load);
-    return g.openblas_weak && g.dnnl_sgemm ? MORA_GEMM_ONEDNN : MORA_GEMM_OPENBLAS;
+    return mora_gemm_available(MORA_GEMM_ONEDNN) ? MORA_GEMM_ONEDNN : MORA_GEMM_OPENBLAS;
 }
 
 const char *mora_gemm_identity(void) {

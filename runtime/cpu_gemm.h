@@ -33,8 +33,12 @@ unsigned mora_gemm_available_mask(void);
 const char *mora_gemm_name(mora_gemm_provider p);
 /* Why a provider is not available ("" when it is). */
 const char *mora_gemm_why_absent(mora_gemm_provider p);
-/* The provider a host kernel uses unless told otherwise: OpenBLAS, or oneDNN where it is installed and
- * OpenBLAS runs a kernel set older than the CPU's vector units (the log says so once). */
+/* The provider a host kernel uses unless told otherwise (<P>_GEMM = 0, which the tuner declares first,
+ * so near-ties go to it): oneDNN where it is installed, else OpenBLAS. Measured in a torch process
+ * (bench/results/cpu-path-epyc-2cores.md): right after a torch op, whose OpenMP worker still spins on
+ * another core, oneDNN's rope forward took 15 ms and OpenBLAS's, split statically over its threads,
+ * 27 ms (11.4 ms each alone); oneDNN also does not run an old kernel set on a CPU model it does not
+ * know, as OpenBLAS can (the log says so once). */
 mora_gemm_provider mora_gemm_default(void);
 /* Every available provider with its version and kernel set, for the device description. */
 const char *mora_gemm_identity(void);
