@@ -62,15 +62,6 @@ static const char *dnnl_isa_name(int isa) {
     }
 }
 
-static void *open_first(const char *const *names_tried, int count, char *why, size_t size) {
-    for (int i = 0; i < count; ++i) {
-        void *h = dlopen(names_tried[i], RTLD_NOW | RTLD_LOCAL);
-        if (h) return h;
-        if (i == 0) snprintf(why, size, "%s", dlerror());
-    }
-    return NULL;
-}
-
 /* The CPU's vector extensions as OpenBLAS's kernel sets name them: AVX-512 and AVX2 (0 when unknown). */
 static int cpu_has(const char *what) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -87,14 +78,14 @@ static int cpu_has(const char *what) {
 /* OpenBLAS names its kernel sets after CPU models; a model it does not know falls back to an old
  * core (Debian's 0.3.21 runs Prescott's SSE3 kernels on some AVX-512 CPUs): say so once, with the
  * remedy, when the CPU has vector units the chosen core does not use. */
-static int check_openblas_core(const char *core) {
+static void check_openblas_core(const char *core) {
     static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids", "Zen"};
     static const char *const avx2_cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Skylake"};
     int uses = 0;
     const int avx512 = cpu_has("avx512f"), avx2 = cpu_has("avx2");
     const char *const *known = avx512 ? avx512_cores : avx2_cores;
     const int count = avx512 ? 4 : 6;
-    if (!avx512 && !avx2) return 0;
+    if (!avx512 && !avx2) return;
     for (int i = 0; i < count; ++i) uses |= strstr(core, known[i]) != NULL;
     if (!uses)
         mora_warn_once("openblas-core",
@@ -102,7 +93,6 @@ static int check_openblas_core(const char *core) {
                        "run several times below the CPU's peak. libmora tunes oneDNN (libdnnl2) and BLIS (libblis4) "
                        "against it where they are installed; OPENBLAS_CORETYPE=%s makes OpenBLAS itself use them",
                        core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
-    return !uses;
 }
 
 /* MORA_GEMM_PROVIDERS (e.g. "openblas" or "openblas,blis"): the optional providers allowed to load;
@@ -118,17 +108,26 @@ static int allowed(mora_gemm_provider p, char *why, size_t size) {
     return 0;
 }
 
+/* The first of a provider's library names that loads, or NULL with the reason in g.why[p]. */
+static void *open_provider(mora_gemm_provider p, const char *const *names_tried, int count) {
+    if (!allowed(p, g.why[p], sizeof g.why[p])) return NULL;
+    for (int i = 0; i < count; ++i) {
+        void *h = dlopen(names_tried[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) return h;
+        if (i == 0) snprintf(g.why[p], sizeof g.why[p], "%s", dlerror());
+    }
+    return NULL;
+}
+
 static void load(void) {
     char part[160];
     const char *core = openblas_get_corename();
     snprintf(g.identity, sizeof g.identity, "OpenBLAS (%s, %d threads)", core ? core : "core unknown",
              openblas_get_num_threads());
-    if (core) (void)check_openblas_core(core);
+    if (core) check_openblas_core(core);
 
     static const char *const dnnl_names[] = {"libdnnl.so.2", "libdnnl.so.3", "libdnnl.so"};
-    void *dnnl = allowed(MORA_GEMM_ONEDNN, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN])
-                     ? open_first(dnnl_names, 3, g.why[MORA_GEMM_ONEDNN], sizeof g.why[MORA_GEMM_ONEDNN])
-                     : NULL;
+    void *dnnl = open_provider(MORA_GEMM_ONEDNN, dnnl_names, 3);
     if (dnnl) {
         g.dnnl_sgemm = (dnnl_sgemm_fn)dlsym(dnnl, "dnnl_sgemm");
         const dnnl_version_fn version = (dnnl_version_fn)dlsym(dnnl, "dnnl_version");
@@ -144,9 +143,7 @@ static void load(void) {
         }
     }
     static const char *const blis_names[] = {"libblis.so.4", "libblis.so"};
-    void *blis = allowed(MORA_GEMM_BLIS, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS])
-                     ? open_first(blis_names, 2, g.why[MORA_GEMM_BLIS], sizeof g.why[MORA_GEMM_BLIS])
-                     : NULL;
+    void *blis = open_provider(MORA_GEMM_BLIS, blis_names, 2);
     if (blis) {
         g.blis_sgemm = (cblas_sgemm_fn)dlsym(blis, "cblas_sgemm");
         const blis_version_fn version = (blis_version_fn)dlsym(blis, "bli_info_get_version_str");
