@@ -1,8 +1,10 @@
 /* The public contexts (mora.h): a runtime context (runtime/context.h) plus what the layers above it
  * keep per context, the kernels cache. The cache is opened on first use by its own layer
  * (kernels-cache/programs.c) and closed here, before the runtime closes the context: no layer
- * calls up into a higher one. */
+ * calls up into a higher one. A context lives while the caller's handle or any plan or adapter of
+ * it does (lifetime.h). */
 #include "error.h"
+#include "lifetime.h"
 #include "programs.h"
 
 static mora_status create(const char *backend, int device, const mora_native_objects *native, mora_context **ctx) {
@@ -29,8 +31,16 @@ mora_status mora_context_create_hip(int device, void *hip_stream, mora_context *
     return create("hip", device, &native, ctx);
 }
 
-void mora_context_destroy(mora_context *ctx) {
-    if (!ctx) return;
+void mora_context_retain(mora_context *ctx) { mora_context_hold(ctx); }
+
+void mora_context_release(mora_context *ctx) {
+    if (!mora_context_drop(ctx)) return;
     mora_context_cache_close(ctx);
     mora_context_close(ctx);
+}
+
+void mora_context_destroy(mora_context *ctx) {
+    if (!ctx || ctx->magic != MORA_CONTEXT_MAGIC) return; /* NULL, closed already, or not a context */
+    if (__atomic_exchange_n(&ctx->handle_released, 1, __ATOMIC_ACQ_REL)) return; /* the caller's hold is gone */
+    mora_context_release(ctx);
 }

@@ -11,6 +11,11 @@
  * "database" or "default". The one selector, for every backend. */
 const char *mora_select_params(mora_context *ctx, mora_kernel_spec *spec, int64_t tokens);
 
+/* mora_plan_create for the layers above, on a context that may be held only by its objects (an
+ * adapter making a plan after the caller released its context handle). */
+mora_status mora_plan_make(mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t max_tokens,
+                           const mora_plan_options *options, mora_plan **plan);
+
 /* The spec a plan launches for `kind` (merge: for W of the plan's activation dtype), and where its
  * parameters came from: "cache", "database", "default", "tuned", "given", or "-" (a kind the plan
  * did not prepare). */

@@ -33,6 +33,17 @@ void mora_warn_once(const char *topic, const char *fmt, ...) MORA_PRINTF_LIKE(2,
         if ((p) == NULL) return mora_fail(MORA_E_NULL, "%s=NULL: must not be NULL", #p); \
     } while (0)
 
+/* Checks a handle argument called `name` (mora.h, "Handles"): not NULL, and its first member
+ * `magic` holds the live value of its type — a destroyed handle (whose word was cleared or reused)
+ * or another kind of object is MORA_E_ARG: `MORA_CHECK_HANDLE(p, "plan", MORA_PLAN_MAGIC, "mora_plan");` */
+#define MORA_CHECK_HANDLE(p, name, live, type)                                                                \
+    do {                                                                                                      \
+        if ((p) == NULL) return mora_fail(MORA_E_NULL, "%s=NULL: must not be NULL", name);                    \
+        if ((p)->magic != (live))                                                                             \
+            return mora_fail(MORA_E_ARG, "%s=%p: not a live %s (destroyed already, or another kind of object)", \
+                             name, (const void *)(p), type);                                                  \
+    } while (0)
+
 /* Propagates a failing status: `MORA_TRY(call());` */
 #define MORA_TRY(expr)                         \
     do {                                       \

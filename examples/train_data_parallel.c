@@ -131,7 +131,9 @@ int main(int argc, char **argv) {
     float *target_M = malloc(sizeof(float) * 64 * 64);
     TRY(mora_buffer_alloc(ctx, sizeof(float) * 64 * 64, &d_target_M));
 
-    const mora_adamw hp = {0.02f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
+    mora_adamw hp = MORA_ADAMW_DEFAULTS;
+    hp.lr = 0.02f;
+    hp.weight_decay = 0.0f;
     for (int step = 0; step < steps; ++step) {
         TRY(mora_adapter_zero_grad(adapter));
         double loss = 0;

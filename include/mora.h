@@ -34,7 +34,7 @@ extern "C" {
 
 #include "mora_version.h" /* MORA_VERSION_MAJOR, _MINOR, _PATCH, _STRING: the header's version */
 
-/* The version of the library actually loaded ("0.2.0"), and as one number (major·10000 + minor·100
+/* The version of the library actually loaded ("0.3.0"), and as one number (major·10000 + minor·100
  * + patch): compare with MORA_VERSION_STRING to catch a header / library mismatch. */
 MORA_API const char *mora_version(void);
 MORA_API int mora_version_number(void);
@@ -63,7 +63,8 @@ MORA_API int mora_version_number(void);
     X(MORA_E_PARAM, -16, "invalid tuning parameter")                                         \
     X(MORA_E_NOT_FOUND, -17, "no such entry")                                                \
     X(MORA_E_IO, -18, "file input/output failed")                                            \
-    X(MORA_E_VERIFY, -19, "a kernel's result disagrees with the float64 reference")
+    X(MORA_E_VERIFY, -19, "a kernel's result disagrees with the float64 reference")                 \
+    X(MORA_E_ALIAS, -20, "an output buffer overlaps another argument of the call")
 
 typedef enum mora_status {
 #define MORA_STATUS_ENUM_(name, value, message) name = value,
@@ -80,7 +81,11 @@ MORA_API const char *mora_status_name(mora_status s);
 MORA_API const char *mora_last_error(void);
 
 /* Warnings the library has to tell (an unwritable cache directory, a corrupt cache entry) are
- * never printed: they go to this callback, once each. Default: none (dropped). `user` is passed back. */
+ * never printed: they go to this callback, once each. Default: none (dropped). `user` is passed back.
+ * Threading: the callback runs on the thread whose libmora call has something to tell (the tuner's
+ * compile threads included), outside any lock of libmora, so it may be called from several threads at
+ * once and must be thread-safe. mora_set_log_callback may be called at any time from any thread; a
+ * message already being delivered may still reach the callback it replaced. */
 typedef enum mora_log_level { MORA_LOG_INFO = 0, MORA_LOG_WARNING = 1 } mora_log_level;
 typedef void (*mora_log_fn)(mora_log_level level, const char *message, void *user);
 MORA_API void mora_set_log_callback(mora_log_fn fn, void *user);
@@ -176,7 +181,12 @@ MORA_API mora_status mora_context_create_opencl(void *cl_context, void *cl_devic
 MORA_API mora_status mora_context_create_cuda(void *cu_context, int device, void *cu_stream, mora_context **ctx);
 /* A context on HIP device `device` (HIP's device is its context), adopting hip_stream (may be NULL). */
 MORA_API mora_status mora_context_create_hip(int device, void *hip_stream, mora_context **ctx);
-/* Destroys the context; its plans must be destroyed first. */
+/* Releases the caller's hold on the context. Plans and adapters of the context hold it too (as
+ * OpenCL objects hold their cl_context): its device objects, programs and cache are closed when the
+ * last holder lets go, so plans, adapters and the context may be destroyed in any order. Until then
+ * the context still works for what remains to be done with it (mora_buffer_free of its buffers, in
+ * particular); a second mora_context_destroy does nothing. Once closed, the handle is refused with
+ * MORA_E_ARG as far as a check of its first word can tell (mora.h, "Handles"). NULL: nothing. */
 MORA_API void mora_context_destroy(mora_context *ctx);
 /* "cpu", "opencl", "cuda" or "hip". */
 MORA_API const char *mora_context_backend(const mora_context *ctx);
@@ -218,6 +228,18 @@ MORA_API mora_status mora_synchronize(mora_context *ctx);
  * cpu backend they run synchronously, on the calling thread and worker threads started and joined
  * within the call: no device memory is allocated, but thread creation is.)
  *
+ * Handles: contexts, plans and adapters start with a magic word that every call checks first, so a
+ * destroyed handle (while its memory is not yet reused) or a pointer to another kind of object is
+ * MORA_E_ARG instead of a crash. A plan keeps its context alive (mora_context_destroy).
+ *
+ * Arguments of the three calls: `scale` / `s` must be finite (MORA_E_ARG). An output (y; dx, dM; W)
+ * must not overlap any other buffer argument of the same call — the same buffer, or byte ranges of
+ * one allocation that share an element (rows of equal stride that interleave without touching are
+ * fine): MORA_E_ALIAS. Inputs may overlap each other (x == M is defined: both are only read).
+ * Buffers of another context are refused where the runtime tells an allocation's owner (OpenCL:
+ * CL_MEM_CONTEXT; CUDA: CU_POINTER_ATTRIBUTE_CONTEXT; HIP: the pointer's device; the cpu backend: its
+ * registry of mora_buffer_alloc blocks; a plain host pointer is the caller's and always accepted).
+ *
  * Threading: a context and its plans may be used from several threads at once — plan creation,
  * the three calls, buffer calls. Calls on one plan are serialised by the plan (they share its
  * workspace and kernel objects); calls on different plans run concurrently and never share a kernel
@@ -231,7 +253,12 @@ typedef struct mora_plan mora_plan;
 #define MORA_PLAN_BACKWARD 2u /* mora_backward (dx and dM) */
 #define MORA_PLAN_MERGE 4u    /* mora_merge */
 
+/* Options structs begin with their own size, so that they can grow without breaking callers: set
+ * struct_size = sizeof(the struct) as your mora.h declares it (the *_INIT macros do), and a library
+ * newer than your header reads only that many bytes (the members after them keep their defaults); a
+ * size that is not one of the layouts the library knows is MORA_E_ARG. */
 typedef struct mora_plan_options {
+    size_t struct_size;         /* sizeof(mora_plan_options) */
     unsigned calls;             /* MORA_PLAN_* bits; 0: all three */
     unsigned merge_dtypes;      /* bit (1u << dtype) per W dtype mora_merge will take; 0: the activation dtype */
     int external_workspace;     /* 1: allocate no workspace; the caller gives one (mora_plan_set_workspace) */
@@ -239,6 +266,8 @@ typedef struct mora_plan_options {
                                    (MORA_AUTOTUNE=1 in the environment does the same) */
     double tune_budget_seconds; /* for autotune, all kinds together; 0: 60 */
 } mora_plan_options;
+/* Every option at its default: `mora_plan_options o = MORA_PLAN_OPTIONS_INIT; o.calls = ...;` */
+#define MORA_PLAN_OPTIONS_INIT {sizeof(mora_plan_options), 0u, 0u, 0, 0, 0.0}
 
 /* Creates a plan for `max_tokens` (the largest n a backward will take with the plan's own
  * workspace — and a forward on the cpu backend, whose tiles are packed there; on the other backends
@@ -302,10 +331,12 @@ typedef struct mora_adapter_layer_desc {
 } mora_adapter_layer_desc;
 
 typedef struct mora_adapter_options {
+    size_t struct_size; /* sizeof(mora_adapter_options) (see mora_plan_options) */
     int remora_types; /* ReMoRA's cycle of sharing types: 4 (share → group → group-tile →
                          share-interleave → share, the reference's default) or 2 (share ↔ group);
                          0: 4 */
 } mora_adapter_options;
+#define MORA_ADAPTER_OPTIONS_INIT {sizeof(mora_adapter_options), 0}
 
 /* Creates the layers (names unique), the arenas (M, m, v zero: ΔW = 0) and the plans, for up to
  * max_tokens tokens per backward. options may be NULL. */
@@ -347,11 +378,16 @@ MORA_API mora_status mora_adapter_zero_grad(mora_adapter *adapter);
 
 /* torch.optim.AdamW's hyper-parameters; mora_adamw_defaults() gives torch's defaults. */
 typedef struct mora_adamw {
+    size_t struct_size; /* sizeof(mora_adamw) (see mora_plan_options) */
     float lr, beta1, beta2, eps, weight_decay;
     float max_grad_norm; /* > 0: clip the global gradient norm first (clip_grad_norm_); 0: no clipping */
 } mora_adamw;
-MORA_API mora_adamw mora_adamw_defaults(void); /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 */
-/* One AdamW step over every arena element (step t = the adapter's count + 1), fused into one pass
+/* torch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2, no clipping. The macro
+ * is sized by your header; the function (kept for bindings) by the library's. */
+#define MORA_ADAMW_DEFAULTS {sizeof(mora_adamw), 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0.0f}
+MORA_API mora_adamw mora_adamw_defaults(void);
+/* Every hyper-parameter must be finite: lr, eps, weight_decay, max_grad_norm >= 0, betas in [0, 1).
+ * One AdamW step over every arena element (step t = the adapter's count + 1), fused into one pass
  * (two more small kernels when clipping). Enqueued: nothing waits. dM is left as it was (scaled by
  * the clip coefficient when clipping), so zero it before the next accumulation. */
 MORA_API mora_status mora_adapter_step(mora_adapter *adapter, const mora_adamw *hp);

@@ -75,8 +75,13 @@ typedef struct mora_backend_i {
     mora_status (*buffer_free)(void *ctx, void *buf);
     mora_status (*buffer_write)(void *ctx, void *buf, size_t offset, const void *src, size_t bytes);
     mora_status (*buffer_read)(void *ctx, const void *buf, size_t offset, void *dst, size_t bytes);
-    /* (optional) size in bytes of a buffer, used to reject calls that would overrun a caller's buffer */
+    /* (optional) size in bytes of a buffer, used to reject calls that would overrun a caller's buffer;
+     * MORA_E_ARG for a buffer the backend can tell belongs to another context */
     mora_status (*buffer_size)(void *ctx, const void *buf, size_t *bytes);
+    /* (optional) where a buffer lies, for the alias checks: the allocation it is part of (*root; OpenCL:
+     * a sub-buffer's parent, else the buffer) and its byte offset there. NULL: buffers are addresses
+     * (root NULL, the offset the address itself) */
+    mora_status (*buffer_origin)(void *ctx, const void *buf, const void **root, uint64_t *offset);
     /* set `bytes` bytes of a buffer to zero */
     mora_status (*buffer_zero)(void *ctx, void *buf, size_t bytes);
     /* (optional) a handle of bytes [offset, offset + bytes) of a buffer that works wherever a buffer

@@ -35,7 +35,8 @@
 #include "cpu_kernels.h"
 #include "error.h"
 
-static void cpu_destroy(void *ctx) { (void)ctx; }
+/* A context's identity: the owner its buffers are registered under (one byte of its own). */
+static void cpu_destroy(void *ctx) { free(ctx); }
 
 /* The CPU's model as the kernel reports it ("AMD EPYC 9R14 96-Core Processor"); "" when unknown.
  * Machines of one kind change CPU model between runs: every report and tuning key names it. */
@@ -71,13 +72,17 @@ static mora_status cpu_device_info(void *ctx, mora_device_info *info) {
     info->compute_units = cores > 0 ? (int)cores : 1;
     info->max_work_group = 1;
     info->is_cpu = 1;
+    /* what a plan may allocate at most: the host's physical memory */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) info->global_mem_bytes = (uint64_t)pages * (uint64_t)page;
     return MORA_OK;
 }
 
 /* ---- the registry of allocated blocks: sorted by address, binary search, one lock ---- */
 typedef struct cpu_block {
     uintptr_t base;
-    size_t size; /* bytes asked for (the allocation has at least 1) */
+    size_t size;       /* bytes asked for (the allocation has at least 1) */
+    const void *owner; /* the context that allocated it */
 } cpu_block;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -95,7 +100,7 @@ static size_t registry_upper(uintptr_t p) {
     return lo;
 }
 
-static int registry_add(void *buf, size_t bytes) {
+static int registry_add(void *buf, size_t bytes, const void *owner) {
     pthread_mutex_lock(&registry_lock);
     int ok = 1;
     if (registry_count == registry_capacity) {
@@ -111,7 +116,7 @@ static int registry_add(void *buf, size_t bytes) {
     if (ok) {
         const size_t at = registry_upper((uintptr_t)buf);
         memmove(&registry[at + 1], &registry[at], (registry_count - at) * sizeof *registry);
-        registry[at] = (cpu_block){(uintptr_t)buf, bytes};
+        registry[at] = (cpu_block){(uintptr_t)buf, bytes, owner};
         ++registry_count;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -129,20 +134,27 @@ static void registry_remove(const void *buf) {
 }
 
 /* Bytes from p to the end of the registered block holding it, or SIZE_MAX for a pointer in no
- * registered block (the caller's own memory: unknown, not checked). A block of 0 bytes holds only
- * its base. */
-static size_t registry_bytes_from(const void *p) {
+ * registered block (the caller's own memory: unknown, not checked); *owner (may be NULL): the
+ * context that allocated the block, NULL for none. A block of 0 bytes holds only its base. */
+static size_t registry_lookup(const void *p, const void **owner) {
     const uintptr_t a = (uintptr_t)p;
     size_t bytes = SIZE_MAX;
+    const void *found = NULL;
     pthread_mutex_lock(&registry_lock);
     const size_t at = registry_upper(a);
     if (at > 0) {
         const cpu_block *b = &registry[at - 1];
-        if (a - b->base < b->size || a == b->base) bytes = b->size - (size_t)(a - b->base);
+        if (a - b->base < b->size || a == b->base) {
+            bytes = b->size - (size_t)(a - b->base);
+            found = b->owner;
+        }
     }
     pthread_mutex_unlock(&registry_lock);
+    if (owner) *owner = found;
     return bytes;
 }
+
+static size_t registry_bytes_from(const void *p) { return registry_lookup(p, NULL); }
 
 /* offset + bytes within what buf has (unknown sizes pass). */
 static mora_status check_range(const void *buf, size_t offset, size_t bytes, const char *what) {
@@ -154,10 +166,9 @@ static mora_status check_range(const void *buf, size_t offset, size_t bytes, con
 }
 
 static mora_status cpu_buffer_alloc(void *ctx, size_t bytes, void **buf) {
-    (void)ctx;
     *buf = malloc(bytes ? bytes : 1);
     if (!*buf) return mora_fail(MORA_E_NO_MEMORY, "bytes=%zu: host allocation failed", bytes);
-    if (!registry_add(*buf, bytes)) {
+    if (!registry_add(*buf, bytes, ctx)) {
         free(*buf);
         *buf = NULL;
         return mora_fail(MORA_E_NO_MEMORY, "bytes=%zu: out of memory for the buffer registry", bytes);
@@ -172,9 +183,15 @@ static mora_status cpu_buffer_free(void *ctx, void *buf) {
     return MORA_OK;
 }
 
+/* The size of a block of this context's; a block another cpu context allocated is refused (its
+ * memory would work, but a buffer passed to the wrong context is a mistake on every other backend,
+ * and the code that runs here must run there). */
 static mora_status cpu_buffer_size(void *ctx, const void *buf, size_t *bytes) {
-    (void)ctx;
-    *bytes = registry_bytes_from(buf);
+    const void *owner = NULL;
+    *bytes = registry_lookup(buf, &owner);
+    if (owner && owner != ctx)
+        return mora_fail(MORA_E_ARG, "buffer %p: allocated by another context (mora_buffer_alloc of a different mora_context)",
+                         buf);
     return MORA_OK;
 }
 
@@ -473,7 +490,8 @@ mora_status mora_backend_cpu_open(int device, const mora_native_objects *native,
                                   void **ctx) {
     if (native) return mora_fail(MORA_E_UNSUPPORTED, "the cpu backend has no native objects to adopt");
     if (device != 0) return mora_fail(MORA_E_NO_BACKEND, "device=%d: the cpu backend has one device, 0", device);
+    *ctx = malloc(1); /* the identity its buffers are registered under */
+    if (!*ctx) return mora_fail(MORA_E_NO_MEMORY, "cpu backend: out of host memory");
     *iface = &cpu_backend;
-    *ctx = NULL;
     return MORA_OK;
 }

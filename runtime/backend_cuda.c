@@ -30,7 +30,7 @@
     X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemcpyDtoDAsync) X(cuMemsetD8Async) X(cuMemGetAddressRange) X(cuModuleLoadData)  \
     X(cuModuleUnload) X(cuModuleGetFunction) X(cuLaunchKernel) X(cuStreamCreate) X(cuStreamDestroy)           \
     X(cuStreamSynchronize) X(cuStreamGetCtx) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)          \
-    X(cuEventElapsedTime) X(cuEventDestroy) X(cuCtxGetDevice)
+    X(cuEventElapsedTime) X(cuEventDestroy) X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuPointerGetAttribute)
 
 /* cuda.h names a newer ABI version of some entry points (cuEventElapsedTime -> _v2, CUDA 12.8+);
  * a driver older than the headers lacks it, and where the older symbol has the same signature it
@@ -155,8 +155,17 @@ static mora_status cu_address_range(uintptr_t *base, size_t *size, const void *p
     if (r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_VALUE)
         return mora_fail(MORA_E_ARG, "buffer %p: not a device allocation of this CUDA context (%s)", ptr,
                          cu_error_name(r));
+    MORA_TRY(cu_check(r, "cuMemGetAddressRange"));
     *base = (uintptr_t)start;
-    return cu_check(r, "cuMemGetAddressRange");
+    /* The allocation's context against the current one (the core made this context current): with
+     * unified addressing another context's memory has an address range too. Stream-ordered pool
+     * memory (cuMemAllocAsync) belongs to no context: accepted. */
+    CUcontext owner = NULL, current = NULL;
+    if (cu.cuPointerGetAttribute(&owner, CU_POINTER_ATTRIBUTE_CONTEXT, devptr(ptr)) == CUDA_SUCCESS && owner &&
+        cu.cuCtxGetCurrent(&current) == CUDA_SUCCESS && current && owner != current)
+        return mora_fail(MORA_E_ARG, "buffer %p: belongs to another CUDA context (%p) than this context's (%p)", ptr,
+                         (void *)owner, (void *)current);
+    return MORA_OK;
 }
 
 MORA_MODULE_MIRRORED_CALLS(cu, cu, CUmodule, CUfunction)

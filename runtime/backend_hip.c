@@ -36,7 +36,7 @@
     X(hipFree) X(hipMemcpyHtoDAsync) X(hipMemcpyDtoHAsync) X(hipMemcpyDtoDAsync) X(hipMemsetD8Async) X(hipMemGetAddressRange)        \
     X(hipModuleLoadData) X(hipModuleUnload) X(hipModuleGetFunction) X(hipModuleLaunchKernel) X(hipStreamCreate) \
     X(hipStreamDestroy) X(hipStreamSynchronize) X(hipStreamQuery) X(hipEventCreate) X(hipEventRecord)          \
-    X(hipEventSynchronize) X(hipEventElapsedTime) X(hipEventDestroy)
+    X(hipEventSynchronize) X(hipEventElapsedTime) X(hipEventDestroy) X(hipPointerGetAttribute)
 
 typedef struct hip_api {
     void *library; /* NULL: the runtime is unusable, see lib.why */
@@ -153,8 +153,16 @@ static mora_status hip_address_range(uintptr_t *base, size_t *size, const void *
     const hipError_t e = hip.hipMemGetAddressRange(&start, size, hip_ptr(ptr));
     if (e == hipErrorNotFound || e == hipErrorInvalidValue || e == hipErrorInvalidDevicePointer)
         return mora_fail(MORA_E_ARG, "buffer %p: not a device allocation of the HIP runtime (%s)", ptr, hip_error_name(e));
+    MORA_TRY(hip_check(e, "hipMemGetAddressRange"));
     *base = (uintptr_t)start;
-    return hip_check(e, "hipMemGetAddressRange");
+    /* HIP's context is its device: memory of another device than the current one (the core made
+     * this context's device current) is another context's */
+    int owner = -1, current = -1;
+    if (hip.hipPointerGetAttribute(&owner, HIP_POINTER_ATTRIBUTE_DEVICE_ORDINAL, hip_ptr(ptr)) == hipSuccess &&
+        owner >= 0 && hip.hipGetDevice(&current) == hipSuccess && owner != current)
+        return mora_fail(MORA_E_ARG, "buffer %p: memory of HIP device %d, not of this context's device %d", ptr, owner,
+                         current);
+    return MORA_OK;
 }
 
 MORA_MODULE_MIRRORED_CALLS(hip, hip, hipModule_t, hipFunction_t)

@@ -183,11 +183,37 @@ static mora_status opencl_buffer_read(void *vctx, const void *buf, size_t offset
     return err == CL_SUCCESS ? MORA_OK : cl_error(err, "clEnqueueReadBuffer");
 }
 
+/* A cl_mem's property; CL_INVALID_MEM_OBJECT is the caller's argument, not the device's failure. */
+static mora_status mem_info(const opencl_ctx *c, const void *buf, cl_mem_info what, size_t size, void *value,
+                            const char *call) {
+    const cl_int err = c->cl.clGetMemObjectInfo((cl_mem)buf, what, size, value, NULL);
+    if (err == CL_INVALID_MEM_OBJECT) return mora_fail(MORA_E_ARG, "buffer %p: not a cl_mem of this platform", buf);
+    return err == CL_SUCCESS ? MORA_OK : cl_error(err, call);
+}
+
+/* The size, after the check that the buffer is of this context's cl_context: a kernel launched
+ * with another context's buffer is undefined in OpenCL (PoCL runs it on the other buffer). */
 static mora_status opencl_buffer_size(void *vctx, const void *buf, size_t *bytes) {
     opencl_ctx *c = vctx;
-    const cl_int err = c->cl.clGetMemObjectInfo((cl_mem)buf, CL_MEM_SIZE, sizeof *bytes, bytes, NULL);
-    if (err == CL_INVALID_MEM_OBJECT) return mora_fail(MORA_E_ARG, "buffer %p: not a cl_mem of this platform", buf);
-    return err == CL_SUCCESS ? MORA_OK : cl_error(err, "clGetMemObjectInfo(CL_MEM_SIZE)");
+    cl_context owner = NULL;
+    MORA_TRY(mem_info(c, buf, CL_MEM_CONTEXT, sizeof owner, &owner, "clGetMemObjectInfo(CL_MEM_CONTEXT)"));
+    if (owner != c->context)
+        return mora_fail(MORA_E_ARG, "buffer %p: belongs to another cl_context (%p) than this context's (%p)", buf,
+                         (void *)owner, (void *)c->context);
+    return mem_info(c, buf, CL_MEM_SIZE, sizeof *bytes, bytes, "clGetMemObjectInfo(CL_MEM_SIZE)");
+}
+
+/* A sub-buffer lies in its parent at CL_MEM_OFFSET; a buffer is its own root. */
+static mora_status opencl_buffer_origin(void *vctx, const void *buf, const void **root, uint64_t *offset) {
+    opencl_ctx *c = vctx;
+    cl_mem parent = NULL;
+    size_t at = 0;
+    MORA_TRY(mem_info(c, buf, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent,
+                      "clGetMemObjectInfo(CL_MEM_ASSOCIATED_MEMOBJECT)"));
+    if (parent) MORA_TRY(mem_info(c, buf, CL_MEM_OFFSET, sizeof at, &at, "clGetMemObjectInfo(CL_MEM_OFFSET)"));
+    *root = parent ? (const void *)parent : buf;
+    *offset = (uint64_t)at;
+    return MORA_OK;
 }
 
 static mora_status opencl_buffer_zero(void *vctx, void *buf, size_t bytes) {
@@ -451,6 +477,7 @@ static const mora_backend_i opencl_backend = {
     .buffer_write = opencl_buffer_write,
     .buffer_read = opencl_buffer_read,
     .buffer_size = opencl_buffer_size,
+    .buffer_origin = opencl_buffer_origin,
     .buffer_zero = opencl_buffer_zero,
     .buffer_view = opencl_buffer_view,
     .view_free = opencl_view_free,

@@ -92,9 +92,15 @@ mora_status mora_context_open(const char *backend, int device, const mora_native
         return st;
     }
     pthread_mutex_init(&c->lock, NULL);
+    c->magic = MORA_CONTEXT_MAGIC;
+    c->refs = 1; /* the caller's handle */
     *ctx = c;
     return MORA_OK;
 }
+
+void mora_context_hold(mora_context *ctx) { __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED); }
+
+int mora_context_drop(mora_context *ctx) { return __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) == 0; }
 
 void mora_context_close(mora_context *ctx) {
     if (!ctx) return;
@@ -106,29 +112,32 @@ void mora_context_close(mora_context *ctx) {
     }
     ctx->be->destroy(ctx->be_ctx);
     pthread_mutex_destroy(&ctx->lock);
+    ctx->magic = 0;
     free(ctx);
 }
 
-const char *mora_context_backend(const mora_context *ctx) { return ctx ? ctx->be->name : "none"; }
+static int live(const mora_context *ctx) { return ctx && ctx->magic == MORA_CONTEXT_MAGIC; }
 
-const char *mora_context_device_name(const mora_context *ctx) { return ctx ? ctx->info.name : "none"; }
+const char *mora_context_backend(const mora_context *ctx) { return live(ctx) ? ctx->be->name : "none"; }
+
+const char *mora_context_device_name(const mora_context *ctx) { return live(ctx) ? ctx->info.name : "none"; }
 
 mora_status mora_context_set_stream(mora_context *ctx, void *native_stream) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     return ctx->be->set_stream(ctx->be_ctx, native_stream);
 }
 
 mora_status mora_buffer_alloc(mora_context *ctx, size_t bytes, void **buf) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     MORA_CHECK_PTR(buf);
     return mora_context_buffer_alloc(ctx, bytes, buf);
 }
 
 mora_status mora_buffer_free(mora_context *ctx, void *buf) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     if (!buf) return MORA_OK;
     return ctx->be->buffer_free(ctx->be_ctx, buf);
 }
@@ -147,7 +156,7 @@ static mora_status check_range(mora_context *ctx, const void *buf, size_t offset
 
 mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const void *src, size_t bytes) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     MORA_CHECK_PTR(buf);
     MORA_CHECK_PTR(src);
     MORA_TRY(check_range(ctx, buf, offset, bytes));
@@ -156,7 +165,7 @@ mora_status mora_buffer_write(mora_context *ctx, void *buf, size_t offset, const
 
 mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, void *dst, size_t bytes) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     MORA_CHECK_PTR(buf);
     MORA_CHECK_PTR(dst);
     MORA_TRY(check_range(ctx, buf, offset, bytes));
@@ -165,7 +174,7 @@ mora_status mora_buffer_read(mora_context *ctx, const void *buf, size_t offset, 
 
 mora_status mora_synchronize(mora_context *ctx) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     return ctx->be->synchronize(ctx->be_ctx);
 }
 
@@ -217,6 +226,13 @@ mora_status mora_context_buffer_copy(mora_context *ctx, const void *src, size_t 
 mora_status mora_context_buffer_size(const mora_context *ctx, const void *buf, size_t *bytes) {
     *bytes = SIZE_MAX;
     return ctx->be->buffer_size ? ctx->be->buffer_size(ctx->be_ctx, buf, bytes) : MORA_OK;
+}
+
+mora_status mora_context_buffer_origin(const mora_context *ctx, const void *buf, const void **root, uint64_t *offset) {
+    if (ctx->be->buffer_origin) return ctx->be->buffer_origin(ctx->be_ctx, buf, root, offset);
+    *root = NULL;
+    *offset = (uint64_t)(uintptr_t)buf;
+    return MORA_OK;
 }
 
 mora_status mora_context_synchronize(mora_context *ctx) { return ctx->be->synchronize(ctx->be_ctx); }

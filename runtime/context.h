@@ -21,7 +21,13 @@ typedef struct mora_program_entry {
     struct mora_program_entry *next;
 } mora_program_entry;
 
+/* The first word of a live context (mora.h, "Handles"); cleared when the context is closed. */
+#define MORA_CONTEXT_MAGIC 0x4d4f5243u /* "MORC" */
+
 struct mora_context {
+    uint32_t magic;       /* MORA_CONTEXT_MAGIC until the context is closed */
+    int refs;             /* the caller's hold (until mora_context_destroy) + every plan and adapter of it */
+    int handle_released;  /* mora_context_destroy was called (a second call does nothing) */
     const mora_backend_i *be;
     void *be_ctx;
     mora_device_info info;
@@ -45,6 +51,16 @@ struct mora_context {
 mora_status mora_context_open(const char *backend, int device, const mora_native_objects *native, mora_context **ctx);
 void mora_context_close(mora_context *ctx);
 
+/* The check of a public call's context argument: MORA_E_NULL, or MORA_E_ARG for a handle that is not
+ * (or no longer) a live context. */
+#define MORA_CHECK_CONTEXT(ctx) MORA_CHECK_HANDLE(ctx, "ctx", MORA_CONTEXT_MAGIC, "mora_context")
+
+/* Lifetimes: the count of holders (the caller's handle, plans, adapters). mora_context_hold adds one;
+ * mora_context_drop removes one and returns 1 when it was the last (the caller then closes the
+ * context: the api layer closes its cache first, then mora_context_close). */
+void mora_context_hold(mora_context *ctx);
+int mora_context_drop(mora_context *ctx);
+
 /* ---- the backend table, for the layers above ----
  * These keep the error sentence of a failure (the public mora_buffer_* clear it first, and check
  * their arguments): internal code calls these, never ctx->be directly. A member the backend lacks
@@ -60,6 +76,8 @@ mora_status mora_context_buffer_copy(mora_context *ctx, const void *src, size_t 
                                      size_t dst_offset, size_t bytes);
 /* The bytes from buf to the end of its allocation; SIZE_MAX when the backend cannot tell. */
 mora_status mora_context_buffer_size(const mora_context *ctx, const void *buf, size_t *bytes);
+/* The allocation a buffer is part of and its byte offset there (root NULL: buffers are addresses). */
+mora_status mora_context_buffer_origin(const mora_context *ctx, const void *buf, const void **root, uint64_t *offset);
 mora_status mora_context_synchronize(mora_context *ctx);
 mora_status mora_context_kernel_create(mora_context *ctx, void *program, const char *entry, void **kernel);
 void mora_context_kernel_free(mora_context *ctx, void *kernel); /* NULL: nothing */

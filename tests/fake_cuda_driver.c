@@ -38,6 +38,7 @@ static int depth;
 static struct {
     CUdeviceptr base;
     size_t size;
+    CUcontext owner;
 } allocations[FAKE_MAX_ALLOCATIONS];
 
 fake_gpu_stats *fake_gpu_state(void) { return &stats; }
@@ -174,6 +175,7 @@ CUresult cuMemAlloc(CUdeviceptr *ptr, size_t bytes) {
             if (!p) return CUDA_ERROR_OUT_OF_MEMORY;
             allocations[i].base = (CUdeviceptr)(uintptr_t)p;
             allocations[i].size = bytes;
+            allocations[i].owner = stack[depth - 1];
             *ptr = allocations[i].base;
             ++stats.live_allocations;
             return CUDA_SUCCESS;
@@ -239,6 +241,32 @@ CUresult cuMemGetAddressRange(CUdeviceptr *base, size_t *size, CUdeviceptr ptr) 
     if (i < 0 || ptr == allocations[i].base + allocations[i].size) return CUDA_ERROR_NOT_FOUND;
     *base = allocations[i].base;
     *size = allocations[i].size;
+    return CUDA_SUCCESS;
+}
+
+void *fake_gpu_foreign_allocation(size_t bytes) {
+    for (int i = 0; i < FAKE_MAX_ALLOCATIONS; ++i)
+        if (!allocations[i].base) {
+            void *p = calloc(1, bytes ? bytes : 1);
+            if (!p) return NULL;
+            allocations[i].base = (CUdeviceptr)(uintptr_t)p;
+            allocations[i].size = bytes;
+            allocations[i].owner = &other_context;
+            return p;
+        }
+    return NULL;
+}
+
+CUresult cuCtxGetCurrent(CUcontext *context) {
+    *context = depth ? stack[depth - 1] : NULL;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr) {
+    const int i = find_allocation(ptr, 0);
+    if (i < 0) return CUDA_ERROR_INVALID_VALUE;
+    if (attribute != CU_POINTER_ATTRIBUTE_CONTEXT) return CUDA_ERROR_NOT_SUPPORTED;
+    *(CUcontext *)data = allocations[i].owner;
     return CUDA_SUCCESS;
 }
 

@@ -3,6 +3,8 @@
 #ifndef MORA_TESTS_FAKE_GPU_H
 #define MORA_TESTS_FAKE_GPU_H
 
+#include <stddef.h>
+
 #define FAKE_MAX_ARGS 16
 
 typedef struct fake_gpu_stats {
@@ -27,5 +29,8 @@ typedef struct fake_gpu_stats {
 fake_gpu_stats *fake_gpu_state(void);
 /* A valid stream of another context / device, which the backend must refuse to adopt (NULL: none). */
 void *fake_gpu_foreign_stream(void);
+/* A device allocation of `bytes` made by another context (CUDA) / on another device (HIP), which
+ * the backend must refuse as a call's buffer; kept (in the fake's table) until the process ends. */
+void *fake_gpu_foreign_allocation(size_t bytes);
 
 #endif

@@ -38,6 +38,7 @@ static int current_device;
 static struct {
     uintptr_t base;
     size_t size;
+    int device;
 } allocations[FAKE_MAX_ALLOCATIONS];
 
 fake_gpu_stats *fake_gpu_state(void) { return &stats; }
@@ -128,11 +129,33 @@ hipError_t hipMalloc(void **ptr, size_t bytes) {
             if (!p) return hipErrorOutOfMemory;
             allocations[i].base = (uintptr_t)p;
             allocations[i].size = bytes;
+            allocations[i].device = current_device;
             *ptr = p;
             ++stats.live_allocations;
             return hipSuccess;
         }
     return hipErrorOutOfMemory;
+}
+
+void *fake_gpu_foreign_allocation(size_t bytes) {
+    for (int i = 0; i < FAKE_MAX_ALLOCATIONS; ++i)
+        if (!allocations[i].base) {
+            void *p = calloc(1, bytes ? bytes : 1);
+            if (!p) return NULL;
+            allocations[i].base = (uintptr_t)p;
+            allocations[i].size = bytes;
+            allocations[i].device = 1;
+            return p;
+        }
+    return NULL;
+}
+
+hipError_t hipPointerGetAttribute(void *data, hipPointer_attribute attribute, hipDeviceptr_t ptr) {
+    const int i = find_allocation(ptr, 0);
+    if (i < 0) return hipErrorInvalidValue;
+    if (attribute != HIP_POINTER_ATTRIBUTE_DEVICE_ORDINAL) return hipErrorNotSupported;
+    *(int *)data = allocations[i].device;
+    return hipSuccess;
 }
 
 hipError_t hipFree(void *ptr) {

@@ -173,7 +173,9 @@ static void check_remora(mora_context *ctx) {
     for (int64_t i = 0; i < count; ++i) squares[i] = params[i] * params[i];
     write_arena(ctx, a, MORA_ARENA_EXP_AVG_SQ, squares);
     free(squares);
-    REQUIRE_OK(mora_adapter_step(a, &(mora_adamw){0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f})); /* lr 0: M kept, a step counted */
+    mora_adamw lr0 = MORA_ADAMW_DEFAULTS;
+    lr0.lr = lr0.weight_decay = 0.0f;
+    REQUIRE_OK(mora_adapter_step(a, &lr0)); /* lr 0: M kept, a step counted */
     void *W[LAYERS];
     int64_t ld[LAYERS];
     double *expected[LAYERS];

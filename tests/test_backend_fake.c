@@ -28,6 +28,7 @@ static fake_gpu_stats *fake;
 static int (*fake_hip_set_device)(int);
 static int (*fake_hip_get_device)(int *);
 static void *(*fake_foreign_stream)(void);
+static void *(*fake_foreign_allocation)(size_t bytes);
 static void *fake_library;
 
 static int64_t arg_i64(int i) {
@@ -137,7 +138,7 @@ static void run(const char *backend) {
     REQUIRE_OK(mora_buffer_alloc(ctx, sizeof M, &Mdev));
     REQUIRE_OK(mora_buffer_alloc(ctx, sizeof M, &dM));
     REQUIRE_OK(mora_buffer_write(ctx, Mdev, 0, M, sizeof M));
-    const mora_plan_options options = {.merge_dtypes = 1u << MORA_F32};
+    const mora_plan_options options = {.struct_size = sizeof options, .merge_dtypes = 1u << MORA_F32};
     const mora_context_stats before_plan = mora_context_get_stats(ctx);
     mora_plan *p = NULL;
     REQUIRE_OK(mora_plan_create(ctx, &s, MORA_BF16, n, &options, &p));
@@ -192,6 +193,17 @@ static void run(const char *backend) {
     CHECK_EQ_INT(after_hot.compiles, after_plan.compiles);
     CHECK_EQ_INT(after_hot.binary_loads, after_plan.binary_loads);
     CHECK(fake->elf_modules >= 4); /* fwd, bwd_dm, bwd_dx, merge: binaries, not PTX */
+
+    /* a buffer of another context (CUDA) / device (HIP) is refused, and nothing is launched */
+    void *foreign = fake_foreign_allocation((size_t)(n * ldy) * 2);
+    REQUIRE_OK(foreign ? MORA_OK : MORA_E_NO_MEMORY);
+    const int launches_then = fake->launches;
+    CHECK_STATUS(mora_forward(p, Mdev, x, ldx, foreign, ldy, n, 0.5f), MORA_E_ARG);
+    CHECK(strstr(mora_last_error(), is_cuda ? "another CUDA context" : "HIP device 1") != NULL);
+    CHECK_STATUS(mora_backward(p, Mdev, x, ldx, dy, ldy, dx, ldx, foreign, n, 1.0f), MORA_E_ARG);
+    CHECK_EQ_INT(fake->launches, launches_then);
+    /* aliasing is told on device addresses too: y == x */
+    CHECK_STATUS(mora_forward(p, Mdev, x, ldx, x, ldx, n, 0.5f), MORA_E_ALIAS);
 
     /* a second plan of the same shape shares the programs: nothing compiled or loaded */
     mora_plan *q = NULL;
@@ -303,6 +315,8 @@ int main(int argc, char **argv) {
     fake = state();
     fake_foreign_stream = (void *(*)(void))dlsym(library, "fake_gpu_foreign_stream");
     if (!fake_foreign_stream) SKIP("%s is not a fake runtime (no fake_gpu_foreign_stream)", path);
+    fake_foreign_allocation = (void *(*)(size_t))dlsym(library, "fake_gpu_foreign_allocation");
+    if (!fake_foreign_allocation) SKIP("%s is not a fake runtime (no fake_gpu_foreign_allocation)", path);
     fake_hip_set_device = (int (*)(int))dlsym(library, "hipSetDevice");
     fake_hip_get_device = (int (*)(int *))dlsym(library, "hipGetDevice");
     if (strstr(argv[1], "nodevice"))

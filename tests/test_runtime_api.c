@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(mora_plan_create(NULL, &s, MORA_F32, 8, NULL, &p), MORA_E_NULL);
     CHECK_STATUS(mora_plan_create(ctx, &s, MORA_F32, 0, NULL, &p), MORA_E_SIZE);
     CHECK(strstr(mora_last_error(), "max_tokens=0") != NULL);
-    mora_plan_options options = {0};
+    mora_plan_options options = MORA_PLAN_OPTIONS_INIT;
     options.calls = 8;
     CHECK_STATUS(mora_plan_create(ctx, &s, MORA_F32, 8, &options, &p), MORA_E_ARG);
     CHECK(strstr(mora_last_error(), "options->calls") != NULL);
@@ -106,8 +106,9 @@ int main(int argc, char **argv) {
         CHECK_STATUS(mora_forward(p, M, x, ldx, y, ldy, n + 1, 1.0f), MORA_E_ARG);
         CHECK(strstr(mora_last_error(), "smaller than") != NULL);
         CHECK_STATUS(mora_merge(p, M, y, 50, MORA_F32, 1.0f), MORA_E_ARG); /* W needs 37 x 50 floats */
-        CHECK_STATUS(mora_forward(p, y, x, ldx, y, ldy, n, 1.0f), MORA_OK); /* y is big enough to be an M */
-        CHECK_STATUS(mora_forward(p, x, x, ldx, y, ldy, n, 1.0f), MORA_OK);
+        CHECK_STATUS(mora_forward(p, y, x, ldx, y, ldy, n, 1.0f), MORA_E_ALIAS); /* y is big enough to be an M */
+        CHECK(strstr(mora_last_error(), "y and M") != NULL);
+        CHECK_STATUS(mora_forward(p, x, x, ldx, y, ldy, n, 1.0f), MORA_OK); /* inputs may overlap */
         REQUIRE_OK(mora_buffer_write(ctx, y, 0, hy, sizeof hy));
         CHECK_STATUS(mora_buffer_write(ctx, y, 8, hy, sizeof hy), MORA_E_ARG);
         CHECK_STATUS(mora_buffer_read(ctx, y, sizeof hy, after, 4), MORA_E_ARG);
@@ -141,7 +142,7 @@ int main(int argc, char **argv) {
     CHECK(ws_max >= ws1);
     CHECK_STATUS(mora_plan_workspace_size(p, -2, &ws1), MORA_E_SIZE);
     mora_plan *q = NULL;
-    options = (mora_plan_options){.calls = MORA_PLAN_BACKWARD, .external_workspace = 1};
+    options = (mora_plan_options){.struct_size = sizeof options, .calls = MORA_PLAN_BACKWARD, .external_workspace = 1};
     REQUIRE_OK(mora_plan_create(ctx, &s, MORA_F32, 2, &options, &q));
     size_t need = 0;
     REQUIRE_OK(mora_plan_workspace_size(q, n, &need));
@@ -161,7 +162,7 @@ int main(int argc, char **argv) {
     mora_plan_destroy(q);
     /* a forward-only plan: on the cpu backend its forward packs tiles in the plan's workspace, so it
      * has one and bounds n by max_tokens; generated kernels take any n */
-    options = (mora_plan_options){.calls = MORA_PLAN_FORWARD};
+    options = (mora_plan_options){.struct_size = sizeof options, .calls = MORA_PLAN_FORWARD};
     REQUIRE_OK(mora_plan_create(ctx, &s, MORA_F32, 2, &options, &q));
     REQUIRE_OK(mora_forward(q, M, x, ldx, y, ldy, 2, 1.0f));
     const int host = ctx->be->dialect == MORA_DIALECT_HOST;

@@ -335,7 +335,7 @@ int main(int argc, char **argv) {
         CHECK(stats.compiles > 2);
         CHECK_EQ_INT(stats.live_programs, 2);
         /* the winners were registered: a plan for fwd and merge compiles nothing more */
-        const mora_plan_options fm = {.calls = MORA_PLAN_FORWARD | MORA_PLAN_MERGE};
+        const mora_plan_options fm = {.struct_size = sizeof fm, .calls = MORA_PLAN_FORWARD | MORA_PLAN_MERGE};
         REQUIRE_OK(mora_plan_create(fresh, &s, MORA_F32, 256, &fm, &l));
         CHECK_EQ_INT(mora_context_get_stats(fresh).compiles, stats.compiles);
         mora_plan_destroy(l);
@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
             mora_tuning_key(ctx, MORA_KIND_FWD, &t, MORA_F32, buckets[i], key, sizeof key);
             REQUIRE_OK(mora_cache_record_store(cache, key, &rec));
         }
-        const mora_plan_options f = {.calls = MORA_PLAN_FORWARD};
+        const mora_plan_options f = {.struct_size = sizeof f, .calls = MORA_PLAN_FORWARD};
         const struct {
             int64_t max_tokens;
             int want_tm;
@@ -391,7 +391,7 @@ int main(int argc, char **argv) {
     {
         char path[512];
         snprintf(path, sizeof path, "%s/binaries", dir);
-        const mora_plan_options f = {.calls = MORA_PLAN_FORWARD};
+        const mora_plan_options f = {.struct_size = sizeof f, .calls = MORA_PLAN_FORWARD};
         char command[1024];
         snprintf(command, sizeof command, "rm -rf '%s'", path);
         CHECK_EQ_INT(system(command), 0); /* only this test's binary from here on */

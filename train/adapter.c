@@ -5,7 +5,13 @@
 
 #include "adapter_internal.h"
 #include "error.h"
+#include "lifetime.h"
+#include "options.h"
+#include "plan_internal.h"
 #include "shape.h"
+
+/* The first layout of mora_adapter_options (the only one so far). */
+#define ADAPTER_OPTIONS_OLDEST sizeof(mora_adapter_options)
 
 static int64_t align_up(int64_t v) { return (v + MORA_ARENA_ALIGN - 1) / MORA_ARENA_ALIGN * MORA_ARENA_ALIGN; }
 
@@ -23,8 +29,9 @@ mora_status mora_adapter_plan_for(mora_adapter *a, const mora_shape *s, mora_dty
     struct plan_key *keys = grown ? realloc(a->plan_keys, (size_t)(a->plan_count + 1) * sizeof *keys) : NULL;
     if (!keys) return mora_fail(MORA_E_NO_MEMORY, "adapter: out of host memory");
     a->plan_keys = keys;
-    const mora_plan_options options = {.merge_dtypes = 1u << w_dtype};
-    MORA_TRY(mora_plan_create(a->ctx, s, dtype, a->max_tokens, &options, &a->plans[a->plan_count]));
+    mora_plan_options options = MORA_PLAN_OPTIONS_INIT;
+    options.merge_dtypes = 1u << w_dtype;
+    MORA_TRY(mora_plan_make(a->ctx, s, dtype, a->max_tokens, &options, &a->plans[a->plan_count]));
     a->plan_keys[a->plan_count] = (struct plan_key){*s, dtype, w_dtype};
     *out = a->plans[a->plan_count++];
     return MORA_OK;
@@ -35,7 +42,8 @@ mora_status mora_adapter_zero_arena(mora_adapter *a, mora_arena which) {
 }
 
 void mora_adapter_destroy(mora_adapter *a) {
-    if (!a) return;
+    if (!a || a->magic != MORA_ADAPTER_MAGIC) return; /* NULL, destroyed already, or not an adapter */
+    a->magic = 0;
     for (int i = 0; i < a->count; ++i) {
         mora_buffer_view_free(a->ctx, a->layers[i].M);
         mora_buffer_view_free(a->ctx, a->layers[i].dM);
@@ -45,7 +53,9 @@ void mora_adapter_destroy(mora_adapter *a) {
     mora_adapter_optimizer_release(a);
     for (int k = 0; k < 4; ++k)
         mora_context_buffer_free(a->ctx, a->arenas[k]);
+    mora_context *ctx = a->ctx;
     free(a->layers), free(a->plans), free(a->plan_keys), free(a);
+    mora_context_release(ctx);
 }
 
 /* r̂ and the rank a layer description gives (the rank of the nearest parameter count for an r̂). */
@@ -68,15 +78,19 @@ static mora_status describe_shape(const mora_adapter_layer_desc *d, int i, mora_
 mora_status mora_adapter_create(mora_context *ctx, const mora_adapter_layer_desc *layers, int count, int64_t max_tokens,
                                 const mora_adapter_options *options, mora_adapter **out) {
     mora_error_clear();
-    MORA_CHECK_PTR(ctx);
+    MORA_CHECK_CONTEXT(ctx);
     MORA_CHECK_PTR(layers);
     MORA_CHECK_PTR(out);
     if (count < 1) return mora_fail(MORA_E_SIZE, "count=%d: an adapter needs at least one layer", count);
-    const int types = options && options->remora_types ? options->remora_types : 4;
+    mora_adapter_options o = MORA_ADAPTER_OPTIONS_INIT;
+    MORA_TRY(mora_options_take(&o, sizeof o, options, ADAPTER_OPTIONS_OLDEST, "options", "mora_adapter_options"));
+    const int types = o.remora_types ? o.remora_types : 4;
     if (types != 2 && types != 4) return mora_fail(MORA_E_ARG, "options->remora_types=%d: must be 2 or 4", types);
     mora_adapter *a = calloc(1, sizeof *a);
     if (!a) return mora_fail(MORA_E_NO_MEMORY, "adapter: out of host memory");
+    a->magic = MORA_ADAPTER_MAGIC;
     a->ctx = ctx;
+    mora_context_retain(ctx);
     a->max_tokens = max_tokens;
     a->remora_types = types;
     a->layers = calloc((size_t)count, sizeof *a->layers);
@@ -124,11 +138,13 @@ mora_status mora_adapter_create(mora_context *ctx, const mora_adapter_layer_desc
     return MORA_OK;
 }
 
-int mora_adapter_layer_count(const mora_adapter *a) { return a ? a->count : 0; }
+static int live(const mora_adapter *a) { return a && a->magic == MORA_ADAPTER_MAGIC; }
+
+int mora_adapter_layer_count(const mora_adapter *a) { return live(a) ? a->count : 0; }
 
 mora_status mora_adapter_find(const mora_adapter *a, const char *name, int *index) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(name);
     MORA_CHECK_PTR(index);
     for (int i = 0; i < a->count; ++i)
@@ -140,7 +156,7 @@ mora_status mora_adapter_find(const mora_adapter *a, const char *name, int *inde
 }
 
 static mora_status check_index(const mora_adapter *a, int index) {
-    if (!a) return mora_fail(MORA_E_NULL, "adapter=NULL: must not be NULL");
+    MORA_CHECK_ADAPTER(a);
     if (index < 0 || index >= a->count)
         return mora_fail(MORA_E_ARG, "index=%d: the adapter has layers 0..%d", index, a->count - 1);
     return MORA_OK;
@@ -157,7 +173,7 @@ mora_status mora_adapter_layer(const mora_adapter *a, int index, mora_adapter_la
 
 mora_status mora_adapter_arena(const mora_adapter *a, mora_arena which, void **buffer, int64_t *count) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(buffer);
     MORA_CHECK_PTR(count);
     if ((int)which < 0 || (int)which > MORA_ARENA_EXP_AVG_SQ)
@@ -183,11 +199,11 @@ mora_status mora_adapter_backward(mora_adapter *a, int index, const void *x, int
 
 mora_status mora_adapter_zero_grad(mora_adapter *a) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     return mora_adapter_zero_arena(a, MORA_ARENA_GRADS);
 }
 
-int64_t mora_adapter_steps(const mora_adapter *a) { return a ? a->steps : 0; }
+int64_t mora_adapter_steps(const mora_adapter *a) { return live(a) ? a->steps : 0; }
 
 /* The next sharing type of ReMoRA's cycle (reference ids: 1 share, 2 group, 3 group-tile,
  * 4 share-interleave); other types keep theirs. */
@@ -199,7 +215,7 @@ static mora_op next_type(mora_op op, int types) {
 
 mora_status mora_adapter_remora(mora_adapter *a, void *const *W, const int64_t *ld) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(W);
     MORA_CHECK_PTR(ld);
     /* the new types and their plans first: a failure there changes nothing */

@@ -17,8 +17,14 @@ typedef struct adapter_layer {
     void *M, *dM;     /* views of the layer's slice of the parameter and gradient arenas */
 } adapter_layer;
 
+/* The first word of a live adapter (mora.h, "Handles"); cleared by mora_adapter_destroy. */
+#define MORA_ADAPTER_MAGIC 0x4d4f5241u /* "MORA" */
+/* Checks a public call's adapter argument. */
+#define MORA_CHECK_ADAPTER(a) MORA_CHECK_HANDLE(a, "adapter", MORA_ADAPTER_MAGIC, "mora_adapter")
+
 struct mora_adapter {
-    mora_context *ctx;
+    uint32_t magic;
+    mora_context *ctx; /* held (api/lifetime.h) from creation to destruction */
     adapter_layer *layers;
     int count;
     mora_plan **plans; /* distinct plans, made on demand */

@@ -47,7 +47,7 @@ static char *tensor_name(const char *prefix, const char *name, const char *suffi
 static mora_status read_arena(mora_adapter *a, mora_arena which, float **host) {
     *host = malloc((size_t)a->total * sizeof **host);
     if (!*host) return mora_fail(MORA_E_NO_MEMORY, "checkpoint: out of host memory for %lld floats", (long long)a->total);
-    const mora_status st = mora_buffer_read(a->ctx, a->arenas[which], 0, *host, (size_t)a->total * sizeof **host);
+    const mora_status st = mora_context_buffer_read(a->ctx, a->arenas[which], 0, *host, (size_t)a->total * sizeof **host);
     if (st != MORA_OK) free(*host), *host = NULL;
     return st;
 }
@@ -115,7 +115,7 @@ static mora_status write_config(mora_adapter *a, const char *path) {
 
 mora_status mora_adapter_save(mora_adapter *a, const char *folder) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(folder);
     if (mkdir(folder, 0755) != 0 && errno != EEXIST)
         return mora_fail(MORA_E_IO, "folder=\"%s\": cannot be created: %s", folder, strerror(errno));
@@ -232,7 +232,7 @@ static mora_status read_types(mora_adapter *a, const mora_st_file *model, const 
 
 mora_status mora_adapter_load(mora_adapter *a, const char *folder) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(folder);
     char *model_path = join(folder, MODEL_FILE), *optimizer_path = join(folder, OPTIMIZER_FILE);
     float *staged[3] = {calloc((size_t)a->total, 4), calloc((size_t)a->total, 4), calloc((size_t)a->total, 4)};
@@ -302,7 +302,7 @@ mora_status mora_adapter_load(mora_adapter *a, const char *folder) {
     }
     const mora_arena which[3] = {MORA_ARENA_PARAMS, MORA_ARENA_EXP_AVG, MORA_ARENA_EXP_AVG_SQ};
     for (int k = 0; k < 3 && st == MORA_OK; ++k)
-        st = mora_buffer_write(a->ctx, a->arenas[which[k]], 0, staged[k], (size_t)a->total * sizeof(float));
+        st = mora_context_buffer_write(a->ctx, a->arenas[which[k]], 0, staged[k], (size_t)a->total * sizeof(float));
     if (st == MORA_OK) {
         for (int i = 0; i < a->count; ++i) a->layers[i].shape.op = types[i], a->layers[i].plan = plans[i];
         a->steps = steps;

@@ -10,10 +10,14 @@
 #include "adapter_internal.h"
 #include "error.h"
 #include "kernels.h"
+#include "options.h"
 #include "programs.h"
 
+/* The first layout of mora_adamw (the only one so far). */
+#define ADAMW_OLDEST sizeof(mora_adamw)
+
 mora_adamw mora_adamw_defaults(void) {
-    const mora_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0.0f};
+    const mora_adamw hp = MORA_ADAMW_DEFAULTS;
     return hp;
 }
 
@@ -39,15 +43,19 @@ static mora_status prepare(mora_adapter *a) {
     return st;
 }
 
-mora_status mora_adapter_step(mora_adapter *a, const mora_adamw *hp) {
+mora_status mora_adapter_step(mora_adapter *a, const mora_adamw *given) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
-    MORA_CHECK_PTR(hp);
-    if (!(hp->lr >= 0) || !(hp->beta1 >= 0 && hp->beta1 < 1) || !(hp->beta2 >= 0 && hp->beta2 < 1) || !(hp->eps >= 0) ||
-        !(hp->weight_decay >= 0) || !(hp->max_grad_norm >= 0))
+    MORA_CHECK_ADAPTER(a);
+    MORA_CHECK_PTR(given);
+    mora_adamw taken = MORA_ADAMW_DEFAULTS;
+    MORA_TRY(mora_options_take(&taken, sizeof taken, given, ADAMW_OLDEST, "hp", "mora_adamw"));
+    const mora_adamw *hp = &taken;
+    if (!(hp->lr >= 0 && isfinite(hp->lr)) || !(hp->beta1 >= 0 && hp->beta1 < 1) || !(hp->beta2 >= 0 && hp->beta2 < 1) ||
+        !(hp->eps >= 0 && isfinite(hp->eps)) || !(hp->weight_decay >= 0 && isfinite(hp->weight_decay)) ||
+        !(hp->max_grad_norm >= 0 && isfinite(hp->max_grad_norm)))
         return mora_fail(MORA_E_ARG,
                          "hp: lr=%g beta1=%g beta2=%g eps=%g weight_decay=%g max_grad_norm=%g: need lr, eps, "
-                         "weight_decay, max_grad_norm >= 0 and betas in [0, 1)",
+                         "weight_decay, max_grad_norm finite and >= 0 and betas in [0, 1)",
                          hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->max_grad_norm);
     MORA_TRY(prepare(a));
     /* torch computes these in double (Python floats) and hands them to float32 kernels */
@@ -70,8 +78,8 @@ mora_status mora_adapter_step(mora_adapter *a, const mora_adamw *hp) {
 
 mora_status mora_adapter_last_grad_norm(mora_adapter *a, float *norm) {
     mora_error_clear();
-    MORA_CHECK_PTR(a);
+    MORA_CHECK_ADAPTER(a);
     MORA_CHECK_PTR(norm);
     if (!a->clipped) return mora_fail(MORA_E_NOT_FOUND, "adapter: the last step did not clip (max_grad_norm = 0) or none was taken");
-    return mora_buffer_read(a->ctx, a->clip, 0, norm, sizeof *norm);
+    return mora_context_buffer_read(a->ctx, a->clip, 0, norm, sizeof *norm);
 }

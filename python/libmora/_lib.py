@@ -10,8 +10,9 @@ import ctypes.util
 import os
 import threading
 
-# The libmora release this package is written against (include/mora.h, API 0.2).
-EXPECTED_VERSION = "0.2.0"
+# The libmora release this package is written against (include/mora.h, API 0.3: options structs
+# begin with their size).
+EXPECTED_VERSION = "0.3.0"
 
 # mora_op ids (equal to the reference's mora_type where it has one)
 OPS = {"truncate": 0, "share": 1, "group": 2, "group-tile": 3, "share-interleave": 4, "reshape": 5, "rope": 6}
@@ -37,9 +38,17 @@ class mora_shape(ctypes.Structure):
     _fields_ = [("d_in", ctypes.c_int64), ("d_out", ctypes.c_int64), ("rhat", ctypes.c_int64), ("op", ctypes.c_int)]
 
 
-class mora_plan_options(ctypes.Structure):
-    _fields_ = [("calls", ctypes.c_uint), ("merge_dtypes", ctypes.c_uint), ("external_workspace", ctypes.c_int),
-                ("autotune", ctypes.c_int), ("tune_budget_seconds", ctypes.c_double)]
+class _Sized(ctypes.Structure):
+    """An options struct of mora.h: its first member is its own size (struct_size), set here."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(ctypes.sizeof(self), *args, **kwargs)
+
+
+class mora_plan_options(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("calls", ctypes.c_uint), ("merge_dtypes", ctypes.c_uint),
+                ("external_workspace", ctypes.c_int), ("autotune", ctypes.c_int),
+                ("tune_budget_seconds", ctypes.c_double)]
 
 
 class mora_adapter_layer_desc(ctypes.Structure):
@@ -53,9 +62,10 @@ class mora_adapter_layer_info(ctypes.Structure):
                 ("lora_rank", ctypes.c_int64), ("offset", ctypes.c_int64)]
 
 
-class mora_adamw(ctypes.Structure):
-    _fields_ = [("lr", ctypes.c_float), ("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("eps", ctypes.c_float),
-                ("weight_decay", ctypes.c_float), ("max_grad_norm", ctypes.c_float)]
+class mora_adamw(_Sized):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("lr", ctypes.c_float), ("beta1", ctypes.c_float),
+                ("beta2", ctypes.c_float), ("eps", ctypes.c_float), ("weight_decay", ctypes.c_float),
+                ("max_grad_norm", ctypes.c_float)]
 
 
 _P = ctypes.c_void_p
