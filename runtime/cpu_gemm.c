@@ -30,6 +30,8 @@ typedef struct dnnl_version_s {
 } dnnl_version_s;
 typedef const dnnl_version_s *(*dnnl_version_fn)(void);
 typedef int (*dnnl_isa_fn)(void);
+typedef void (*omp_set_num_threads_fn)(int threads);
+typedef int (*omp_get_max_threads_fn)(void);
 typedef void (*cblas_sgemm_fn)(int order, int transa, int transb, int m, int n, int k, float alpha, const float *A,
                                int lda, const float *B, int ldb, float beta, float *C, int ldc);
 typedef const char *(*blis_version_fn)(void);
@@ -39,6 +41,10 @@ typedef int (*blis_arch_query_fn)(void);
 static struct {
     pthread_once_t once;
     dnnl_sgemm_fn dnnl_sgemm;
+    /* the OpenMP runtime oneDNN was built on (Debian: libgomp), whose team size is per calling
+     * thread: set to 1 around each dnnl_sgemm, so the call runs on the worker that made it */
+    omp_set_num_threads_fn dnnl_omp_set;
+    omp_get_max_threads_fn dnnl_omp_get;
     cblas_sgemm_fn blis_sgemm;
     char why[MORA_GEMM_PROVIDER_COUNT][192];
     char identity[512];
@@ -130,6 +136,10 @@ static void load(void) {
     void *dnnl = open_provider(MORA_GEMM_ONEDNN, dnnl_names, 3);
     if (dnnl) {
         g.dnnl_sgemm = (dnnl_sgemm_fn)dlsym(dnnl, "dnnl_sgemm");
+        /* a library handle's dlsym also searches its dependencies: oneDNN's OpenMP runtime */
+        g.dnnl_omp_set = (omp_set_num_threads_fn)dlsym(dnnl, "omp_set_num_threads");
+        g.dnnl_omp_get = (omp_get_max_threads_fn)dlsym(dnnl, "omp_get_max_threads");
+        if (!g.dnnl_omp_set || !g.dnnl_omp_get) g.dnnl_omp_set = NULL, g.dnnl_omp_get = NULL;
         const dnnl_version_fn version = (dnnl_version_fn)dlsym(dnnl, "dnnl_version");
         const dnnl_isa_fn isa = (dnnl_isa_fn)dlsym(dnnl, "dnnl_get_effective_cpu_isa");
         if (!g.dnnl_sgemm || !version) {
@@ -208,10 +218,18 @@ void mora_gemm(mora_gemm_provider p, int trans_a, int trans_b, int m, int n, int
         return;
     }
     switch (p) {
-    case MORA_GEMM_ONEDNN:
-        /* dnnl_sgemm is row-major, like the rest of libmora */
+    case MORA_GEMM_ONEDNN: {
+        /* dnnl_sgemm is row-major, like the rest of libmora. One OpenMP thread: the call runs on the
+         * worker that made it (libmora's workers are the parallelism, and take tiles dynamically); an
+         * OpenMP team of its own would spin at its barriers against libmora's other workers, torch's
+         * OpenMP threads and any other process, which made a rope forward 20x slower on a loaded
+         * 2-core machine (bench/results/cpu-path-epyc-2cores.md). The caller's team size is restored. */
+        const int saved = g.dnnl_omp_get ? g.dnnl_omp_get() : 1;
+        if (saved != 1) g.dnnl_omp_set(1);
         g.dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (saved != 1) g.dnnl_omp_set(saved);
         return;
+    }
     case MORA_GEMM_BLIS:
         g.blis_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                      alpha, A, lda, B, ldb, beta, C, ldc);

@@ -131,11 +131,14 @@ static mora_cpu_params resolve_params(const mora_shape *s, const mora_cpu_params
         if (r.tile_tokens < 1) r.tile_tokens = 1;
     }
     if (r.threads <= 0) {
-        /* one worker per core when OpenBLAS is single-threaded; with a multi-threaded OpenBLAS (its
-         * default) one worker, whose sgemm OpenBLAS spreads over the cores itself: the default never
-         * oversubscribes, whatever the process set (bench/results/cpu-fast-epyc-2cores.md) */
+        /* one worker per core, each GEMM on its worker's core (oneDNN and BLIS calls run on one thread,
+         * cpu_gemm.c); with a multi-threaded OpenBLAS as the provider (its default) one worker, whose
+         * sgemm OpenBLAS spreads over the cores itself: the default never oversubscribes, whatever
+         * the process set (bench/results/cpu-fast-epyc-2cores.md) */
         const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        r.threads = openblas_get_num_threads() > 1 ? 1 : cores < 1 ? 1 : cores > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)cores;
+        const mora_gemm_provider provider = r.gemm ? (mora_gemm_provider)(r.gemm - 1) : mora_gemm_default();
+        const int threaded_blas = provider == MORA_GEMM_OPENBLAS && openblas_get_num_threads() > 1;
+        r.threads = threaded_blas ? 1 : cores < 1 ? 1 : cores > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)cores;
     }
     return r;
 }
@@ -605,8 +608,10 @@ static void backward_range(const job *jb) {
  * of the caller's rows is used in place and the GEMM adds into y / dx itself (beta 1): no packing,
  * no rotated copy, no gather. The wrapped last input block, output blocks past d_out, tiled outputs
  * (d_out > B·r̂) and f16/bf16 rows go through the slice's buffers (packed, converted, scattered).
- * Each worker runs block by block over its own contiguous range of tokens, `tile` tokens per GEMM;
- * dM's per-block products are summed in groups and rotated into the worker's compensated sum.
+ * `tile` tokens per GEMM. The forward and a backward without dM split dynamically (a worker takes the
+ * next token tile and runs all its blocks); a backward with dM statically (each worker block by block
+ * over its own range of tokens), dM's per-block products summed in groups and rotated into the
+ * worker's compensated sum.
  * ------------------------------------------------------------------------------------------- */
 
 /* M_t = M·R_t: (M R_t)[a][j] = M[a][j]·cos + M[a][j+h]·sin, (M R_t)[a][j+h] = M[a][j+h]·cos − M[a][j]·sin. */
@@ -722,35 +727,76 @@ static void scatter_dx(const mora_cpu_plan *p, void *dx, int64_t lddx, int64_t r
     }
 }
 
+/* y's rows [r0, r0 + tn) of block t: y_t += scale · x_t · M_tᵀ. */
+static void folded_forward_tile(const job *jb, const slice *sl, int64_t t, const float *Mt, int64_t r0, int64_t tn) {
+    const mora_cpu_plan *p = jb->p;
+    const int64_t rhat = p->rhat, first = t * rhat;
+    int64_t lda;
+    const float *A = block_in(p, jb->x, jb->ldx, r0, tn, t, sl->A, sl->r0, &lda);
+    if (p->dtype == MORA_F32 && first + rhat <= p->d_out && p->d_out <= p->padded) {
+        mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 1.0f,
+                  (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
+    } else {
+        mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 0.0f, sl->B,
+                  (int)rhat);
+        scatter_y(p, jb->out, jb->ldo, r0, tn, t, sl->B);
+    }
+}
+
+/* dx's rows [r0, r0 + tn) of block t: dx_t += scale · g_t · M_t, G the tile's g_t rows (ldg apart). */
+static void folded_dx_tile(const job *jb, const slice *sl, int64_t t, const float *Mt, int64_t r0, int64_t tn,
+                           const float *G, int64_t ldg) {
+    const mora_cpu_plan *p = jb->p;
+    const int64_t rhat = p->rhat, first = t * rhat;
+    if (p->dtype == MORA_F32 && first + rhat <= p->d_in) {
+        mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 1.0f,
+                  (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
+    } else {
+        mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 0.0f, sl->A,
+                  (int)rhat);
+        scatter_dx(p, jb->out, jb->ldo, r0, tn, t, sl->A);
+    }
+}
+
+/* The dynamic split of the folded form (forward, and a backward without dM): a worker takes the next
+ * token tile nobody has taken and runs every block of it in order, making each M_t again (r̂² work
+ * against the tile GEMM's T·r̂², under 1 % at T = 256). A tile owns its rows of y / dx, so the wrapped
+ * block's adds into dx's first positions happen in the same order whoever runs the tile: the same
+ * bits for any schedule, and a worker whose core is taken by another process's thread (torch's
+ * OpenMP workers spin after each op) simply takes fewer tiles. */
+static void folded_dynamic(const job *jb) {
+    const mora_cpu_plan *p = jb->p;
+    const slice sl = slice_at(jb->L, jb->workspace, jb->w);
+    for (int64_t cursor = 0, r0, tn; next_tile(jb, &cursor, &r0, &tn);)
+        for (int64_t t = 0; t < p->blocks; ++t) {
+            const float *Mt = block_matrix(p, jb->M, t, sl.Mt);
+            if (!jb->backward) {
+                folded_forward_tile(jb, &sl, t, Mt, r0, tn);
+                continue;
+            }
+            int64_t ldg;
+            const float *G = block_g(p, jb->dy, jb->lddy, r0, tn, t, sl.B, sl.r0, &ldg);
+            folded_dx_tile(jb, &sl, t, Mt, r0, tn, G, ldg);
+        }
+}
+
+/* The static split of the folded form, for a backward with dM (whose per-worker partial sums must not
+ * depend on the schedule): block by block over the worker's own range of tokens, each tile's g_t
+ * feeding both dM's product and dx's. */
 static void folded_range(const job *jb) {
     const mora_cpu_plan *p = jb->p;
     const slice sl = slice_at(jb->L, jb->workspace, jb->w);
     const int64_t rhat = p->rhat, T = jb->L->tile;
-    const int f32 = p->dtype == MORA_F32;
     if (jb->want_dm) {
         memset(sl.S, 0, (size_t)(rhat * rhat) * sizeof *sl.S);
         memset(sl.K, 0, (size_t)(rhat * rhat) * sizeof *sl.K);
     }
     for (int64_t t = 0; t < p->blocks; ++t) {
-        const int64_t first = t * rhat;
-        /* M_t for forward and dx; dM needs only the rotation of its products */
-        const float *Mt = !jb->backward || jb->out ? block_matrix(p, jb->M, t, sl.Mt) : NULL;
+        /* M_t for dx; dM needs only the rotation of its products */
+        const float *Mt = jb->out ? block_matrix(p, jb->M, t, sl.Mt) : NULL;
         int64_t group_rows = 0; /* rows summed into P since it last joined S */
         for (int64_t r0 = jb->t0; r0 < jb->t1; r0 += T) {
             const int64_t tn = jb->t1 - r0 < T ? jb->t1 - r0 : T;
-            if (!jb->backward) {
-                int64_t lda;
-                const float *A = block_in(p, jb->x, jb->ldx, r0, tn, t, sl.A, sl.r0, &lda);
-                if (f32 && first + rhat <= p->d_out && p->d_out <= p->padded) {
-                    mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 1.0f,
-                              (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
-                } else {
-                    mora_gemm(p->gemm, 0, 1, (int)tn, (int)rhat, (int)rhat, jb->scale, A, (int)lda, Mt, (int)rhat, 0.0f,
-                              sl.B, (int)rhat);
-                    scatter_y(p, jb->out, jb->ldo, r0, tn, t, sl.B);
-                }
-                continue;
-            }
             int64_t ldg;
             const float *G = block_g(p, jb->dy, jb->lddy, r0, tn, t, sl.B, sl.r0, &ldg);
             if (jb->want_dm) {
@@ -765,23 +811,16 @@ static void folded_range(const job *jb) {
                     group_rows = 0;
                 }
             }
-            if (jb->out) {
-                if (f32 && first + rhat <= p->d_in) {
-                    mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 1.0f,
-                              (float *)jb->out + (size_t)(r0 * jb->ldo + first), (int)jb->ldo);
-                } else {
-                    mora_gemm(p->gemm, 0, 0, (int)tn, (int)rhat, (int)rhat, jb->scale, G, (int)ldg, Mt, (int)rhat, 0.0f,
-                              sl.A, (int)rhat);
-                    scatter_dx(p, jb->out, jb->ldo, r0, tn, t, sl.A);
-                }
-            }
+            if (jb->out) folded_dx_tile(jb, &sl, t, Mt, r0, tn, G, ldg);
         }
     }
 }
 
 static void worker_main(void *arg, int w) {
     const job *jb = (const job *)arg + w;
-    if (jb->p->folded)
+    if (jb->p->folded && jb->next)
+        folded_dynamic(jb);
+    else if (jb->p->folded)
         folded_range(jb);
     else if (jb->backward)
         backward_range(jb);
@@ -821,7 +860,7 @@ mora_status mora_cpu_forward(const mora_cpu_plan *p, const float *M, const void 
     for (int w = 0; w < L.workers; ++w)
         jobs[w] = (job){.p = p, .L = &L, .workspace = workspace, .M = M, .x = x, .ldx = ldx, .out = y, .ldo = ldy,
                         .scale = scale};
-    run_workers(jobs, &L, n, !p->folded); /* the folded form splits statically, block by block */
+    run_workers(jobs, &L, n, 1); /* a tile owns its rows of y: any schedule gives the same bits */
     return MORA_OK;
 }
 

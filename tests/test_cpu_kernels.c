@@ -20,6 +20,7 @@
  * The workspace is passed misaligned, exactly as large as mora_cpu_workspace_bytes says, followed by
  * guard bytes that must stay.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -568,8 +569,36 @@ static double seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* oneDNN's GEMM runs on the calling worker alone (cpu_gemm.c sets its OpenMP team to 1 around each
+ * call) and leaves the caller's OpenMP team size as it was. */
+static void test_onednn_threads(void) {
+    if (!mora_gemm_available(MORA_GEMM_ONEDNN)) {
+        printf("oneDNN threads: not checked (%s)\n", mora_gemm_why_absent(MORA_GEMM_ONEDNN));
+        return;
+    }
+    void *omp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD); /* Debian's libdnnl2 runs on GNU OpenMP */
+    if (!omp) {
+        printf("oneDNN threads: not checked (oneDNN was not built on libgomp.so.1)\n");
+        return;
+    }
+    void (*set)(int) = (void (*)(int))dlsym(omp, "omp_set_num_threads");
+    int (*get)(void) = (int (*)(void))dlsym(omp, "omp_get_max_threads");
+    REQUIRE_OK(set && get ? MORA_OK : MORA_E_NOT_FOUND);
+    const int before = get();
+    set(3);
+    float A[4 * 3], B[3 * 2], C[4 * 2] = {0};
+    for (int i = 0; i < 12; ++i) A[i] = (float)i;
+    for (int i = 0; i < 6; ++i) B[i] = (float)(i - 2);
+    mora_gemm(MORA_GEMM_ONEDNN, 0, 0, 4, 2, 3, 1.0f, A, 3, B, 2, 0.0f, C, 2);
+    CHECK_EQ_INT(get(), 3);
+    CHECK_NEAR(C[7], 9 * -1 + 10 * 1 + 11 * 3, 1e-4); /* row 3 of A · column 1 of B = (-1, 1, 3) */
+    set(before);
+    dlclose(omp);
+}
+
 int main(void) {
     const double t0 = seconds();
+    test_onednn_threads();
     test_checker_fails();
     test_plan_errors();
     test_accuracy();
