@@ -234,8 +234,9 @@ mora_status mora_plan_make(mora_context *ctx, const mora_shape *s, mora_dtype dt
     if (merge_dtypes >> MORA_DTYPE_COUNT)
         return mora_fail(MORA_E_UNKNOWN_DTYPE, "options->merge_dtypes=0x%x: bits above (1 << %d) name no dtype",
                          merge_dtypes, MORA_DTYPE_COUNT - 1);
-    if (!(options->tune_budget_seconds >= 0) || !isfinite(options->tune_budget_seconds))
-        return mora_fail(MORA_E_ARG, "options->tune_budget_seconds=%g: must be >= 0 (0: 60 s)", options->tune_budget_seconds);
+    if (!(options->tune_budget_seconds >= 0 && options->tune_budget_seconds <= MORA_TUNE_MAX_BUDGET_SECONDS))
+        return mora_fail(MORA_E_ARG, "options->tune_budget_seconds=%g: must be in [0, %g] s (0: 60 s)",
+                         options->tune_budget_seconds, MORA_TUNE_MAX_BUDGET_SECONDS);
     MORA_TRY(mora_kernel_shape_check(s, ctx->be->dialect));
 
     mora_plan *p = calloc(1, sizeof *p);
@@ -309,7 +310,9 @@ mora_status mora_plan_autotune(mora_plan *p, int64_t tokens, double budget_secon
     MORA_CHECK_HANDLE(p, "plan", MORA_PLAN_MAGIC, "mora_plan");
     if (tokens < 0 || tokens >= KERNEL_INDEX_LIMIT)
         return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [0, 2^31) (0: max_tokens)", (long long)tokens);
-    if (!(budget_seconds >= 0)) return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be >= 0 (0: 60 s)", budget_seconds);
+    if (!(budget_seconds >= 0 && budget_seconds <= MORA_TUNE_MAX_BUDGET_SECONDS))
+        return mora_fail(MORA_E_ARG, "budget_seconds=%g: must be in [0, %g] s (0: 60 s)", budget_seconds,
+                         MORA_TUNE_MAX_BUDGET_SECONDS);
     const unsigned kinds = kinds_of_calls(p->calls);
     mora_kernel_spec specs[MORA_KIND_COUNT];
     for (int k = 0; k < MORA_KIND_COUNT; ++k) specs[k] = mora_plan_spec(p, (mora_kind)k);

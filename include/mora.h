@@ -264,8 +264,13 @@ typedef struct mora_plan_options {
     int external_workspace;     /* 1: allocate no workspace; the caller gives one (mora_plan_set_workspace) */
     int autotune;               /* 1: tune, at creation, every kind the kernels cache has no record for
                                    (MORA_AUTOTUNE=1 in the environment does the same) */
-    double tune_budget_seconds; /* for autotune, all kinds together; 0: 60 */
+    double tune_budget_seconds; /* for autotune, all kinds together, wall time; 0: 60; at most
+                                   MORA_TUNE_MAX_BUDGET_SECONDS */
 } mora_plan_options;
+/* The largest tuning budget (seconds of wall time, all kinds together) any call takes: a day. A
+ * larger one is MORA_E_ARG. The tuner stops on time: what runs past the budget is at most the
+ * candidate being measured and the confirmation of the winner. */
+#define MORA_TUNE_MAX_BUDGET_SECONDS 86400.0
 /* Every option at its default: `mora_plan_options o = MORA_PLAN_OPTIONS_INIT; o.calls = ...;` */
 #define MORA_PLAN_OPTIONS_INIT {sizeof(mora_plan_options), 0u, 0u, 0, 0, 0.0}
 
@@ -285,7 +290,7 @@ MORA_API mora_status mora_plan_workspace_size(const mora_plan *plan, int64_t n, 
  * plan's calls may be running on the stream. */
 MORA_API mora_status mora_plan_set_workspace(mora_plan *plan, void *workspace, size_t bytes);
 /* Tunes every kind the plan prepared on its device (tokens to time with, 0: max_tokens; the budget
- * for all kinds together, 0: 60 s), stores the winners (records and binaries) in the kernels
+ * for all kinds together, wall time, 0: 60 s, at most MORA_TUNE_MAX_BUDGET_SECONDS), stores the winners (records and binaries) in the kernels
  * cache, and uses them from now on. On the cpu backend: the cpu path's tokens per tile and threads. */
 MORA_API mora_status mora_plan_autotune(mora_plan *plan, int64_t tokens, double budget_seconds);
 

@@ -16,8 +16,12 @@
  *   its values are ones a tuner can produce (an older library's bug, a hand edit fail it). Store
  *   writes what it is given: the load is the one gate.
  * - Entries are opened with O_NONBLOCK and their type checked on the open descriptor, so a FIFO in
- *   an entry's place is a bad entry instead of a reader blocked forever. The age past which a
- *   temporary file is a dead writer's is STALE_TEMP_SECONDS.
+ *   an entry's place is a bad entry instead of a reader blocked forever.
+ * - Temporary files are named "<folder>/.<entry>.tmp-<pid>-XXXXXX". Every open of an entry (load or
+ *   store) removes that entry's temporaries whose writer is gone: a pid that no longer runs here and
+ *   a file older than DEAD_WRITER_GRACE_SECONDS, or any file older than STALE_TEMP_SECONDS (a writer
+ *   of another machine or pid namespace, whose pid says nothing here). The first store of a process
+ *   also sweeps the folders for temporaries older than STALE_TEMP_SECONDS.
  * - Non-finite time_ms / spread / default_ms are written as JSON null and read back as NaN. */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -35,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -45,6 +50,7 @@
 
 #define RECORD_MAX_BYTES (1u << 20) /* a record is a few hundred bytes: anything over 1 MiB is bad */
 #define STALE_TEMP_SECONDS (10 * 60)  /* a temporary file this old belongs to a writer that died */
+#define DEAD_WRITER_GRACE_SECONDS 2   /* a pid just seen dead may be a writer of another pid namespace */
 static const char binary_magic[8] = {'M', 'O', 'R', 'A', 'B', 'I', 'N', '1'};
 
 struct mora_cache {
@@ -205,6 +211,37 @@ static void remove_stale_temporaries(const char *folder) {
     closedir(d);
 }
 
+/* Removes the temporaries of the entry at `path` left by writers that are gone (see the top of this
+ * file): called on every open of the entry, so a writer killed between its write and its rename
+ * costs the next reader of that entry one scan of the folder and no stale file. */
+static void remove_dead_writers(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return;
+    char *folder = strndup(path, (size_t)(slash - path));
+    char *prefix = join(".", slash + 1, ".tmp-"); /* ".<entry>.tmp-" */
+    DIR *d = folder && prefix ? opendir(folder) : NULL;
+    if (d) {
+        const size_t prefix_length = strlen(prefix);
+        const time_t now = time(NULL);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, prefix, prefix_length) != 0) continue;
+            char *end = NULL;
+            const long pid = strtol(e->d_name + prefix_length, &end, 10);
+            const int pid_gone = end && *end == '-' && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+            char *temporary = join(folder, "/", e->d_name);
+            struct stat st;
+            if (temporary && lstat(temporary, &st) == 0 && S_ISREG(st.st_mode) &&
+                (now - st.st_mtime > STALE_TEMP_SECONDS || (pid_gone && now - st.st_mtime >= DEAD_WRITER_GRACE_SECONDS)))
+                unlink(temporary);
+            free(temporary);
+        }
+        closedir(d);
+    }
+    free(folder);
+    free(prefix);
+}
+
 /* Creates the folders and probes a write, once; 1 when the cache can be written. */
 static int ensure_ready(mora_cache *c) {
     if (atomic_load(&c->ready)) return atomic_load(&c->enabled);
@@ -308,12 +345,16 @@ const char *mora_cache_dir(const mora_cache *cache) {
  * rename. MORA_E_IO (path + strerror) on any failure, with the temporary file removed. */
 static mora_status write_atomic(const char *path, const void *a, size_t a_size, const void *b,
                                 size_t b_size) {
-    /* "<folder>/.<name>.tmp-XXXXXX": hidden, in the same folder (so rename() is atomic) */
+    remove_dead_writers(path);
+    /* "<folder>/.<name>.tmp-<pid>-XXXXXX": hidden, in the same folder (so rename() is atomic), and
+     * named by its writer so that a reader can tell a dead writer's file (remove_dead_writers) */
     char *folder = strdup(path);
     char *slash = folder ? strrchr(folder, '/') : NULL;
     if (slash) *slash = '\0';
     char *tmp = slash ? join(folder, "/.", path + (slash - folder) + 1) : NULL;
-    char *tmp_full = tmp ? join(tmp, ".tmp-XXXXXX", NULL) : NULL;
+    char suffix[48];
+    snprintf(suffix, sizeof suffix, ".tmp-%ld-XXXXXX", (long)getpid());
+    char *tmp_full = tmp ? join(tmp, suffix, NULL) : NULL;
     free(tmp);
     tmp = tmp_full;
     if (!tmp) {
@@ -415,6 +456,7 @@ static int record_checksum(const char *key, const mora_tuning_record *r, char he
     put_real(f, "time_ms", r->time_ms);
     put_real(f, "spread", r->spread);
     put_real(f, "default_ms", r->default_ms);
+    put_real(f, "load", r->load);
     fprintf(f, "candidates=%d\nrejected=%d\nfailed=%d\ntokens=%lld\ntuned_at=%.*s\n", r->candidates, r->rejected,
             r->failed, (long long)r->tokens, (int)sizeof r->tuned_at, r->tuned_at);
     if (fclose(f) != 0 || !text) {
@@ -522,6 +564,7 @@ mora_status mora_cache_record_store(mora_cache *cache, const char *key, const mo
         bad |= json_object_set_new(root, "time_ms", real_or_null(record->time_ms));
         bad |= json_object_set_new(root, "spread", real_or_null(record->spread));
         bad |= json_object_set_new(root, "default_ms", real_or_null(record->default_ms));
+        bad |= json_object_set_new(root, "load", real_or_null(record->load));
         bad |= json_object_set_new(root, "candidates", json_integer(record->candidates));
         bad |= json_object_set_new(root, "rejected", json_integer(record->rejected));
         bad |= json_object_set_new(root, "failed", json_integer(record->failed));
@@ -582,17 +625,18 @@ static int get_string(json_t *root, const char *name, char *out, size_t capacity
 static const char *record_from_json(json_t *root, const char *key, mora_tuning_record *r, int *other_library) {
     static _Thread_local char why[600];
     if (!json_is_object(root)) return "not a JSON object";
-    json_int_t format;
-    if (!get_int(root, "format", INT_MIN, INT_MAX, &format)) return "\"format\" missing or not an integer";
-    if (format != MORA_CACHE_RECORD_FORMAT) {
-        snprintf(why, sizeof why, "record format %lld, expected %d", (long long)format, MORA_CACHE_RECORD_FORMAT);
-        return why;
-    }
+    /* the library first: another version's record (of whatever format) is a plain miss */
     json_t *library = json_object_get(root, "library");
     if (!json_is_string(library)) return "\"library\" missing or not a string";
     if (strcmp(json_string_value(library), MORA_VERSION_STRING) != 0) {
         *other_library = 1;
         return "written by another library version";
+    }
+    json_int_t format;
+    if (!get_int(root, "format", INT_MIN, INT_MAX, &format)) return "\"format\" missing or not an integer";
+    if (format != MORA_CACHE_RECORD_FORMAT) {
+        snprintf(why, sizeof why, "record format %lld, expected %d", (long long)format, MORA_CACHE_RECORD_FORMAT);
+        return why;
     }
     json_t *k = json_object_get(root, "key");
     if (!json_is_string(k)) return "\"key\" missing or not a string";
@@ -621,6 +665,7 @@ static const char *record_from_json(json_t *root, const char *key, mora_tuning_r
     if (!get_real(root, "time_ms", &r->time_ms)) return "\"time_ms\" missing or not a number";
     if (!get_real(root, "spread", &r->spread)) return "\"spread\" missing or not a number";
     if (!get_real(root, "default_ms", &r->default_ms)) return "\"default_ms\" missing or not a number";
+    if (!get_real(root, "load", &r->load)) return "\"load\" missing or not a number";
     if (!get_int(root, "candidates", INT_MIN, INT_MAX, &v)) return "\"candidates\" missing or not an int";
     r->candidates = (int)v;
     if (!get_int(root, "rejected", INT_MIN, INT_MAX, &v)) return "\"rejected\" missing or not an int";
@@ -652,6 +697,7 @@ mora_status mora_cache_record_load(mora_cache *cache, const char *key, mora_tuni
     char *path = entry_path(cache, "records", key, ".json");
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
     mora_status s;
+    remove_dead_writers(path);
     const int fd = open_entry(path);
     if (fd < 0) {
         s = miss(path, strerror(errno));
@@ -757,6 +803,7 @@ mora_status mora_cache_binary_load(mora_cache *cache, const char *key, void **da
     char *path = entry_path(cache, "binaries", key, ".bin");
     if (!path) return mora_fail(MORA_E_NO_MEMORY, "kernels cache: out of memory");
     mora_status s;
+    remove_dead_writers(path);
     const int fd = open_entry(path);
     if (fd < 0) {
         s = miss(path, strerror(errno));

@@ -7,7 +7,7 @@
  * the log callback, mora_warn_once) and behaves as disabled; nothing fails because of it.
  *
  * Files (names are the 16-hex-digit FNV-1a hash of the key):
- *   records/<hash>.json   {"format": 2, "library": "0.1.0", "key": "<key>", "kind": "fwd",
+ *   records/<hash>.json   {"format": 3, "library": "0.3.0", "key": "<key>", "kind": "fwd",
  *                          "params": {"FWD_TM": 32, ...}, "time_ms": .., "default_ms": .., ...,
  *                          "checksum": "<16 hex digits: FNV-1a of the key and every field>"}
  *   binaries/<hash>.bin   magic "MORABIN1", u32 format version, u32 key length, key bytes,
@@ -17,8 +17,8 @@
  * both finish with a valid entry. A truncated, corrupt, wrong-format-version or wrong-key entry, a
  * record whose checksum or parameters are wrong (mora_cache_record_check), or anything but a
  * regular file in an entry's place (a FIFO does not block the reader) is a miss: it is removed, with
- * one warning per entry. Temporary files of killed writers are removed by the next process's first
- * store once they are 10 minutes old. */
+ * one warning per entry. A temporary file names its writer's pid; the next open of its entry (load
+ * or store) removes it once that pid no longer runs, and any temporary once it is 10 minutes old. */
 #ifndef MORA_KERNELS_CACHE_CACHE_H
 #define MORA_KERNELS_CACHE_CACHE_H
 
@@ -28,7 +28,7 @@
 #include "kernels.h"
 
 #define MORA_CACHE_FORMAT_VERSION 1 /* binaries; also part of the tuner's keys */
-#define MORA_CACHE_RECORD_FORMAT 2  /* records; 2: with "checksum", parameters validated on load */
+#define MORA_CACHE_RECORD_FORMAT 3  /* records; 2: with "checksum", parameters validated on load; 3: "load" */
 
 typedef struct mora_cache mora_cache;
 
@@ -41,6 +41,7 @@ typedef struct mora_tuning_record {
     double time_ms;      /* median time of the winner */
     double spread;       /* relative spread of the winner's samples (e.g. 0.03) */
     double default_ms;   /* median time of the default parameters */
+    double load;         /* other processes' share of the cores while it was measured, [0, 1]; NaN unknown */
     int candidates;      /* candidates tried */
     int rejected;        /* wrong results (failed verification) */
     int failed;          /* compile or launch failures */

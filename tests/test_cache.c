@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -150,6 +151,7 @@ static mora_tuning_record sample_record(int writer, int iteration) {
     r.time_ms = 0.1 + 0.2 + iteration * 1e-3 + writer; /* not exactly representable in few digits */
     r.spread = 1.0 / 3.0;
     r.default_ms = 12345.678901234567 + iteration;
+    r.load = 0.1 * writer + 1e-3 * iteration;
     r.candidates = iteration;
     r.rejected = 3 * writer;
     r.failed = writer;
@@ -163,7 +165,8 @@ static int records_equal(const mora_tuning_record *a, const mora_tuning_record *
     for (int i = 0; i < a->param_count; ++i)
         if (strcmp(a->param_names[i], b->param_names[i]) != 0 || a->param_values[i] != b->param_values[i]) return 0;
     const int same_default = (isnan(a->default_ms) && isnan(b->default_ms)) || a->default_ms == b->default_ms;
-    return a->time_ms == b->time_ms && a->spread == b->spread && same_default && a->candidates == b->candidates &&
+    const int same_load = (isnan(a->load) && isnan(b->load)) || a->load == b->load;
+    return a->time_ms == b->time_ms && a->spread == b->spread && same_default && same_load && a->candidates == b->candidates &&
            a->rejected == b->rejected && a->failed == b->failed && a->tokens == b->tokens &&
            strcmp(a->tuned_at, b->tuned_at) == 0;
 }
@@ -208,7 +211,7 @@ static void test_record_round_trip(void) {
     char *text = (char *)read_file(entry_file(dir, "records", "k1", ".json"), &n);
     CHECK(text != NULL);
     if (text) {
-        const char *want[] = {"\"format\": 2", "\"checksum\": \"", "\"library\": \"" MORA_VERSION_STRING "\"", "\"key\": \"k1\"",
+        const char *want[] = {"\"format\": 3", "\"load\": ", "\"checksum\": \"", "\"library\": \"" MORA_VERSION_STRING "\"", "\"key\": \"k1\"",
                               "\"kind\": \"bwd_dm\"", "\"params\": {", "\"time_ms\"", "\"spread\"", "\"default_ms\"",
                               "\"candidates\": 7", "\"rejected\": 3", "\"failed\": 1", "\"tokens\": 1099511628783",
                               "\"tuned_at\": \"2025-01-02T10:07:00Z\""};
@@ -410,9 +413,11 @@ static void test_bad_entries(void) {
         const char *from, *to, *what;
         int removed;
     } edits[] = {
-        {"\"format\": 2", "\"format\": 3", "format version", 1},
-        {"\"format\": 2", "\"format\": 1", "format 1 (no checksum)", 1},
-        {"\"format\": 2", "\"format\": \"2\"", "format type", 1},
+        {"\"format\": 3", "\"format\": 4", "format version", 1},
+        {"\"format\": 3", "\"format\": 2", "format 2 (no load)", 1},
+        {"\"format\": 3", "\"format\": \"3\"", "format type", 1},
+        {"\"load\": ", "\"load_\": ", "load missing", 1},
+        {"\"load\": ", "\"load\": 0.5, \"x\": ", "a load edited: checksum mismatch", 1},
         {"\"candidates\": 2", "\"candidates\": 3", "a value edited: checksum mismatch", 1},
         {"\"checksum\": \"", "\"checksum\": \"0", "checksum too long", 1},
         {"\"checksum\"", "\"checksum_\"", "checksum missing", 1},
@@ -640,6 +645,82 @@ static void test_stale_temporaries(void) {
         if (exists(path_in("%s", files[i].name)) == files[i].removed)
             CHECK_FAIL_("%s: %s", files[i].name, files[i].removed ? "stale, not removed" : "removed, should stay");
     }
+    mora_cache_close(c);
+}
+
+/* The temporaries of `entry` (a file name in `folder`): how many, and the first one's name. */
+static int temporaries_of(const char *folder, const char *entry, char *first, size_t capacity) {
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, ".%s.tmp-", entry);
+    DIR *d = opendir(folder);
+    int count = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && count++ == 0) snprintf(first, capacity, "%s", e->d_name);
+    if (d) closedir(d);
+    return count;
+}
+
+/* A writer killed between its write and its rename (issue 22, item 7): the child's file-size limit
+ * makes the kernel kill it (SIGXFSZ) in the middle of writing a binary, leaving its temporary. The
+ * next open of that entry, in another process, removes it: its pid no longer runs. A live writer's
+ * temporary of the entry (this process's pid) and a dead writer's of another entry stay. */
+static void test_dead_writers(void) {
+    char dir[PATH_MAX + 512];
+    snprintf(dir, sizeof dir, "%s", path_in("dead/%s", "cache"));
+    mora_cache *c = NULL;
+    REQUIRE_OK(mora_cache_open(dir, &c));
+    const mora_tuning_record r = sample_record(1, 3);
+    REQUIRE_OK(mora_cache_record_store(c, "other", &r)); /* the folders exist */
+    static unsigned char payload[256 * 1024];
+    memset(payload, 0x5a, sizeof payload);
+    fflush(NULL);
+    const pid_t child = fork();
+    if (child == 0) {
+        const struct rlimit small = {64 * 1024, 64 * 1024};
+        setrlimit(RLIMIT_FSIZE, &small);
+        mora_cache_binary_store(c, "killed", payload, sizeof payload); /* killed inside its write */
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ);
+    char binaries[PATH_MAX + 600], records[PATH_MAX + 600], name[256] = "", killed[64], other[64];
+    snprintf(binaries, sizeof binaries, "%s/binaries", dir);
+    snprintf(records, sizeof records, "%s/records", dir);
+    snprintf(killed, sizeof killed, "%016llx.bin", (unsigned long long)mora_hash64("killed", 6, 0));
+    snprintf(other, sizeof other, "%016llx.json", (unsigned long long)mora_hash64("other", 5, 0));
+    CHECK_EQ_INT(temporaries_of(binaries, killed, name, sizeof name), 1); /* what the kill left */
+    char expected[96];
+    snprintf(expected, sizeof expected, ".%s.tmp-%ld-", killed, (long)child);
+    CHECK(strncmp(name, expected, strlen(expected)) == 0); /* named by its writer */
+    /* a few seconds old (a pid just seen dead is given DEAD_WRITER_GRACE_SECONDS), far from the
+     * 10 minutes after which any temporary is removed */
+    char path[PATH_MAX + 900];
+    snprintf(path, sizeof path, "%s/%s", binaries, name);
+    make_aged(path, 0, 5);
+    char live[PATH_MAX + 900], dead_other[PATH_MAX + 900];
+    snprintf(live, sizeof live, "%s/.%s.tmp-%ld-AbCdEf", binaries, killed, (long)getpid());
+    make_aged(live, 0, 5);
+    snprintf(dead_other, sizeof dead_other, "%s/.%s.tmp-%ld-AbCdEf", records, other, (long)child);
+    make_aged(dead_other, 0, 5);
+    mora_cache_close(c);
+
+    REQUIRE_OK(mora_cache_open(dir, &c)); /* the next process */
+    void *data = NULL;
+    size_t size = 0;
+    CHECK_STATUS(mora_cache_binary_load(c, "killed", &data, &size), MORA_E_NOT_FOUND);
+    CHECK(!exists(path));  /* the dead writer's: removed on this open */
+    CHECK(exists(live));   /* a live writer's: stays */
+    CHECK(exists(dead_other)); /* another entry's: left to that entry's next open */
+    mora_tuning_record got;
+    REQUIRE_OK(mora_cache_record_load(c, "other", &got));
+    CHECK(!exists(dead_other));
+    REQUIRE_OK(mora_cache_binary_store(c, "killed", payload, 1000)); /* a store opens the entry too */
+    CHECK(exists(live));
+    REQUIRE_OK(mora_cache_binary_load(c, "killed", &data, &size));
+    CHECK(size == 1000);
+    free(data);
+    unlink(live);
     mora_cache_close(c);
 }
 
@@ -1069,6 +1150,7 @@ int main(void) {
     test_invalid_records();
     test_fifo();
     test_stale_temporaries();
+    test_dead_writers();
     test_select_removes_unusable();
     test_unwritable();
     test_disabled_and_locations();

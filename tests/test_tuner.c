@@ -7,10 +7,17 @@
  *                       parameters;
  *   test_tuner cpu      the same tuner on the cpu backend: the host kernels' tile and threads tuned
  *                       per kind, stored, answered from the cache, taken by plans; a record outside
- *                       the kind's table refused on load.
+ *                       the kind's table refused on load; budgets (refused above the maximum, kept
+ *                       as wall time), noise (a planted lucky measurement does not win, records
+ *                       say the load they were measured under, --retune-noisy) and the load probe.
  * Runs in a private cache directory. */
 #define _DEFAULT_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -192,6 +199,184 @@ static void check_cpu(void) {
     mora_context_destroy(cpu);
 }
 
+/* A timer where candidate 2 is the fastest (0.8 ms) and candidate 1 is caught once at a lucky
+ * moment: 0.5 ms with a spread of 20 % (inside the noise rule's 25 %), 2 ms every time after. */
+typedef struct lucky_timer {
+    int lucky_calls;
+    double sleep_ms; /* each measurement takes this long (the budget test) */
+} lucky_timer;
+
+static mora_status lucky_measure(const mora_kernel_spec *spec, int index, mora_timing *t, void *user) {
+    (void)spec;
+    lucky_timer *lt = user;
+    if (lt->sleep_ms > 0) {
+        const struct timespec pause = {0, (long)(lt->sleep_ms * 1e6)};
+        nanosleep(&pause, NULL);
+    }
+    t->median_ms = index == 2 ? 0.8 : 1.0 + 0.01 * index;
+    t->spread = 0.02;
+    if (index == 1) {
+        const int first = lt->lucky_calls++ == 0;
+        t->median_ms = first ? 0.5 : 2.0;
+        t->spread = first ? 0.2 : 0.02;
+    }
+    t->repetitions = 5;
+    return MORA_OK;
+}
+
+typedef struct planted_load {
+    double measured, now; /* what the probe reads over the measurements, and now */
+} planted_load;
+
+static double planted_load_read(int now, void *user) {
+    const planted_load *pl = user;
+    return now ? pl->now : pl->measured;
+}
+
+static void *spin(void *arg) {
+    const double until = *(const double *)arg;
+    volatile double x = 0;
+    struct timespec ts;
+    for (;;) {
+        for (int i = 0; i < 100000; ++i) x += 1e-9;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec >= until) return NULL;
+    }
+}
+
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The load probe counts other processes and not this one's threads: a child spinning on one core
+ * is seen (at least half a core's share: another test may take the rest); this process spinning on
+ * every core (up to 8) is not (it would read ~100 %). */
+static void check_load_probe(void) {
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    mora_load_probe p;
+    mora_load_probe_start(&p);
+    fflush(NULL);
+    const pid_t child = fork();
+    if (child == 0) {
+        const double until = monotonic_seconds() + 0.8;
+        spin((void *)&until);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    const double with_child = mora_load_probe_read(&p);
+    const int threads = cores < 8 ? (int)cores : 8;
+    pthread_t spinners[8];
+    const double until = monotonic_seconds() + 0.8;
+    mora_load_probe_start(&p);
+    for (int i = 0; i < threads; ++i) pthread_create(&spinners[i], NULL, spin, (void *)&until);
+    for (int i = 0; i < threads; ++i) pthread_join(spinners[i], NULL);
+    const double own = mora_load_probe_read(&p);
+    printf("load probe: a spinning child %.2f, this process spinning on %d threads %.2f (%ld cores)\n", with_child,
+           threads, own, cores);
+    if (isnan(with_child)) return; /* no /proc/stat: unknown, as documented */
+    CHECK(with_child >= 0.5 / (double)cores && with_child <= 1.0);
+    CHECK(own >= 0.0 && own < 0.75);
+}
+
+/* Budgets, noise and load on the cpu tuner (issue 22, items 6 and 8). */
+static void check_budget_and_noise(void) {
+    mora_context *cpu = NULL;
+    REQUIRE_OK(mora_context_create("cpu", 0, &cpu));
+    const mora_shape c = {96, 80, 16, MORA_OP_ROPE};
+    mora_tune_result r[MORA_KIND_COUNT];
+    mora_cache *cache = mora_context_cache(cpu);
+
+    /* a budget above the maximum, or not a number, is refused by every call that takes one */
+    mora_tune_options bad = {0};
+    bad.budget_seconds = 1e300;
+    CHECK_STATUS(mora_tune(cpu, &c, MORA_F32, &bad, r), MORA_E_ARG);
+    CHECK(strstr(mora_last_error(), "86400") != NULL);
+    bad.budget_seconds = NAN;
+    CHECK_STATUS(mora_tune(cpu, &c, MORA_F32, &bad, r), MORA_E_ARG);
+    mora_plan *plan = NULL;
+    REQUIRE_OK(mora_plan_create(cpu, &c, MORA_F32, 64, NULL, &plan));
+    CHECK_STATUS(mora_plan_autotune(plan, 0, 1e300), MORA_E_ARG);
+    CHECK_STATUS(mora_plan_autotune(plan, 0, MORA_TUNE_MAX_BUDGET_SECONDS * 2), MORA_E_ARG);
+    mora_plan_destroy(plan);
+    mora_plan_options po = MORA_PLAN_OPTIONS_INIT;
+    po.autotune = 1;
+    po.tune_budget_seconds = 1e300;
+    CHECK_STATUS(mora_plan_create(cpu, &c, MORA_F32, 64, &po, &plan), MORA_E_ARG);
+
+    /* the budget is wall time: measurements of 40 ms each, a 0.4 s budget for a space far larger */
+    lucky_timer slow = {1, 40.0}; /* lucky_calls = 1: no lucky moment */
+    mora_tune_options o = {0};
+    o.tokens = 64;
+    o.kinds = 1u << MORA_KIND_FWD;
+    o.force = 1;
+    o.max_candidates = 1000;
+    o.budget_seconds = 0.4;
+    o.measure = lucky_measure;
+    o.measure_user = &slow;
+    const double t0 = monotonic_seconds();
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    const double took = monotonic_seconds() - t0;
+    printf("budget 0.4 s: %.2f s, %d of %d candidates\n", took, r[MORA_KIND_FWD].candidates, r[MORA_KIND_FWD].space_size);
+    CHECK(r[MORA_KIND_FWD].space_size * 0.04 > 1.0); /* the whole space would take longer */
+    CHECK(took < 0.4 + 0.3); /* past the budget: one candidate and the confirmation's reserve at most */
+    CHECK(r[MORA_KIND_FWD].candidates < r[MORA_KIND_FWD].space_size);
+
+    /* a lucky measurement inside the noise rule does not win: the confirmation measures it again
+     * beside the runner-up, and the truly fastest is kept */
+    lucky_timer lucky = {0, 0.0};
+    planted_load quiet = {0.05, 0.05};
+    o.budget_seconds = 20;
+    o.max_candidates = 1000; /* the whole space, 1 (lucky) and 2 (fastest) among it */
+    o.measure_user = &lucky;
+    o.load_hook = planted_load_read;
+    o.load_user = &quiet;
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    const mora_kernel_spec fwd_space_1 = r[MORA_KIND_FWD].best;
+    CHECK(r[MORA_KIND_FWD].confirmed >= 1);
+    CHECK(r[MORA_KIND_FWD].best_ms > 0.79 && r[MORA_KIND_FWD].best_ms < 0.81);
+    CHECK(!r[MORA_KIND_FWD].loaded && fabs(r[MORA_KIND_FWD].load - 0.05) < 1e-12);
+    mora_kernel_spec *space = NULL;
+    int size = 0;
+    mora_kernel_spec def = mora_spec_default(&c, MORA_F32, MORA_KIND_FWD, MORA_DIALECT_HOST);
+    REQUIRE_OK(mora_space_enumerate(&def, &cpu->info, &space, &size));
+    CHECK(size >= 3 && mora_spec_same_params(&fwd_space_1, &space[2]));
+    free(space);
+
+    /* a record measured under load says so; --retune-noisy keeps it while the machine is as loaded,
+     * and tunes it again once it is quieter */
+    char key[1024];
+    mora_tuning_key(cpu, MORA_KIND_FWD, &c, MORA_F32, 64, key, sizeof key);
+    planted_load loaded = {0.6, 0.6};
+    lucky.lucky_calls = 1;
+    o.load_user = &loaded;
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    CHECK(r[MORA_KIND_FWD].loaded && !r[MORA_KIND_FWD].noisy);
+    mora_tuning_record rec;
+    REQUIRE_OK(mora_cache_record_load(cache, key, &rec));
+    CHECK(rec.load == 0.6);
+    o.force = 0;
+    o.retune_noisy = 1;
+    loaded.now = 0.55; /* not quieter by 0.1 */
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    CHECK(r[MORA_KIND_FWD].from_cache && r[MORA_KIND_FWD].kept_loaded && r[MORA_KIND_FWD].loaded);
+    loaded.now = 0.1, loaded.measured = 0.08; /* quieter: tuned again */
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    CHECK(!r[MORA_KIND_FWD].from_cache && r[MORA_KIND_FWD].retuned && !r[MORA_KIND_FWD].loaded);
+    REQUIRE_OK(mora_cache_record_load(cache, key, &rec));
+    CHECK(rec.load == 0.08);
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r)); /* a quiet record is answered from the cache */
+    CHECK(r[MORA_KIND_FWD].from_cache && !r[MORA_KIND_FWD].retuned);
+    o.retune_noisy = 0;
+    loaded.measured = 0.9, o.force = 1;
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r));
+    o.force = 0, loaded.now = 0.0;
+    REQUIRE_OK(mora_tune(cpu, &c, MORA_F32, &o, r)); /* without --retune-noisy a loaded record is used */
+    CHECK(r[MORA_KIND_FWD].from_cache && !r[MORA_KIND_FWD].retuned && r[MORA_KIND_FWD].loaded);
+    mora_context_destroy(cpu);
+}
+
 /* A planted GEMM provider that is wrong and the fastest there is: it computes nothing. */
 static void no_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
                     int ldb, float beta, float *C, int ldc) {
@@ -240,6 +425,8 @@ int main(int argc, char **argv) {
     if (strcmp(backend, "cpu") == 0) {
         check_cpu_planted_provider();
         check_cpu();
+        check_budget_and_noise();
+        check_load_probe();
         char command[256];
         snprintf(command, sizeof command, "rm -rf '%s'", dir);
         CHECK_EQ_INT(system(command), 0);

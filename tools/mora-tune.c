@@ -9,6 +9,7 @@
  * rejected and failed candidates. A second run with the same arguments answers from the cache. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static void usage(FILE *out) {
             "Tuning:\n"
             "  --tokens N            tokens to time with (default: 8192 on a GPU, 256 on a CPU device)\n"
             "  --kinds LIST          comma-separated subset of fwd,bwd_dx,bwd_dm,merge (default all)\n"
-            "  --budget SECONDS      time for the whole run (default 60)\n"
+            "  --budget SECONDS      wall time for the whole run (default 60, at most 86400)\n"
             "  --max-candidates N    candidates per kind at most (default 48)\n"
             "  --seed N              seed of the random sampling (default 1)\n"
             "  --max-spread X        a winner whose timings stay spread wider than X (interquartile range\n"
@@ -43,6 +44,8 @@ static void usage(FILE *out) {
             "                        defaults are kept (default 0.25; a loaded machine ranks by noise)\n"
             "  --compile-threads N   candidates compiled in parallel (default: the number of CPU cores)\n"
             "  --force               tune again even when the cache has the answer\n"
+            "  --retune-noisy        tune again the kinds whose record was measured while other processes\n"
+            "                        kept more than %.0f%% of the cores busy, if the machine is quieter now\n"
             "  --backend NAME        auto, opencl, cuda, hip or cpu (default auto: cuda, hip, opencl on a\n"
             "                        device other than the host's CPU, then cpu; on cpu the tuned\n"
             "                        parameters are the host kernels' rows per tile and threads)\n"
@@ -54,7 +57,7 @@ static void usage(FILE *out) {
             "  --quiet               no progress\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 success, 1 tuning failed (no backend, no valid candidate), 2 usage error.\n",
-            cli_shape_help);
+            cli_shape_help, 100.0 * MORA_TUNE_LOADED);
 }
 
 typedef struct progress_state {
@@ -120,14 +123,18 @@ static unsigned parse_kinds(const char *list) {
     return mask;
 }
 
+static const char *source_name(const mora_tune_result *r) {
+    return r->from_cache ? "cache" : r->noisy ? "noisy" : r->retuned ? "retune" : "tuned";
+}
+
 static void print_table(const mora_context *ctx, const mora_shape *s, mora_dtype dtype, int64_t tokens,
                         const mora_tune_result *results, const mora_cache *cache, double seconds) {
     printf("\nmora-tune: %lld → %lld, r̂ = %lld, op %s, %s, %lld tokens, on %s \"%s\" (%.1f s)\n", (long long)s->d_in,
            (long long)s->d_out, (long long)s->rhat, mora_op_name(s->op), mora_dtype_name(dtype), (long long)tokens,
            mora_context_backend(ctx), mora_context_device_name(ctx), seconds);
     printf("kernels cache: %s\n\n", cache && mora_cache_enabled(cache) ? mora_cache_dir(cache) : "disabled");
-    printf("%-7s %12s %12s %8s %6s %9s %7s  %-6s  %s\n", "kind", "default ms", "tuned ms", "speedup", "tried", "rejected",
-           "failed", "source", "parameters");
+    printf("%-7s %12s %12s %8s %6s %9s %7s %5s  %-6s  %s\n", "kind", "default ms", "tuned ms", "speedup", "tried",
+           "rejected", "failed", "load", "source", "parameters");
     for (int k = 0; k < MORA_KIND_COUNT; ++k) {
         const mora_tune_result *r = &results[k];
         if (!r->requested) continue;
@@ -135,8 +142,21 @@ static void print_table(const mora_context *ctx, const mora_shape *s, mora_dtype
         cli_format_params(&r->best, params, sizeof params);
         if (r->default_ms >= 0) snprintf(def, sizeof def, "%.4g", r->default_ms);
         if (r->default_ms > 0 && r->best_ms > 0) snprintf(speed, sizeof speed, "%.2fx", r->default_ms / r->best_ms);
-        printf("%-7s %12s %12.4g %8s %6d %9d %7d  %-6s  %s\n", mora_kind_name((mora_kind)k), def, r->best_ms, speed,
-               r->candidates, r->rejected, r->failed, r->from_cache ? "cache" : r->noisy ? "noisy" : "tuned", params);
+        char load[16] = "-";
+        if (isfinite(r->load)) snprintf(load, sizeof load, "%.0f%%", 100.0 * r->load);
+        printf("%-7s %12s %12.4g %8s %6d %9d %7d %5s  %-6s  %s\n", mora_kind_name((mora_kind)k), def, r->best_ms, speed,
+               r->candidates, r->rejected, r->failed, load, source_name(r), params);
+    }
+    printf("(load: the share of the cores other processes kept busy while the kind was measured)\n");
+    for (int k = 0; k < MORA_KIND_COUNT; ++k) {
+        const mora_tune_result *r = &results[k];
+        if (r->requested && r->loaded && !r->noisy && !r->kept_loaded)
+            printf("  %s: measured under load (%.0f%% of the cores busy elsewhere): the record says so; run "
+                   "`mora-tune --retune-noisy` with the same shape on a quieter machine\n",
+                   mora_kind_name((mora_kind)k), 100.0 * r->load);
+        if (r->kept_loaded)
+            printf("  %s: its record was measured under load (%.0f%%), and the machine is no quieter now: kept\n",
+                   mora_kind_name((mora_kind)k), 100.0 * r->load);
     }
     for (int k = 0; k < MORA_KIND_COUNT; ++k)
         if (results[k].requested && !results[k].from_cache && (results[k].rejected || results[k].failed))
@@ -185,10 +205,13 @@ static void print_json(const mora_context *ctx, const mora_shape *s, mora_dtype 
         const mora_tune_result *r = &results[k];
         if (!r->requested) continue;
         const mora_kind_decl *d = mora_spec_decl(&r->best);
+        char load[24] = "null";
+        if (isfinite(r->load)) snprintf(load, sizeof load, "%.4g", r->load);
         printf("%s\n    {\"kind\": \"%s\", \"source\": \"%s\", \"default_ms\": %.6g, \"tuned_ms\": %.6g, \"spread\": %.4g, "
-               "\"candidates\": %d, \"rejected\": %d, \"failed\": %d, \"space\": %d, \"params\": {",
-               first ? "" : ",", d->name, r->from_cache ? "cache" : r->noisy ? "noisy" : "tuned", r->default_ms, r->best_ms, r->best_spread,
-               r->candidates, r->rejected, r->failed, r->space_size);
+               "\"load\": %s, \"loaded\": %s, \"candidates\": %d, \"rejected\": %d, \"failed\": %d, \"space\": %d, "
+               "\"params\": {",
+               first ? "" : ",", d->name, source_name(r), r->default_ms, r->best_ms, r->best_spread, load,
+               r->loaded ? "true" : "false", r->candidates, r->rejected, r->failed, r->space_size);
         for (int i = 0; i < d->param_count; ++i) printf("%s\"%s\": %d", i ? ", " : "", d->params[i].name, r->best.params[i]);
         printf("}}");
         first = 0;
@@ -201,7 +224,7 @@ int main(int argc, char **argv) {
     mora_tune_options options = {0};
     const char *backend = "auto", *cache_dir = NULL;
     int device = 0, json = 0, quiet = 0;
-    enum { OPT_FORCE = 256, OPT_JSON, OPT_QUIET };
+    enum { OPT_FORCE = 256, OPT_JSON, OPT_QUIET, OPT_RETUNE_NOISY };
     static const struct option long_options[] = {
         {"dims", required_argument, 0, 0},   {"dims-out", required_argument, 0, 0},
         {"rank", required_argument, 0, 0},   {"rhat", required_argument, 0, 0},
@@ -212,6 +235,7 @@ int main(int argc, char **argv) {
         {"device", required_argument, 0, 0}, {"cache-dir", required_argument, 0, 0},
         {"max-spread", required_argument, 0, 0}, {"compile-threads", required_argument, 0, 0},
         {"force", no_argument, 0, OPT_FORCE}, {"json", no_argument, 0, OPT_JSON},
+        {"retune-noisy", no_argument, 0, OPT_RETUNE_NOISY},
         {"quiet", no_argument, 0, OPT_QUIET}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -227,13 +251,15 @@ int main(int argc, char **argv) {
         if (c == '?') cli_usage_error(prog, "unknown or incomplete option '%s'", argv[optind - 1]);
         if (c == OPT_FORCE) options.force = 1;
         else if (c == OPT_JSON) json = 1;
+        else if (c == OPT_RETUNE_NOISY) options.retune_noisy = 1;
         else if (c == OPT_QUIET) quiet = 1;
         else {
             const char *name = long_options[index].name;
             if (cli_shape_option(prog, &shape_options, name, optarg)) continue;
             if (strcmp(name, "tokens") == 0) options.tokens = cli_parse_int(prog, "--tokens", optarg, 1, CLI_MAX_TOKENS);
             else if (strcmp(name, "kinds") == 0) options.kinds = parse_kinds(optarg);
-            else if (strcmp(name, "budget") == 0) options.budget_seconds = cli_parse_number(prog, "--budget", optarg, 0.001, 1e7);
+            else if (strcmp(name, "budget") == 0) options.budget_seconds = cli_parse_number(prog, "--budget", optarg, 0.001,
+                                                                                           MORA_TUNE_MAX_BUDGET_SECONDS);
             else if (strcmp(name, "max-candidates") == 0)
                 options.max_candidates = (int)cli_parse_int(prog, "--max-candidates", optarg, 1, 100000);
             else if (strcmp(name, "seed") == 0) options.seed = (uint64_t)cli_parse_int(prog, "--seed", optarg, 0, INT64_MAX);

@@ -1,10 +1,16 @@
 /* Timing: one warm-up call, then repetitions, each bracketed by device events (wall clock around a
  * synchronize where the backend has no events), until at least min_reps and the time budget are
  * reached (100 repetitions at most). Reports the median and the relative spread (interquartile
- * range / median), which the tuner uses as the noise band. Used by the tuner and by mora-bench. */
+ * range / median), which the tuner uses as the noise band. Used by the tuner and by mora-bench.
+ * Also the machine's load from other processes over an interval (/proc/stat less this process's
+ * own CPU time), which the tuner records beside the spread. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "context.h"
@@ -78,4 +84,44 @@ mora_status mora_measure_kind(mora_runner *l, mora_kind kind, const mora_kind_bu
                               double budget_ms, int min_reps, mora_timing *timing) {
     kind_call call = {l, kind, b, sets < 1 ? 1 : sets, n};
     return mora_time_calls(mora_runner_context(l), 1, run_kind_call, &call, budget_ms, min_reps, timing);
+}
+
+/* ---- the machine's load from other processes ---- */
+
+/* /proc/stat's first line: every core's busy and total ticks since boot; 0 when unreadable. */
+static int read_cpu_ticks(unsigned long long *busy, unsigned long long *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long v[8] = {0}; /* user nice system idle iowait irq softirq steal (guest is in user) */
+    const int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                           &v[6], &v[7]);
+    fclose(f);
+    if (got < 4) return 0;
+    *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    *total = *busy + v[3] + v[4];
+    return 1;
+}
+
+static double own_cpu_seconds(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return NAN;
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)u.ru_stime.tv_usec;
+}
+
+void mora_load_probe_start(mora_load_probe *p) {
+    p->ok = read_cpu_ticks(&p->busy, &p->total);
+    p->own_seconds = own_cpu_seconds();
+    if (!isfinite(p->own_seconds)) p->ok = 0;
+}
+
+double mora_load_probe_read(const mora_load_probe *p) {
+    mora_load_probe now;
+    mora_load_probe_start(&now);
+    const long hz = sysconf(_SC_CLK_TCK);
+    if (!p->ok || !now.ok || hz <= 0 || now.total <= p->total) return NAN;
+    const double busy = (double)(now.busy - p->busy), total = (double)(now.total - p->total);
+    const double own = (now.own_seconds - p->own_seconds) * (double)hz; /* this process's threads, in ticks */
+    const double other = (busy - own) / total;
+    return other < 0 ? 0 : other > 1 ? 1 : other;
 }

@@ -30,8 +30,27 @@
  * record is stored, so a quieter run later tunes it (its spread is in every record).
  * mora_tune_options.max_spread overrides it. */
 #define NOISY_SPREAD 0.25
+/* The confirmation: the winner and the runner-up are measured again with twice the time, so that a
+ * winner from a moment of noise (a lucky measurement, a neighbour's burst) meets the runner-up once
+ * more before it is kept; rounds repeat while the winner changes or stays noisy. Its cost, reserved
+ * from each kind's budget: two candidates at twice the time per candidate. */
+#define CONFIRM_ROUNDS 3
+#define CONFIRM_COST 4.0
+/* --retune-noisy: the machine is quieter now when the load from other processes, sampled over
+ * LOAD_SAMPLE_SECONDS, is this much below the record's. */
+#define QUIETER_BY 0.1
+#define LOAD_SAMPLE_SECONDS 0.5
 
 int64_t mora_default_tune_tokens(const mora_context *ctx) { return ctx->info.is_cpu ? 256 : 8192; }
+
+/* The load from other processes now: sampled over LOAD_SAMPLE_SECONDS of sleep. */
+static double load_now(void) {
+    mora_load_probe p;
+    mora_load_probe_start(&p);
+    const struct timespec pause = {0, (long)(LOAD_SAMPLE_SECONDS * 1e9)};
+    nanosleep(&pause, NULL);
+    return mora_load_probe_read(&p);
+}
 
 void mora_tuning_key(const mora_context *ctx, mora_kind kind, const mora_shape *s, mora_dtype dtype, int64_t tokens,
                      char *key, size_t size) {
@@ -223,8 +242,9 @@ static void evaluate(kind_run *r, const int *positions, int count) {
     release_losers(r);
 }
 
-/* Times the winner again with twice the budget (its program is the one kept): a spread from a moment
- * of load becomes the steadier figure of the longer run. */
+/* Times results[w] again with twice the time per candidate (the winner's program is the one kept; a
+ * runner-up's is obtained again through the kernels cache): a figure from a moment of load becomes
+ * the steadier one of the longer run. */
 static void remeasure(kind_run *r, int w) {
     const int declared = r->results[w].declared;
     mora_timing t = {0};
@@ -259,6 +279,31 @@ static int winner(kind_run *r) {
     }
     free(medians), free(spreads);
     return best;
+}
+
+/* The best timed candidate other than results[w]; -1 if none. */
+static int runner_up(const kind_run *r, int w) {
+    int best = -1;
+    for (int i = 0; i < r->result_count; ++i)
+        if (i != w && r->results[i].median >= 0 && (best < 0 || r->results[i].median < r->results[best].median)) best = i;
+    return best;
+}
+
+/* Confirms the winner (see CONFIRM_ROUNDS): measures it and the runner-up again, and again while
+ * the winner changes or stays noisier than max_spread, as long as the kind's time lasts (the first
+ * round always runs: its time was reserved). Returns the winner's index in r->results, -1 if none. */
+static int confirm(kind_run *r, double max_spread, double kind_end) {
+    int w = winner(r);
+    for (int round = 0; w >= 0 && round < CONFIRM_ROUNDS; ++round) {
+        if (round > 0 && mora_clock_seconds() >= kind_end) break;
+        const int declared = r->results[w].declared, other = runner_up(r, w);
+        remeasure(r, w);
+        if (other >= 0) remeasure(r, other);
+        ++r->out->confirmed;
+        w = winner(r);
+        if (w >= 0 && r->results[w].declared == declared && r->results[w].spread <= max_spread) break;
+    }
+    return w;
 }
 
 static int position_of(const kind_run *r, const mora_kernel_spec *spec) {
@@ -338,6 +383,7 @@ static void record_from_result(const mora_tune_result *res, int64_t tokens, mora
     rec->time_ms = res->best_ms;
     rec->spread = res->best_spread;
     rec->default_ms = res->default_ms;
+    rec->load = res->load;
     rec->candidates = res->candidates;
     rec->rejected = res->rejected;
     rec->failed = res->failed;
@@ -416,7 +462,9 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     const mora_tune_options *o = options ? options : &defaults;
     if (o->tokens < 0 || o->tokens >= MORA_KERNEL_INDEX_LIMIT)
         return mora_fail(MORA_E_SIZE, "tokens=%lld: must be in [1, 2^31) (0: the device's default)", (long long)o->tokens);
-    if (o->budget_seconds < 0) return mora_fail(MORA_E_ARG, "budget=%g s: must be > 0", o->budget_seconds);
+    if (!(o->budget_seconds >= 0 && o->budget_seconds <= MORA_TUNE_MAX_BUDGET_SECONDS))
+        return mora_fail(MORA_E_ARG, "budget=%g s: must be in (0, %g] s of wall time (0: 60)", o->budget_seconds,
+                         MORA_TUNE_MAX_BUDGET_SECONDS);
     if (o->max_candidates < 0 || o->max_candidates > 100000)
         return mora_fail(MORA_E_ARG, "max_candidates=%d: must be in [1, 100000] (0: 48)", o->max_candidates);
     MORA_TRY(mora_kernel_shape_check(s, ctx->be->dialect));
@@ -453,6 +501,7 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
         mora_tune_result *res = &results[k];
         const double kind_start = mora_clock_seconds();
         res->requested = 1;
+        res->load = NAN;
         res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
         res->best_ms = res->default_ms = -1;
         char key[1024];
@@ -468,8 +517,20 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
             res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
             cached = 0;
         }
+        if (cached && o->retune_noisy && rec.load > MORA_TUNE_LOADED) {
+            /* measured under load: tuned again if the machine is quieter now, else kept */
+            const double now = o->load_hook ? o->load_hook(1, o->load_user) : load_now();
+            if (now < rec.load - QUIETER_BY) {
+                res->retuned = 1;
+                res->best = mora_spec_default(s, dtype, (mora_kind)k, ctx->be->dialect);
+                cached = 0;
+            } else {
+                res->kept_loaded = 1;
+            }
+        }
         if (cached) {
             res->from_cache = 1;
+            res->load = rec.load, res->loaded = rec.load > MORA_TUNE_LOADED;
             res->best_ms = rec.time_ms, res->best_spread = rec.spread, res->default_ms = rec.default_ms;
             res->candidates = rec.candidates, res->rejected = rec.rejected, res->failed = rec.failed;
             if (o->progress) {
@@ -503,20 +564,26 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
             break;
         }
         const double kind_budget = (budget - (mora_clock_seconds() - start)) / remaining;
-        r.deadline = mora_clock_seconds() + (kind_budget > 0 ? kind_budget : 0);
+        const double kind_end = mora_clock_seconds() + (kind_budget > 0 ? kind_budget : 0);
         const int expected = r.space_size < max_candidates ? r.space_size : max_candidates;
         r.per_candidate_ms = 1e3 * kind_budget / (expected + 1) / 3; /* a third of the budget for timing */
         if (r.per_candidate_ms < 20) r.per_candidate_ms = 20;
         if (r.per_candidate_ms > 500) r.per_candidate_ms = 500;
+        /* the search ends early enough for one confirmation round (two candidates at twice the time) */
+        r.deadline = kind_end - CONFIRM_COST * r.per_candidate_ms / 1e3;
+        mora_load_probe load;
+        mora_load_probe_start(&load);
         search(&r, max_candidates, o->seed ? o->seed : 1);
 
-        int w = winner(&r);
         if (r.out_of_memory) st = mora_fail(MORA_E_NO_MEMORY, "tuner: out of host memory while evaluating candidates");
         const double max_spread = o->max_spread > 0 ? o->max_spread : NOISY_SPREAD;
-        if (w >= 0 && r.results[w].spread > max_spread) {
-            remeasure(&r, w);
-            w = winner(&r);
-        }
+        const int w = confirm(&r, max_spread, kind_end);
+        res->load = o->load_hook ? o->load_hook(0, o->load_user) : mora_load_probe_read(&load);
+        res->loaded = res->load > MORA_TUNE_LOADED;
+        if (w >= 0 && res->loaded)
+            mora_log(MORA_LOG_WARNING, "tuning %s: other processes kept %.0f%% of the cores busy while it was measured; "
+                     "its record says so (`mora-tune --retune-noisy` tunes it again on a quieter machine)",
+                     mora_kind_name((mora_kind)k), 100.0 * res->load);
         if (w >= 0) {
             res->best = r.space[r.results[w].declared];
             res->best_ms = r.results[w].median;

@@ -79,6 +79,18 @@ mora_status mora_time_calls(mora_context *ctx, int events, mora_timed_fn fn, voi
 mora_status mora_measure_kind(mora_runner *r, mora_kind kind, const mora_kind_buffers *b, int sets, int64_t n,
                               double budget_ms, int min_reps, mora_timing *timing);
 
+/* The machine's load from other processes over an interval: the share of all cores' time they were
+ * busy (every core's busy time in /proc/stat less this process's own CPU time, so the tuner's and
+ * the cpu backend's threads do not count), in [0, 1]; NaN where unknown (no /proc/stat). Counted
+ * in clock ticks (10 ms a core), so an interval of a second or more reads it to a few %. */
+typedef struct mora_load_probe {
+    unsigned long long busy, total;
+    double own_seconds;
+    int ok;
+} mora_load_probe;
+void mora_load_probe_start(mora_load_probe *p);
+double mora_load_probe_read(const mora_load_probe *p);
+
 /* ---- the tuner ---- */
 
 /* One event of a tuning run, for progress display. */
@@ -103,6 +115,9 @@ typedef struct mora_tune_progress {
 typedef void (*mora_tune_progress_fn)(const mora_tune_progress *p, void *user);
 /* Test hook: replaces device timing of a candidate (index = declared position in the space). */
 typedef mora_status (*mora_tune_measure_fn)(const mora_kernel_spec *spec, int index, mora_timing *timing, void *user);
+/* Test hook: replaces the load probe (the load from other processes, [0, 1], over the measurements
+ * of a kind, or now when `now` is 1: the check of --retune-noisy). */
+typedef double (*mora_tune_load_fn)(int now, void *user);
 /* Test hook: may rewrite a candidate's source before it is compiled (e.g. plant a wrong kernel). */
 typedef void (*mora_tune_source_fn)(const mora_kernel_spec *spec, char **source, void *user);
 
@@ -116,6 +131,8 @@ typedef struct mora_tune_options {
     int compile_threads;    /* 0: the number of CPU cores */
     double max_spread;      /* a winner whose relative spread stays above this after a second measurement
                                is not kept (the defaults are, and no record is stored); 0: 0.25 */
+    int retune_noisy;       /* re-tune a kind whose record was measured under load (its "load" above
+                               MORA_TUNE_LOADED) when the machine is quieter now than then */
     mora_cache *cache;      /* NULL: the context's cache (default location) */
     mora_tune_progress_fn progress;
     void *progress_user;
@@ -123,7 +140,14 @@ typedef struct mora_tune_options {
     void *measure_user;
     mora_tune_source_fn source_hook; /* test hook, NULL normally */
     void *source_user;
+    mora_tune_load_fn load_hook; /* test hook, NULL normally */
+    void *load_user;
 } mora_tune_options;
+
+/* Measurements taken while other processes kept more than this share of the cores busy were taken
+ * under load: the record is kept (the best known) and says so, and --retune-noisy tunes it again on
+ * a quieter machine. */
+#define MORA_TUNE_LOADED 0.25
 
 typedef struct mora_tune_result {
     int requested;            /* the kind was asked for */
@@ -133,6 +157,12 @@ typedef struct mora_tune_result {
     int candidates, rejected, failed;
     int strategy_exhaustive;  /* 1: whole space; 0: sampling + local search */
     int noisy;                /* the winner stayed too noisy to rank: the default kept, no record stored */
+    double load;              /* other processes' share of the cores while it was measured (NaN unknown);
+                                 from the record when answered by the cache */
+    int loaded;               /* load > MORA_TUNE_LOADED */
+    int retuned;              /* a record measured under load was tuned again (retune_noisy) */
+    int kept_loaded;          /* retune_noisy, but the machine is no quieter now: the record kept */
+    int confirmed;            /* confirmation rounds the winner took (measured again beside the runner-up) */
     int space_size;
     double seconds;           /* wall time spent on the kind */
     char last_failure[256];   /* the last compile/launch failure or rejection, for the report */

@@ -52,8 +52,9 @@ static int same(const mora_tuning_record *a, const mora_tuning_record *b) {
         return 0;
     for (int i = 0; i < a->param_count; ++i)
         if (strcmp(a->param_names[i], b->param_names[i]) != 0 || a->param_values[i] != b->param_values[i]) return 0;
-    const double x[3] = {a->time_ms, a->spread, a->default_ms}, y[3] = {b->time_ms, b->spread, b->default_ms};
-    for (int i = 0; i < 3; ++i)
+    const double x[4] = {a->time_ms, a->spread, a->default_ms, a->load};
+    const double y[4] = {b->time_ms, b->spread, b->default_ms, b->load};
+    for (int i = 0; i < 4; ++i)
         if (isfinite(x[i]) ? x[i] != y[i] : !isnan(y[i])) return 0;
     return 1;
 }
@@ -97,6 +98,7 @@ static void built_record(const char *key, fuzz_input *in) {
     r.time_ms = reals[fuzz_u8(in) % 7];
     r.spread = reals[fuzz_u8(in) % 7];
     r.default_ms = reals[fuzz_u8(in) % 7];
+    r.load = reals[fuzz_u8(in) % 7];
     r.candidates = fuzz_int(in);
     r.rejected = fuzz_int(in);
     r.failed = fuzz_int(in);
