@@ -15,6 +15,7 @@ packages=(
   liblapacke-dev                           # examples/memorize: singular values of ΔW (optional there)
   libamdhip64-dev hipcc rocm-device-libs libamd-comgr-dev  # hiprtc: HIP kernels compiled without a GPU
   clang-14 libclang-rt-14-dev              # the fuzzers (tests/fuzz/run.sh: libFuzzer, ASan, UBSan)
+  oclgrind                                 # the tuner under Oclgrind: invalid accesses, data races (test_oclgrind)
 )
 
 missing=()

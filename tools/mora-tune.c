@@ -42,7 +42,7 @@ static void usage(FILE *out) {
             "  --max-spread X        a winner whose timings stay spread wider than X (interquartile range\n"
             "                        over median) after a second, longer measurement is not stored: the\n"
             "                        defaults are kept (default 0.25; a loaded machine ranks by noise)\n"
-            "  --compile-threads N   candidates compiled in parallel (default: the number of CPU cores)\n"
+            "  --compile-threads N   candidates compiled in parallel (default: the number of CPU cores; 1 on Oclgrind)\n"
             "  --force               tune again even when the cache has the answer\n"
             "  --retune-noisy        tune again the kinds whose record was measured while other processes\n"
             "                        kept more than %.0f%% of the cores busy, if the machine is quieter now\n"

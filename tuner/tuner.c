@@ -474,7 +474,13 @@ mora_status mora_tune(mora_context *ctx, const mora_shape *s, mora_dtype dtype, 
     const unsigned kinds = o->kinds ? o->kinds : (1u << MORA_KIND_COUNT) - 1;
     mora_cache *cache = o->cache ? o->cache : mora_context_cache(ctx);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const int threads = o->compile_threads > 0 ? o->compile_threads : cores > 0 ? (int)cores : 1;
+    /* Oclgrind's compiler is not thread-safe (parallel clBuildProgram crashes it: double free, segfault),
+     * so on the simulator the default is one compile thread; an explicit compile_threads is obeyed. */
+    const int serial_compiler = strstr(ctx->info.name, "Oclgrind") != NULL;
+    const int threads = o->compile_threads > 0 ? o->compile_threads
+                        : serial_compiler     ? 1
+                        : cores > 0           ? (int)cores
+                                              : 1;
 
     memset(results, 0, MORA_KIND_COUNT * sizeof *results);
     mora_runner *runner = NULL;

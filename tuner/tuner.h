@@ -128,7 +128,7 @@ typedef struct mora_tune_options {
     uint64_t seed;          /* random sampling; 0: 1 */
     int force;              /* tune even when the cache has a record */
     unsigned kinds;         /* bit (1 << kind) per kind to tune; 0: all */
-    int compile_threads;    /* 0: the number of CPU cores */
+    int compile_threads;    /* 0: the number of CPU cores (1 on Oclgrind, whose compiler is not thread-safe) */
     double max_spread;      /* a winner whose relative spread stays above this after a second measurement
                                is not kept (the defaults are, and no record is stored); 0: 0.25 */
     int retune_noisy;       /* re-tune a kind whose record was measured under load (its "load" above
