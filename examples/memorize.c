@@ -17,19 +17,32 @@
  *   remora-share share, mora_adapter_remora every K steps (merge into the frozen weights, reset,
  *                cycle share -> group -> group-tile -> share-interleave), lr re-warmed after each
  *   remora-rope  rope, the same merges (rope keeps its type)
- * Each method takes the best of a small learning-rate sweep. Schedule for all: linear warm-up over
- * 5 % of the steps, cosine decay to 0; weight decay 0 (memorisation).
+ *   relora       ReLoRA, ReMoRA's like-for-like control: LoRA merged into the frozen weights every K
+ *                steps (W += (alpha/r)·B·A), A drawn again, B = 0, AdamW's moments and step reset, the
+ *                learning rate re-warmed as ReMoRA's
+ * Each method takes the best of a learning-rate sweep, judged by the mean over the seeds; a best at an
+ * edge of the sweep extends it (--extend-edges) until the best is inside. Schedule for all: linear
+ * warm-up over 5 % of the steps, cosine decay to 0; weight decay 0 (memorisation); the global
+ * gradient norm clipped (--clip, torch's clip_grad_norm_ rule) for every method.
+ * Every cell is run for every seed (--seeds: the task's data, the frozen network and the adapters'
+ * initialisation all follow the seed) and reported as mean ± sample sd; the report claims that one
+ * method beats another only where their intervals (mean ± sd) separate.
+ * The frozen head (the last layer) is scaled by --head-scale, so that the starting loss is close to
+ * ln 16 (uniform predictions) instead of a random head's larger loss. The fraction of dead ReLUs
+ * (hidden units zero for every key) and the gradient norm are logged with the curves.
  * The singular values of each learned ΔW (MoRA: mora_ref_delta_weight of M, plus what ReMoRA
  * merged; LoRA: B·A) come from LAPACKE; "significant" = above 1 % of the largest.
  *
  *   build/examples/memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S]
- *       [--ranks 8,32] [--lrs 3e-3,1e-2,3e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]
- *       [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]
+ *       [--ranks 8,32] [--lrs 3e-3,1e-2,3e-2] [--methods lora,relora,mora-rope,...] [--remora-every K]
+ *       [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seeds 1,2,3] [--clip G]
+ *       [--head-scale X] [--extend-edges E]
  *
  * Writes into DIR: curves_main.csv, curves_linear.csv (every run), summary.csv, spectra.csv,
  * curve_*.dat (one per run), best_sv_*.csv (the spectra the plots show), plots (*.png, when gnuplot is installed) and report.md.
  * Exit status: 0; 1 when a check fails (--quick: a method whose loss did not fall by 10 %, a missing report
- * file, the example's AdamW disagreeing with libmora's); 2 on a usage error.
+ * file, the example's AdamW or clipping disagreeing with libmora's, a ReLoRA merge that changes the
+ * layer's output); 2 on a usage error.
  * Run with OPENBLAS_NUM_THREADS=1 (the README explains why). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -59,7 +72,7 @@
         }                                                                             \
     } while (0)
 
-enum { KEY_CHARS = 32, HEX = 16, ONEHOT = KEY_CHARS * HEX, MAX_LAYERS = 16, MAX_LIST = 8 };
+enum { KEY_CHARS = 32, HEX = 16, ONEHOT = KEY_CHARS * HEX, MAX_LAYERS = 16, MAX_LIST = 8, MAX_LRS = MAX_LIST + 8 };
 
 static void *xmalloc(size_t bytes) {
     void *p = calloc(1, bytes ? bytes : 1);
@@ -84,13 +97,14 @@ typedef struct method {
     const char *name;
     int mora;  /* 0: LoRA */
     mora_op op;
-    int remora;
+    int remora; /* merge and restart every K steps: ReMoRA (mora) or ReLoRA (LoRA) */
 } method;
 static const method all_methods[] = {
-    {"lora", 0, MORA_OP_SHARE, 0},         {"mora-rope", 1, MORA_OP_ROPE, 0},
-    {"mora-share", 1, MORA_OP_SHARE, 0},   {"remora-share", 1, MORA_OP_SHARE, 1},
-    {"remora-rope", 1, MORA_OP_ROPE, 1},
+    {"lora", 0, MORA_OP_SHARE, 0},         {"relora", 0, MORA_OP_SHARE, 1},
+    {"mora-rope", 1, MORA_OP_ROPE, 0},     {"mora-share", 1, MORA_OP_SHARE, 0},
+    {"remora-share", 1, MORA_OP_SHARE, 1}, {"remora-rope", 1, MORA_OP_ROPE, 1},
 };
+static const char default_methods[] = "lora,relora,mora-rope,mora-share,remora-share,remora-rope";
 enum { METHOD_COUNT = (int)(sizeof all_methods / sizeof all_methods[0]) };
 
 /* ---- one adapted model: frozen weights (host = the cpu backend's device memory) and its adapter ---- */
@@ -104,12 +118,23 @@ typedef struct model {
     float *P, *G, *Mo, *V, *tmp1, *tmp2;
     int64_t off_A[MAX_LAYERS], off_B[MAX_LAYERS], count;
     float lora_scale;
-    int64_t lora_t; /* AdamW step */
+    int64_t lora_t;    /* AdamW step */
+    uint64_t lora_rng; /* draws A at the start and again after every ReLoRA merge */
     /* MoRA */
     mora_context *ctx;
     mora_adapter *ad;
     int64_t max_tokens;
 } model;
+
+/* LoRA's start: A drawn as PEFT's kaiming_uniform_(a = sqrt 5) = U(-1/sqrt(d_in), 1/sqrt(d_in)), B = 0 */
+static void lora_draw_A(model *md) {
+    for (int l = 0; l < md->L; ++l) {
+        const double bound = 1.0 / sqrt((double)md->d_in[l]);
+        for (int64_t i = 0; i < md->r * md->d_in[l]; ++i)
+            md->P[md->off_A[l] + i] = (float)((2 * rng_uniform(&md->lora_rng) - 1) * bound);
+        memset(md->P + md->off_B[l], 0, sizeof(float) * (size_t)(md->d_out[l] * md->r));
+    }
+}
 
 static void model_init(model *md, mora_context *ctx, int L, const int64_t *d_in, const int64_t *d_out,
                        float *const *W_frozen, const method *m, int r, int64_t max_tokens, uint64_t seed) {
@@ -135,11 +160,8 @@ static void model_init(model *md, mora_context *ctx, int L, const int64_t *d_in,
         md->P = NEW(float, c), md->G = NEW(float, c), md->Mo = NEW(float, c), md->V = NEW(float, c);
         md->tmp1 = NEW(float, max_tokens * r), md->tmp2 = NEW(float, max_tokens * r);
         md->lora_scale = 1.0f; /* alpha = r */
-        uint64_t s = seed;
-        for (int l = 0; l < L; ++l) { /* PEFT: kaiming_uniform_(a = sqrt 5) = U(-1/sqrt(d_in), 1/sqrt(d_in)) */
-            const double bound = 1.0 / sqrt((double)d_in[l]);
-            for (int64_t i = 0; i < r * d_in[l]; ++i) md->P[md->off_A[l] + i] = (float)((2 * rng_uniform(&s) - 1) * bound);
-        }
+        md->lora_rng = seed;
+        lora_draw_A(md);
     } else {
         mora_adapter_layer_desc desc[MAX_LAYERS];
         char names[MAX_LAYERS][32];
@@ -234,18 +256,57 @@ static void adamw_host(float *p, const float *g, float *m, float *v, int64_t cou
     }
 }
 
-static void model_step(model *md, float lr) {
+/* torch's clip_grad_norm_ on one flat gradient: the norm, then every element times
+ * min(1, max_norm / (norm + 1e-6)) (as mora_adapter_step with max_grad_norm; check_adamw compares) */
+static double grad_norm(const float *g, int64_t count) {
+    double sum = 0;
+    for (int64_t i = 0; i < count; ++i) sum += (double)g[i] * g[i];
+    return sqrt(sum);
+}
+static void clip_host(float *g, int64_t count, float max_norm) {
+    const float norm = (float)grad_norm(g, count);
+    float coef = max_norm / (norm + 1e-6f);
+    if (coef > 1.0f) coef = 1.0f;
+    for (int64_t i = 0; i < count; ++i) g[i] *= coef;
+}
+
+/* The adapter's global gradient norm before clipping (the cpu backend's arenas are host memory). */
+static double model_grad_norm(model *md) {
+    if (!md->m->mora) return grad_norm(md->G, md->count);
+    void *g;
+    int64_t count;
+    TRY(mora_synchronize(md->ctx));
+    TRY(mora_adapter_arena(md->ad, MORA_ARENA_GRADS, &g, &count));
+    return grad_norm(g, count);
+}
+
+/* One AdamW step, the global gradient norm clipped to max_grad_norm first (0: no clipping). */
+static void model_step(model *md, float lr, float max_grad_norm) {
     mora_adamw hp = mora_adamw_defaults();
-    hp.lr = lr, hp.weight_decay = 0.0f;
+    hp.lr = lr, hp.weight_decay = 0.0f, hp.max_grad_norm = max_grad_norm;
     if (md->m->mora) {
         TRY(mora_adapter_step(md->ad, &hp));
         TRY(mora_synchronize(md->ctx));
     } else {
+        if (max_grad_norm > 0) clip_host(md->G, md->count, max_grad_norm);
         adamw_host(md->P, md->G, md->Mo, md->V, md->count, ++md->lora_t, &hp);
     }
 }
 
+/* Merge and restart. MoRA: ReMoRA (mora_adapter_remora). LoRA: ReLoRA — W += (alpha/r)·B·A for
+ * every layer (W d_out x d_in, B d_out x r, A r x d_in), A drawn again, B = 0, moments and step reset. */
 static void model_remora(model *md) {
+    if (!md->m->mora) {
+        for (int l = 0; l < md->L; ++l)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)md->d_out[l], (int)md->d_in[l], md->r,
+                        md->lora_scale, md->P + md->off_B[l], md->r, md->P + md->off_A[l], (int)md->d_in[l], 1.0f, md->W[l],
+                        (int)md->d_in[l]);
+        lora_draw_A(md);
+        memset(md->Mo, 0, sizeof(float) * (size_t)md->count);
+        memset(md->V, 0, sizeof(float) * (size_t)md->count);
+        md->lora_t = 0;
+        return;
+    }
     void *W[MAX_LAYERS];
     int64_t ld[MAX_LAYERS];
     for (int l = 0; l < md->L; ++l) W[l] = md->W[l], ld[l] = md->d_in[l];
@@ -314,7 +375,11 @@ typedef struct config {
     const method *methods[METHOD_COUNT];
     int nmethods;
     int64_t lin_d, lin_n, lin_steps;
-    uint64_t seed;
+    uint64_t seeds[MAX_LIST];
+    int nseeds;
+    float clip;       /* global gradient-norm clipping for every method; 0: none */
+    float head_scale; /* the frozen head's initial scale (1: a random layer like the others) */
+    int extend_edges; /* learning-rate steps added at most beyond a sweep edge that is best */
     int log_every, lin_log_every;
     int task_on[2]; /* uuid, linear */
     int have_target; /* sv_linear_target.csv written */
@@ -325,9 +390,12 @@ typedef struct result {
     const method *m;
     int r;
     float lr;
+    uint64_t seed;
     int64_t params;
     char rhats[64];
     double first_loss, final_loss, final_metric, best_metric;
+    double final_dead, max_dead; /* dead ReLUs (uuid): hidden units zero for every key, share of all */
+    double first_grad_norm, final_grad_norm; /* before clipping */
     int sig[MAX_LAYERS];
     int L;
     int have_sv;
@@ -398,10 +466,10 @@ typedef struct uuid_task {
     int64_t d_in[MAX_LAYERS], d_out[MAX_LAYERS];
 } uuid_task;
 
-static void uuid_make(uuid_task *t, const config *c) {
+static void uuid_make(uuid_task *t, const config *c, uint64_t seed) {
     memset(t, 0, sizeof *t);
     t->n = c->n, t->width = c->width, t->depth = c->depth, t->L = c->depth + 2;
-    uint64_t s = c->seed * 7919u + 1;
+    uint64_t s = seed * 7919u + 1;
     t->X = NEW(float, t->n * ONEHOT), t->val = NEW(int, t->n * KEY_CHARS);
     for (int64_t i = 0; i < t->n; ++i)
         for (int j = 0; j < KEY_CHARS; ++j) {
@@ -411,8 +479,10 @@ static void uuid_make(uuid_task *t, const config *c) {
     for (int64_t l = 0; l < t->L; ++l) {
         t->d_in[l] = l == 0 ? ONEHOT : t->width;
         t->d_out[l] = l == t->L - 1 ? ONEHOT : t->width;
-        /* the first layer sees 32 ones: std 1/sqrt(32) gives unit pre-activations; the others 1/sqrt(fan-in) */
-        const double std = l == 0 ? 1.0 / sqrt((double)KEY_CHARS) : 1.0 / sqrt((double)t->d_in[l]);
+        /* the first layer sees 32 ones: std 1/sqrt(32) gives unit pre-activations; the others 1/sqrt(fan-in);
+         * the head times head_scale (small: logits near 0, the starting loss near ln 16) */
+        const double std = (l == 0 ? 1.0 / sqrt((double)KEY_CHARS) : 1.0 / sqrt((double)t->d_in[l])) *
+                           (l == t->L - 1 ? c->head_scale : 1.0);
         t->W0[l] = NEW(float, t->d_in[l] * t->d_out[l]);
         for (int64_t i = 0; i < t->d_in[l] * t->d_out[l]; ++i) t->W0[l][i] = (float)(std * rng_normal(&s));
     }
@@ -424,13 +494,25 @@ static void uuid_free(uuid_task *t) {
 }
 
 /* one full-batch step: loss and accuracy of the forward before the update */
-static void uuid_run(const config *c, mora_context *ctx, const uuid_task *t, const method *m, int r, float lr,
-                     FILE *fc, FILE *fcurve, FILE *fs, result *res) {
+/* the share of the hidden units (all hidden layers) whose pre-activation is <= 0 for every key */
+static double dead_relus(float *const *z, int64_t hidden_layers, int64_t n, int64_t H) {
+    int64_t dead = 0;
+    for (int64_t l = 0; l < hidden_layers; ++l)
+        for (int64_t j = 0; j < H; ++j) {
+            int64_t i = 0;
+            while (i < n && z[l][i * H + j] <= 0) ++i;
+            dead += i == n;
+        }
+    return (double)dead / (double)(hidden_layers * H);
+}
+
+static void uuid_run(const config *c, mora_context *ctx, const uuid_task *t, uint64_t seed, const method *m, int r,
+                     float lr, FILE *fc, FILE *fcurve, FILE *fs, result *res) {
     const int64_t n = t->n, H = t->width, L = t->L;
     model md;
-    model_init(&md, ctx, (int)L, t->d_in, t->d_out, t->W0, m, r, n, c->seed * 31u + (uint64_t)r);
+    model_init(&md, ctx, (int)L, t->d_in, t->d_out, t->W0, m, r, n, seed * 31u + (uint64_t)r);
     memset(res, 0, sizeof *res);
-    res->task = "uuid", res->m = m, res->r = r, res->lr = lr, res->params = model_params(&md);
+    res->task = "uuid", res->m = m, res->r = r, res->lr = lr, res->seed = seed, res->params = model_params(&md);
     fill_rhats(res, &md);
     /* acts[l] = layer l's input; z[l] = its output before the nonlinearity */
     float *acts[MAX_LAYERS], *z[MAX_LAYERS];
@@ -476,11 +558,17 @@ static void uuid_run(const config *c, mora_context *ctx, const uuid_task *t, con
         if (step == 0) res->first_loss = loss;
         res->final_loss = loss, res->final_metric = acc;
         if (acc > res->best_metric) res->best_metric = acc;
-        if (step % c->log_every == 0 || step == c->steps) {
-            fprintf(fc, "uuid,%s,%d,%g,%lld,%.6f,%.6f\n", m->name, r, lr, (long long)step, loss, acc);
-            if (fcurve) fprintf(fcurve, "%lld %.6f %.6f\n", (long long)step, loss, acc);
+        const int logged = step % c->log_every == 0 || step == c->steps;
+        if (logged || step == c->steps) {
+            res->final_dead = dead_relus(z, L - 1, n, H);
+            if (res->final_dead > res->max_dead) res->max_dead = res->final_dead;
         }
-        if (step == c->steps) break;
+        if (step == c->steps) {
+            fprintf(fc, "uuid,%s,%d,%g,%llu,%lld,%.6f,%.6f,%.4f,\n", m->name, r, lr, (unsigned long long)seed,
+                    (long long)step, loss, acc, res->final_dead);
+            if (fcurve) fprintf(fcurve, "%lld %.6f %.6f %.4f\n", (long long)step, loss, acc, res->final_dead);
+            break;
+        }
         /* backward */
         model_zero_grad(&md);
         layer_backward(&md, (int)L - 1, acts[L - 1], H, dlog, ONEHOT, da, H, n);
@@ -491,7 +579,15 @@ static void uuid_run(const config *c, mora_context *ctx, const uuid_task *t, con
         }
         for (int64_t i = 0; i < n * H; ++i) dz[i] = z[0][i] > 0 ? da[i] : 0;
         layer_backward(&md, 0, acts[0], ONEHOT, dz, H, NULL, 0, n);
-        model_step(&md, lr * schedule(c, step, c->steps, since_reset, m->remora));
+        const double gnorm = model_grad_norm(&md);
+        if (step == 0) res->first_grad_norm = gnorm;
+        res->final_grad_norm = gnorm;
+        if (logged) {
+            fprintf(fc, "uuid,%s,%d,%g,%llu,%lld,%.6f,%.6f,%.4f,%.6g\n", m->name, r, lr, (unsigned long long)seed,
+                    (long long)step, loss, acc, res->final_dead, gnorm);
+            if (fcurve) fprintf(fcurve, "%lld %.6f %.6f %.4f\n", (long long)step, loss, acc, res->final_dead);
+        }
+        model_step(&md, lr * schedule(c, step, c->steps, since_reset, m->remora), c->clip);
         ++since_reset;
         if (m->remora && (step + 1) % c->remora_every == 0 && step + 1 < c->steps) {
             model_remora(&md);
@@ -523,23 +619,23 @@ static void unit_rows(float *a, int64_t rows, int64_t cols, uint64_t *s) {
     }
 }
 
-static void lin_make(lin_task *t, const config *c) {
+static void lin_make(lin_task *t, const config *c, uint64_t seed) {
     t->d = c->lin_d, t->n = c->lin_n;
-    uint64_t s = c->seed * 104729u + 5;
+    uint64_t s = seed * 104729u + 5;
     t->K = NEW(float, t->n * t->d), t->Vv = NEW(float, t->n * t->d), t->W0 = NEW(float, t->d * t->d);
     unit_rows(t->K, t->n, t->d, &s);
     unit_rows(t->Vv, t->n, t->d, &s);
     for (int64_t i = 0; i < t->d * t->d; ++i) t->W0[i] = (float)(rng_normal(&s) / sqrt((double)t->d));
 }
 
-static void lin_run(const config *c, mora_context *ctx, const lin_task *t, const method *m, int r, float lr, FILE *fc,
-                    FILE *fcurve, FILE *fs, result *res) {
+static void lin_run(const config *c, mora_context *ctx, const lin_task *t, uint64_t seed, const method *m, int r,
+                    float lr, FILE *fc, FILE *fcurve, FILE *fs, result *res) {
     const int64_t n = t->n, d = t->d;
     model md;
     const int64_t dims[1] = {d};
-    model_init(&md, ctx, 1, dims, dims, (float *const[]){t->W0}, m, r, n, c->seed * 17u + (uint64_t)r);
+    model_init(&md, ctx, 1, dims, dims, (float *const[]){t->W0}, m, r, n, seed * 17u + (uint64_t)r);
     memset(res, 0, sizeof *res);
-    res->task = "linear", res->m = m, res->r = r, res->lr = lr, res->params = model_params(&md);
+    res->task = "linear", res->m = m, res->r = r, res->lr = lr, res->seed = seed, res->params = model_params(&md);
     fill_rhats(res, &md);
     float *Y = NEW(float, n * d), *S = NEW(float, n * n);
     struct timespec t0, t1;
@@ -568,14 +664,24 @@ static void lin_run(const config *c, mora_context *ctx, const lin_task *t, const
         if (step == 0) res->first_loss = loss;
         res->final_loss = loss, res->final_metric = recall;
         if (recall > res->best_metric) res->best_metric = recall;
-        if (step % c->lin_log_every == 0 || step == c->lin_steps) {
-            fprintf(fc, "linear,%s,%d,%g,%lld,%.6f,%.6f\n", m->name, r, lr, (long long)step, loss, recall);
+        const int logged = step % c->lin_log_every == 0 || step == c->lin_steps;
+        if (step == c->lin_steps) {
+            fprintf(fc, "linear,%s,%d,%g,%llu,%lld,%.6f,%.6f,,\n", m->name, r, lr, (unsigned long long)seed, (long long)step,
+                    loss, recall);
             if (fcurve) fprintf(fcurve, "%lld %.6f %.6f\n", (long long)step, loss, recall);
+            break;
         }
-        if (step == c->lin_steps) break;
         model_zero_grad(&md);
         layer_backward(&md, 0, t->K, d, Y, d, NULL, 0, n);
-        model_step(&md, lr * schedule(c, step, c->lin_steps, since_reset, m->remora));
+        const double gnorm = model_grad_norm(&md);
+        if (step == 0) res->first_grad_norm = gnorm;
+        res->final_grad_norm = gnorm;
+        if (logged) {
+            fprintf(fc, "linear,%s,%d,%g,%llu,%lld,%.6f,%.6f,,%.6g\n", m->name, r, lr, (unsigned long long)seed,
+                    (long long)step, loss, recall, gnorm);
+            if (fcurve) fprintf(fcurve, "%lld %.6f %.6f\n", (long long)step, loss, recall);
+        }
+        model_step(&md, lr * schedule(c, step, c->lin_steps, since_reset, m->remora), c->clip);
         ++since_reset;
         if (m->remora && (step + 1) % c->remora_every == 0 && step + 1 < c->lin_steps) {
             model_remora(&md);
@@ -642,8 +748,11 @@ static int check_adamw(mora_context *ctx) {
     double worst = 0;
     for (int step = 1; step <= 6; ++step) {
         for (int64_t i = 0; i < 64; ++i) g[i] = h[i] = rng_normal(&s) * (step == 3 ? 1e-3f : 1.0f);
+        /* steps 4-6 clipped (norm about 8 > 2), step 3's tiny gradient is not: both sides of the rule */
+        hp.max_grad_norm = step >= 3 ? 2.0f : 0.0f;
         TRY(mora_adapter_step(ad, &hp));
         TRY(mora_synchronize(ctx));
+        if (hp.max_grad_norm > 0) clip_host(h, count, hp.max_grad_norm);
         adamw_host(q, h, m, v, count, step, &hp);
         for (int64_t i = 0; i < 64; ++i) {
             const double e = fabs((double)p[i] - q[i]) / (fabs((double)q[i]) + 1e-6);
@@ -652,21 +761,112 @@ static int check_adamw(mora_context *ctx) {
     }
     mora_adapter_destroy(ad);
     free(q), free(h), free(m), free(v);
-    printf("memorize: the example's AdamW against mora_adapter_step over 6 steps: worst relative difference %.2e\n", worst);
+    printf("memorize: the example's AdamW and clipping against mora_adapter_step over 6 steps: worst relative "
+           "difference %.2e\n", worst);
     return worst < 1e-5;
 }
 
+/* ReLoRA's merge keeps the function: a layer's output with B·A trained equals, after the merge (W +=
+ * s·B·A, A drawn again, B = 0), the merged layer's output. Random A and B on a 40 -> 24 layer, r = 3. */
+static int check_relora_merge(mora_context *ctx) {
+    static const method relora = {"relora", 0, MORA_OP_SHARE, 1};
+    const int64_t di = 40, dout = 24, n = 7;
+    uint64_t s = 5;
+    float *W = NEW(float, di * dout), *x = NEW(float, n * di), *y0 = NEW(float, n * dout), *y1 = NEW(float, n * dout);
+    for (int64_t i = 0; i < di * dout; ++i) W[i] = rng_normal(&s);
+    for (int64_t i = 0; i < n * di; ++i) x[i] = rng_normal(&s);
+    model md;
+    model_init(&md, ctx, 1, &di, &dout, (float *const[]){W}, &relora, 3, n, 11);
+    for (int64_t i = 0; i < md.count; ++i) md.P[i] = rng_normal(&s);
+    md.Mo[0] = md.V[0] = 1.0f, md.lora_t = 4;
+    layer_forward(&md, 0, x, di, y0, dout, n);
+    model_remora(&md);
+    layer_forward(&md, 0, x, di, y1, dout, n);
+    double worst = 0, largest = 0; /* the difference relative to the output's largest element */
+    for (int64_t i = 0; i < n * dout; ++i) largest = fmax(largest, fabs((double)y0[i]));
+    for (int64_t i = 0; i < n * dout; ++i) worst = fmax(worst, fabs((double)y1[i] - y0[i]) / largest);
+    int reset = md.lora_t == 0 && md.Mo[0] == 0 && md.V[0] == 0;
+    for (int64_t i = 0; i < dout * 3; ++i) reset &= md.P[md.off_B[0] + i] == 0;
+    model_free(&md);
+    free(W), free(x), free(y0), free(y1);
+    printf("memorize: ReLoRA's merge keeps the layer's output: worst relative difference %.2e; B, moments and step "
+           "reset: %s\n", worst, reset ? "yes" : "NO");
+    return worst < 1e-5 && reset;
+}
+
 /* ---- reporting ---- */
-static const result *best_of(const result *rs, int count, const char *task, const method *m, int r) {
-    const result *b = NULL;
+/* One cell of the experiment: a (task, method, r, lr) over every seed run. */
+typedef struct cell {
+    int runs;
+    double mean, sd, lo, hi;       /* the final metric: mean, sample sd (0 for one run), range */
+    double loss_mean, loss_sd;     /* the final loss */
+    double dead_mean;              /* the final dead-ReLU share */
+    const result *first;           /* the first seed's run (its spectra and curve are the ones shown) */
+} cell;
+
+static int same_cell(const result *x, const char *task, const method *m, int r) {
+    return !strcmp(x->task, task) && x->m == m && x->r == r;
+}
+
+static cell cell_of(const result *rs, int count, const char *task, const method *m, int r, float lr) {
+    cell c = {0};
+    double sum = 0, sum2 = 0, lsum = 0, lsum2 = 0, dsum = 0;
     for (int i = 0; i < count; ++i) {
         const result *x = &rs[i];
-        if (strcmp(x->task, task) || x->m != m || x->r != r) continue;
-        if (!b || x->final_metric > b->final_metric + 1e-12 ||
-            (fabs(x->final_metric - b->final_metric) <= 1e-12 && x->final_loss < b->final_loss))
-            b = x;
+        if (!same_cell(x, task, m, r) || x->lr != lr) continue;
+        if (!c.first) c.first = x, c.lo = c.hi = x->final_metric;
+        ++c.runs;
+        sum += x->final_metric, sum2 += x->final_metric * x->final_metric;
+        lsum += x->final_loss, lsum2 += x->final_loss * x->final_loss;
+        dsum += x->final_dead;
+        c.lo = fmin(c.lo, x->final_metric), c.hi = fmax(c.hi, x->final_metric);
     }
+    if (!c.runs) return c;
+    const double k = c.runs;
+    c.mean = sum / k, c.loss_mean = lsum / k, c.dead_mean = dsum / k;
+    if (c.runs > 1) {
+        c.sd = sqrt(fmax(0.0, (sum2 - k * c.mean * c.mean) / (k - 1)));
+        c.loss_sd = sqrt(fmax(0.0, (lsum2 - k * c.loss_mean * c.loss_mean) / (k - 1)));
+    }
+    return c;
+}
+
+/* The learning rates run for (task, method, r), ascending. */
+static int lrs_of(const result *rs, int count, const char *task, const method *m, int r, float *out) {
+    int k = 0;
+    for (int i = 0; i < count; ++i) {
+        if (!same_cell(&rs[i], task, m, r)) continue;
+        int j = 0;
+        while (j < k && out[j] != rs[i].lr) ++j;
+        if (j < k || k == MAX_LRS) continue;
+        out[k++] = rs[i].lr;
+        for (j = k - 1; j > 0 && out[j] < out[j - 1]; --j) {
+            const float t = out[j];
+            out[j] = out[j - 1], out[j - 1] = t;
+        }
+    }
+    return k;
+}
+
+/* The best learning rate's cell for (task, method, r): the highest mean metric, ties to the lower mean
+ * loss. *edge: 1 when that lr is the smallest of the sweep, 2 the largest, 0 inside (or one lr only). */
+static cell best_cell(const result *rs, int count, const char *task, const method *m, int r, int *edge) {
+    float lrs[MAX_LRS];
+    const int k = lrs_of(rs, count, task, m, r, lrs);
+    cell b = {0};
+    int at = -1;
+    for (int i = 0; i < k; ++i) {
+        const cell c = cell_of(rs, count, task, m, r, lrs[i]);
+        if (at < 0 || c.mean > b.mean + 1e-12 || (fabs(c.mean - b.mean) <= 1e-12 && c.loss_mean < b.loss_mean))
+            b = c, at = i;
+    }
+    if (edge) *edge = k < 2 || at < 0 ? 0 : at == 0 ? 1 : at == k - 1 ? 2 : 0;
     return b;
+}
+
+/* The first seed's run at the best learning rate (the run whose curve and spectra are plotted). */
+static const result *best_of(const result *rs, int count, const char *task, const method *m, int r) {
+    return best_cell(rs, count, task, m, r, NULL).first;
 }
 
 static void shell_line(const char *cmd, char *buf, size_t size) {
@@ -688,7 +888,6 @@ static void sig_string(const result *x, char *buf, size_t size) {
     for (int l = 0; l < x->L && used + 8 < size; ++l) used += (size_t)snprintf(buf + used, size - used, "%s%d", l ? "/" : "", x->sig[l]);
 }
 
-static const result *best_of(const result *rs, int count, const char *task, const method *m, int r);
 static int write_plots(const config *c, const char *tasks[2], int have_sv, const result *rs, int count) {
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         printf("memorize: gnuplot is not installed (Debian: gnuplot-nox): no plots\n");
@@ -705,8 +904,9 @@ static int write_plots(const config *c, const char *tasks[2], int have_sv, const
                     tk == 0 ? "UUID memorisation" : "linear associative memory", r);
             for (int mi = 0; mi < c->nmethods; ++mi) {
                 const result *b = best_of(rs, count, tasks[tk], c->methods[mi], r);
-                fprintf(g, "%s'curve_%s_r%d_%s_lr%g.dat' using 1:3 with lines lw 2 lc %d title '%s (lr %g)', '' using 1:2 axes x1y2 with lines dt 2 lc %d notitle",
-                        mi ? ", " : "", tasks[tk], r, c->methods[mi]->name, b->lr, mi + 1, c->methods[mi]->name, b->lr, mi + 1);
+                fprintf(g, "%s'curve_%s_r%d_%s_lr%g_s%llu.dat' using 1:3 with lines lw 2 lc %d title '%s (lr %g)', '' using 1:2 axes x1y2 with lines dt 2 lc %d notitle",
+                        mi ? ", " : "", tasks[tk], r, c->methods[mi]->name, b->lr, (unsigned long long)b->seed, mi + 1,
+                        c->methods[mi]->name, b->lr, mi + 1);
             }
             fprintf(g, "\nunset logscale y2\nunset y2tics\nunset y2label\nset yrange [*:*]\n");
         }
@@ -770,8 +970,19 @@ static void write_best_spectra(const config *c, const result *rs, int count) {
 static void usage_exit(int status) {
     fprintf(status ? stderr : stdout,
             "usage: memorize [--quick] [--out DIR] [--n N] [--width H] [--depth D] [--steps S] [--ranks 8,32]\n"
-            "                [--lrs 3e-3,1e-2,3e-2] [--methods lora,mora-rope,mora-share,remora-share,remora-rope]\n"
-            "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear] [--seed S]\n");
+            "                [--lrs 3e-3,1e-2,3e-2] [--methods %s]\n"
+            "                [--remora-every K] [--lin-d D] [--lin-n N] [--lin-steps S] [--tasks uuid,linear]\n"
+            "                [--seeds 1,2,3] [--seed S] [--clip G] [--head-scale X] [--extend-edges E]\n\n"
+            "  --seeds LIST       every cell is run for each seed, reported as mean ± sd (default 1,2,3)\n"
+            "  --seed S           one seed (the same as --seeds S)\n"
+            "  --clip G           clip the global gradient norm to G for every method, 0: off (default 1)\n"
+            "  --head-scale X     the frozen head's initial scale; small: the starting loss is near ln 16\n"
+            "                     (default 0.1; 1: a random layer like the others)\n"
+            "  --extend-edges E   a best learning rate at an edge of the sweep adds one more step beyond it,\n"
+            "                     at most E times per method and rank (default 3; 0: off)\n"
+            "  --quick            the check run by ctest: tiny sizes, 3 seeds, AdamW, clipping and ReLoRA's merge\n"
+            "                     checked against libmora and by hand\n",
+            default_methods);
     exit(status);
 }
 
@@ -795,12 +1006,158 @@ static int parse_floats(const char *s, float *out) {
     }
     return k;
 }
+static int parse_seeds(const char *s, uint64_t *out) {
+    int k = 0;
+    for (const char *p = s; *p && k < MAX_LIST;) {
+        const long long v = strtoll(p, (char **)&p, 10);
+        if (v < 0) usage();
+        out[k++] = (uint64_t)v;
+        if (*p == ',') ++p;
+        else if (*p) usage();
+    }
+    return k;
+}
+
+/* Every run of the experiment, in the order run (for each lr, each seed: a cell's first run is its first seed's). */
+typedef struct run_list {
+    result *rs;
+    int count, capacity;
+} run_list;
+
+typedef struct experiment {
+    const config *c;
+    mora_context *ctx;
+    uuid_task ut[MAX_LIST]; /* one task (data and frozen network) per seed */
+    lin_task lt[MAX_LIST];
+    FILE *fc_main, *fc_lin, *fs;
+    run_list runs;
+    int ok;
+} experiment;
+
+/* Runs one (task, method, r, lr) cell for every seed. */
+static void run_cell(experiment *e, int tk, const method *m, int r, float lr) {
+    const config *c = e->c;
+    for (int si = 0; si < c->nseeds; ++si) {
+        run_list *R = &e->runs;
+        if (R->count == R->capacity) {
+            R->capacity = R->capacity ? 2 * R->capacity : 64;
+            R->rs = realloc(R->rs, sizeof *R->rs * (size_t)R->capacity);
+            if (!R->rs) {
+                fprintf(stderr, "memorize: out of memory\n");
+                exit(1);
+            }
+        }
+        result *x = &R->rs[R->count++];
+        const uint64_t seed = c->seeds[si];
+        char name[256];
+        snprintf(name, sizeof name, "curve_%s_r%d_%s_lr%g_s%llu.dat", tk == 0 ? "uuid" : "linear", r, m->name, lr,
+                 (unsigned long long)seed);
+        FILE *fcurve = open_out(c, name, "w");
+        fprintf(fcurve, "# step loss %s\n", tk == 0 ? "accuracy dead_relu" : "recall");
+        FILE *fs = si == 0 ? e->fs : NULL; /* spectra of the first seed's runs only */
+        if (tk == 0) uuid_run(c, e->ctx, &e->ut[si], seed, m, r, lr, e->fc_main, fcurve, fs, x);
+        else lin_run(c, e->ctx, &e->lt[si], seed, m, r, lr, e->fc_lin, fcurve, fs, x);
+        fclose(fcurve);
+        char sig[128];
+        sig_string(x, sig, sizeof sig);
+        printf("  %-6s %-13s r=%-3d lr=%-7g seed %-3llu params %7lld  loss %.4f -> %.4f  %s %.4f", x->task, x->m->name,
+               x->r, x->lr, (unsigned long long)seed, (long long)x->params, x->first_loss, x->final_loss,
+               tk == 0 ? "acc" : "recall", x->final_metric);
+        if (tk == 0) printf("  dead ReLUs %.3f", x->final_dead);
+        printf("  sig. SVs %s  (%.1f s)\n", sig, x->seconds);
+        fflush(stdout);
+        if (!(x->final_loss < 0.9 * x->first_loss) || !isfinite(x->final_loss)) /* a diverging or too small lr */
+            fprintf(stderr, "memorize: %s: %s at r=%d, lr=%g, seed %llu: loss %.4f -> %.4f, not 10 %% lower (noted)\n",
+                    x->task, x->m->name, x->r, x->lr, (unsigned long long)seed, x->first_loss, x->final_loss);
+    }
+}
+
+/* The next learning rate beyond x on the 1-3-10 grid (…, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, …): up, the
+ * smallest grid value above 1.5·x; down, the largest below x/1.5. */
+static float grid_next(float x, int up) {
+    const double steps[2] = {1, 3};
+    double best = up ? INFINITY : 0;
+    for (int e10 = -8; e10 <= 1; ++e10)
+        for (int k = 0; k < 2; ++k) {
+            const double v = steps[k] * pow(10.0, e10);
+            if (up && v > 1.5 * x && v < best) best = v;
+            if (!up && v < x / 1.5 && v > best) best = v;
+        }
+    return (float)best;
+}
+
+/* The sweep of one (task, method, r): the given learning rates, then one more step beyond the edge
+ * while the best (by the seeds' mean) sits at an edge, at most extend_edges times. */
+static void run_sweep(experiment *e, int tk, const method *m, int r) {
+    const config *c = e->c;
+    const char *task = tk == 0 ? "uuid" : "linear";
+    for (int li = 0; li < c->nlrs; ++li) run_cell(e, tk, m, r, c->lrs[li]);
+    for (int ext = 0; ext < c->extend_edges; ++ext) {
+        int edge;
+        (void)best_cell(e->runs.rs, e->runs.count, task, m, r, &edge);
+        float lrs[MAX_LRS];
+        const int k = lrs_of(e->runs.rs, e->runs.count, task, m, r, lrs);
+        if (!edge || k >= MAX_LRS) break;
+        const float next = edge == 1 ? grid_next(lrs[0], 0) : grid_next(lrs[k - 1], 1);
+        if (!(next >= 1e-6f && next <= 1.0f)) break;
+        printf("memorize: %s %s r=%d: the best lr (%g) is the sweep's %s: extending it to lr %g\n", task, m->name, r,
+               edge == 1 ? lrs[0] : lrs[k - 1], edge == 1 ? "smallest" : "largest", next);
+        run_cell(e, tk, m, r, next);
+    }
+}
+
+static void fmt_cell(const cell *x, char *buf, size_t size) {
+    if (!x->runs) snprintf(buf, size, "—");
+    else if (x->runs == 1) snprintf(buf, size, "%.4f", x->mean);
+    else snprintf(buf, size, "%.4f ± %.4f", x->mean, x->sd);
+}
+
+/* Which method beats which, per rank: A > B only where A's mean − sd is above B's mean + sd, over at
+ * least 3 seeds; everything else is "not separated". */
+static void write_orderings(FILE *md, const config *c, const result *rs, int count, const char *task) {
+    fprintf(md, "Orderings (best lr of each; A > B only where A's mean − sd lies above B's mean + sd):\n\n");
+    for (int ri = 0; ri < c->nranks; ++ri) {
+        const int r = c->ranks[ri];
+        cell b[METHOD_COUNT];
+        int order[METHOD_COUNT];
+        for (int mi = 0; mi < c->nmethods; ++mi) b[mi] = best_cell(rs, count, task, c->methods[mi], r, NULL), order[mi] = mi;
+        for (int i = 1; i < c->nmethods; ++i) /* by mean, descending */
+            for (int j = i; j > 0 && b[order[j]].mean > b[order[j - 1]].mean; --j) {
+                const int t = order[j];
+                order[j] = order[j - 1], order[j - 1] = t;
+            }
+        if (c->nseeds < 3) {
+            fprintf(md, "- r = %d: %d seed(s): no ordering is claimed (at least 3 are needed)\n", r, c->nseeds);
+            continue;
+        }
+        fprintf(md, "- r = %d, separated:", r);
+        int any = 0;
+        for (int i = 0; i < c->nmethods; ++i)
+            for (int j = i + 1; j < c->nmethods; ++j) {
+                const cell *x = &b[order[i]], *y = &b[order[j]];
+                if (x->mean - x->sd > y->mean + y->sd)
+                    fprintf(md, "%s %s > %s", any++ ? "," : "", c->methods[order[i]]->name, c->methods[order[j]]->name);
+            }
+        fprintf(md, "%s\n- r = %d, not separated:", any ? "" : " none", r);
+        any = 0;
+        for (int i = 0; i < c->nmethods; ++i)
+            for (int j = i + 1; j < c->nmethods; ++j) {
+                const cell *x = &b[order[i]], *y = &b[order[j]];
+                if (!(x->mean - x->sd > y->mean + y->sd))
+                    fprintf(md, "%s %s ≈ %s", any++ ? "," : "", c->methods[order[i]]->name, c->methods[order[j]]->name);
+            }
+        fprintf(md, "%s\n", any ? "" : " none");
+    }
+    fprintf(md, "\n");
+}
 
 int main(int argc, char **argv) {
     config c = {0};
-    const char *ranks = NULL, *lrs = NULL, *methods = NULL, *tasks_opt = "uuid,linear";
+    const char *ranks = NULL, *lrs = NULL, *methods = NULL, *tasks_opt = "uuid,linear", *seeds = NULL;
     int64_t n = 0, width = 0, depth = -1, steps = 0, every = 0, lin_d = 0, lin_n = 0, lin_steps = 0;
-    c.out = "memorize-out", c.seed = 1;
+    float clip = -1, head_scale = -1;
+    int extend = -1;
+    c.out = "memorize-out";
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         if (strcmp(a, "--quick") == 0) c.quick = 1;
@@ -819,7 +1176,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--lin-n") == 0) lin_n = atoll(argv[++i]);
         else if (strcmp(a, "--lin-steps") == 0) lin_steps = atoll(argv[++i]);
         else if (strcmp(a, "--tasks") == 0) tasks_opt = argv[++i];
-        else if (strcmp(a, "--seed") == 0) c.seed = (uint64_t)atoll(argv[++i]);
+        else if (strcmp(a, "--seeds") == 0 || strcmp(a, "--seed") == 0) seeds = argv[++i];
+        else if (strcmp(a, "--clip") == 0) clip = strtof(argv[++i], NULL);
+        else if (strcmp(a, "--head-scale") == 0) head_scale = strtof(argv[++i], NULL);
+        else if (strcmp(a, "--extend-edges") == 0) extend = atoi(argv[++i]);
         else usage();
     }
     /* defaults: the full experiment, or the quick check */
@@ -832,10 +1192,14 @@ int main(int argc, char **argv) {
     c.lin_steps = lin_steps ? lin_steps : c.quick ? 60 : 1500;
     c.remora_every = every ? every : (c.steps / 6 > 0 ? c.steps / 6 : 1);
     c.nranks = parse_ints(ranks ? ranks : c.quick ? "8" : "8,32", c.ranks);
-    c.nlrs = parse_floats(lrs ? lrs : c.quick ? "1e-2" : "3e-3,1e-2,3e-2", c.lrs);
+    c.nlrs = parse_floats(lrs ? lrs : c.quick ? "3e-3,1e-2" : "3e-3,1e-2,3e-2", c.lrs);
+    c.nseeds = parse_seeds(seeds ? seeds : "1,2,3", c.seeds);
+    c.clip = clip >= 0 ? clip : 1.0f;
+    c.head_scale = head_scale >= 0 ? head_scale : 0.1f;
+    c.extend_edges = extend >= 0 ? extend : c.quick ? 1 : 3;
     {
         char buf[256];
-        snprintf(buf, sizeof buf, "%s", methods ? methods : "lora,mora-rope,mora-share,remora-share,remora-rope");
+        snprintf(buf, sizeof buf, "%s", methods ? methods : default_methods);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             int found = 0;
             for (int k = 0; k < METHOD_COUNT; ++k)
@@ -846,75 +1210,66 @@ int main(int argc, char **argv) {
     c.task_on[0] = strstr(tasks_opt, "uuid") != NULL, c.task_on[1] = strstr(tasks_opt, "linear") != NULL;
     if (!c.task_on[0] && !c.task_on[1]) usage();
     if (c.n < 1 || c.width < 2 || c.depth < 0 || c.depth + 2 > MAX_LAYERS || c.steps < 1 || c.lin_d < 2 || c.lin_n < 2 ||
-        c.lin_steps < 1 || c.nranks < 1 || c.nlrs < 1 || c.nmethods < 1)
+        c.lin_steps < 1 || c.nranks < 1 || c.nlrs < 1 || c.nmethods < 1 || c.nseeds < 1 || !isfinite(c.clip) ||
+        !isfinite(c.head_scale))
         usage();
     for (int i = 0; i < c.nranks; ++i)
         if (c.ranks[i] < 1) usage();
+    for (int i = 0; i < c.nlrs; ++i)
+        if (!(c.lrs[i] > 0 && c.lrs[i] <= 1)) usage();
     c.log_every = c.steps / 100 > 0 ? (int)(c.steps / 100) : 1;
     c.lin_log_every = c.lin_steps / 100 > 0 ? (int)(c.lin_steps / 100) : 1;
     mkdir(c.out, 0777);
 
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    mora_context *ctx;
-    TRY(mora_context_create("cpu", 0, &ctx));
-    int ok = 1;
-    if (c.quick && !check_adamw(ctx)) {
-        fprintf(stderr, "memorize: FAIL: the example's AdamW disagrees with mora_adapter_step\n");
-        ok = 0;
+    static experiment e; /* static: the per-seed tasks are large */
+    e.c = &c, e.ok = 1;
+    TRY(mora_context_create("cpu", 0, &e.ctx));
+    if (c.quick && !check_adamw(e.ctx)) {
+        fprintf(stderr, "memorize: FAIL: the example's AdamW or clipping disagrees with mora_adapter_step\n");
+        e.ok = 0;
+    }
+    if (c.quick && !check_relora_merge(e.ctx)) {
+        fprintf(stderr, "memorize: FAIL: ReLoRA's merge changed the layer's output or did not reset B and AdamW\n");
+        e.ok = 0;
     }
 
     printf("memorize: UUID task N=%lld, width %lld, depth %lld, %lld steps; linear memory d=%lld, N=%lld, %lld steps; "
-           "ReMoRA every %lld steps\n",
+           "ReMoRA/ReLoRA every %lld steps; %d seed(s); clip %g; head scale %g\n",
            (long long)c.n, (long long)c.width, (long long)c.depth, (long long)c.steps, (long long)c.lin_d,
-           (long long)c.lin_n, (long long)c.lin_steps, (long long)c.remora_every);
-    uuid_task ut;
-    uuid_make(&ut, &c);
-    lin_task lt;
-    lin_make(&lt, &c);
+           (long long)c.lin_n, (long long)c.lin_steps, (long long)c.remora_every, c.nseeds, c.clip, c.head_scale);
+    for (int si = 0; si < c.nseeds; ++si) {
+        uuid_make(&e.ut[si], &c, c.seeds[si]);
+        lin_make(&e.lt[si], &c, c.seeds[si]);
+    }
 
-    FILE *fc_main = open_out(&c, "curves_main.csv", "w"), *fc_lin = open_out(&c, "curves_linear.csv", "w"),
-         *fs = open_out(&c, "spectra.csv", "w");
-    fprintf(fc_main, "task,method,r,lr,step,loss,accuracy\n");
-    fprintf(fc_lin, "task,method,r,lr,step,loss,recall\n");
-    fprintf(fs, "task,method,r,lr,layer,index,sigma\n");
-    const int total = 2 * c.nranks * c.nmethods * c.nlrs;
-    result *rs = NEW(result, total);
-    int count = 0;
+    e.fc_main = open_out(&c, "curves_main.csv", "w"), e.fc_lin = open_out(&c, "curves_linear.csv", "w");
+    e.fs = open_out(&c, "spectra.csv", "w");
+    fprintf(e.fc_main, "task,method,r,lr,seed,step,loss,accuracy,dead_relu,grad_norm\n");
+    fprintf(e.fc_lin, "task,method,r,lr,seed,step,loss,recall,dead_relu,grad_norm\n");
+    fprintf(e.fs, "task,method,r,lr,layer,index,sigma\n");
     for (int tk = 0; tk < 2; ++tk)
-        for (int ri = 0; ri < c.nranks; ++ri)
-            for (int mi = 0; mi < c.nmethods; ++mi)
-                for (int li = 0; li < c.nlrs; ++li) {
-                    if (!c.task_on[tk]) continue;
-                    result *x = &rs[count++];
-                    char name[256];
-                    snprintf(name, sizeof name, "curve_%s_r%d_%s_lr%g.dat", tk == 0 ? "uuid" : "linear", c.ranks[ri],
-                             c.methods[mi]->name, c.lrs[li]);
-                    FILE *fcurve = open_out(&c, name, "w");
-                    fprintf(fcurve, "# step loss %s\n", tk == 0 ? "accuracy" : "recall");
-                    if (tk == 0) uuid_run(&c, ctx, &ut, c.methods[mi], c.ranks[ri], c.lrs[li], fc_main, fcurve, fs, x);
-                    else lin_run(&c, ctx, &lt, c.methods[mi], c.ranks[ri], c.lrs[li], fc_lin, fcurve, fs, x);
-                    fclose(fcurve);
-                    char sig[128];
-                    sig_string(x, sig, sizeof sig);
-                    printf("  %-6s %-13s r=%-3d lr=%-7g params %7lld  loss %.4f -> %.4f  %s %.4f  sig. SVs %s  (%.1f s)\n",
-                           x->task, x->m->name, x->r, x->lr, (long long)x->params, x->first_loss, x->final_loss,
-                           tk == 0 ? "acc" : "recall", x->final_metric, sig, x->seconds);
-                    fflush(stdout);
-                    if (!(x->final_loss < 0.9 * x->first_loss) || !isfinite(x->final_loss)) {
-                        /* --quick: a failure; a full run may hit it honestly (too few parameters, a diverging lr) */
-                        fprintf(stderr, "memorize: %s: %s at r=%d, lr=%g: loss %.4f -> %.4f, not 10 %% lower%s\n", x->task,
-                                x->m->name, x->r, x->lr, x->first_loss, x->final_loss, c.quick ? ": did not train" : " (noted)");
-                        if (c.quick) ok = 0;
-                    }
-                }
-    fclose(fc_main), fclose(fc_lin), fclose(fs);
+        for (int ri = 0; ri < c.nranks && c.task_on[tk]; ++ri)
+            for (int mi = 0; mi < c.nmethods; ++mi) run_sweep(&e, tk, c.methods[mi], c.ranks[ri]);
+    fclose(e.fc_main), fclose(e.fc_lin), fclose(e.fs);
+    const result *rs = e.runs.rs;
+    const int count = e.runs.count;
+    /* every method trains at its best learning rate: each seed's loss falls by 10 % (--quick: a failure) */
+    for (int i = 0; i < count; ++i) {
+        const cell b = best_cell(rs, count, rs[i].task, rs[i].m, rs[i].r, NULL);
+        if (rs[i].lr != b.first->lr || (rs[i].final_loss < 0.9 * rs[i].first_loss && isfinite(rs[i].final_loss))) continue;
+        fprintf(stderr, "memorize: %s: %s at r=%d did not train at its best lr %g (seed %llu: loss %.4f -> %.4f)%s\n",
+                rs[i].task, rs[i].m->name, rs[i].r, rs[i].lr, (unsigned long long)rs[i].seed, rs[i].first_loss,
+                rs[i].final_loss, c.quick ? "" : " (noted)");
+        if (c.quick) e.ok = 0;
+    }
 
     double target_sv[4096];
     int have_target = 0;
-    if (c.lin_d <= 4096 && c.task_on[1]) {
+    if (c.lin_d <= 4096 && c.task_on[1]) { /* the first seed's linear task */
         FILE *fs2 = open_out(&c, "spectra.csv", "a");
-        have_target = lin_target(&lt, fs2, target_sv);
+        have_target = lin_target(&e.lt[0], fs2, target_sv);
         fclose(fs2);
     }
     write_best_spectra(&c, rs, count);
@@ -930,15 +1285,17 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &end);
     const double wall = (double)(end.tv_sec - start.tv_sec) + 1e-9 * (double)(end.tv_nsec - start.tv_nsec);
 
-    /* summary.csv and report.md */
+    /* summary.csv (every run) and report.md (cells over the seeds) */
     FILE *fsum = open_out(&c, "summary.csv", "w");
-    fprintf(fsum, "task,method,r,rhat_per_layer,params,lr,first_loss,final_loss,final_metric,best_metric,significant_sv_per_layer,seconds\n");
+    fprintf(fsum, "task,method,r,rhat_per_layer,params,lr,seed,first_loss,final_loss,final_metric,best_metric,"
+                  "final_dead_relu,max_dead_relu,first_grad_norm,final_grad_norm,significant_sv_per_layer,seconds\n");
     for (int i = 0; i < count; ++i) {
         char sig[128];
         sig_string(&rs[i], sig, sizeof sig);
-        fprintf(fsum, "%s,%s,%d,%s,%lld,%g,%.6f,%.6f,%.6f,%.6f,%s,%.2f\n", rs[i].task, rs[i].m->name, rs[i].r, rs[i].rhats,
-                (long long)rs[i].params, rs[i].lr, rs[i].first_loss, rs[i].final_loss, rs[i].final_metric,
-                rs[i].best_metric, sig, rs[i].seconds);
+        fprintf(fsum, "%s,%s,%d,%s,%lld,%g,%llu,%.6f,%.6f,%.6f,%.6f,%.4f,%.4f,%.6g,%.6g,%s,%.2f\n", rs[i].task,
+                rs[i].m->name, rs[i].r, rs[i].rhats, (long long)rs[i].params, rs[i].lr, (unsigned long long)rs[i].seed,
+                rs[i].first_loss, rs[i].final_loss, rs[i].final_metric, rs[i].best_metric, rs[i].final_dead,
+                rs[i].max_dead, rs[i].first_grad_norm, rs[i].final_grad_norm, sig, rs[i].seconds);
     }
     fclose(fsum);
 
@@ -950,50 +1307,87 @@ int main(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     struct utsname un;
     uname(&un);
-    fprintf(md, "# Memorisation: MoRA vs LoRA vs ReMoRA at equal parameter count (generated)\n\n");
+    fprintf(md, "# Memorisation: MoRA vs LoRA vs ReMoRA vs ReLoRA at equal parameter count (generated)\n\n");
     fprintf(md, "- command: `");
     for (int i = 0; i < argc; ++i) fprintf(md, "%s%s", i ? " " : "", argv[i]);
     fprintf(md, "`\n- machine: %s, %ld cores online, %s %s; libmora %s, cpu backend; OPENBLAS_NUM_THREADS=%s\n",
             machine[0] ? machine : "unknown CPU", sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release, mora_version(),
             getenv("OPENBLAS_NUM_THREADS") ? getenv("OPENBLAS_NUM_THREADS") : "(unset)");
     fprintf(md, "- commit: %s; date: %s; wall time %.0f s\n", commit[0] ? commit : "unknown", date, wall);
-    fprintf(md, "- UUID task: N = %lld pairs, one-hot keys 32x16 -> residual ReLU MLP 512 -> %lld (+%lld residual blocks) -> 512 "
-                "logits, every one of its %lld linear layers adapted; full batch, %lld steps\n",
-            (long long)c.n, (long long)c.width, (long long)c.depth, (long long)ut.L, (long long)c.steps);
-    fprintf(md, "- linear memory: d = %lld, N = %lld unit keys -> unit values, MSE, %lld steps; recall = own value nearest by cosine\n",
-            (long long)c.lin_d, (long long)c.lin_n, (long long)c.lin_steps);
-    fprintf(md, "- AdamW (torch's rule; weight decay 0), warm-up 5 %% then cosine; learning rates swept: ");
+    fprintf(md, "- seeds: ");
+    for (int i = 0; i < c.nseeds; ++i) fprintf(md, "%s%llu", i ? ", " : "", (unsigned long long)c.seeds[i]);
+    fprintf(md, " (each draws the task's data, the frozen network and the adapters' start); every cell is mean ± sample sd over them\n");
+    if (c.task_on[0])
+        fprintf(md, "- UUID task: N = %lld pairs, one-hot keys 32x16 -> residual ReLU MLP 512 -> %lld (+%lld residual blocks) -> 512 "
+                    "logits (the frozen head scaled by %g: starting loss %.4f, ln 16 = 2.7726), every one of its %lld linear "
+                    "layers adapted; full batch, %lld steps\n",
+                (long long)c.n, (long long)c.width, (long long)c.depth, c.head_scale, e.runs.rs[0].first_loss,
+                (long long)e.ut[0].L, (long long)c.steps);
+    if (c.task_on[1])
+        fprintf(md, "- linear memory: d = %lld, N = %lld unit keys -> unit values, MSE, %lld steps; recall = own value nearest by cosine\n",
+                (long long)c.lin_d, (long long)c.lin_n, (long long)c.lin_steps);
+    fprintf(md, "- AdamW (torch's rule; weight decay 0), warm-up 5 %% then cosine, the global gradient norm clipped to %g%s "
+                "for every method; learning rates swept: ",
+            c.clip, c.clip > 0 ? "" : " (off)");
     for (int i = 0; i < c.nlrs; ++i) fprintf(md, "%s%g", i ? ", " : "", c.lrs[i]);
-    fprintf(md, "; ReMoRA merges every %lld steps and re-warms over %lld\n", (long long)c.remora_every,
-            (long long)(c.remora_every / 5 > 0 ? c.remora_every / 5 : 1));
-    fprintf(md, "- significant singular values: above 1 %% of the largest, per adapted layer (first/…/last)%s\n\n",
+    fprintf(md, ", extended by up to %d steps beyond an edge that is best; ReMoRA and ReLoRA merge every %lld steps and re-warm over %lld\n",
+            c.extend_edges, (long long)c.remora_every, (long long)(c.remora_every / 5 > 0 ? c.remora_every / 5 : 1));
+    fprintf(md, "- significant singular values (first seed's run): above 1 %% of the largest, per adapted layer (first/…/last)%s\n\n",
             have_sv ? "" : " — not computed: built without LAPACKE");
+    int edges_left = 0;
     for (int tk = 0; tk < 2; ++tk) {
         if (!c.task_on[tk]) continue;
-        fprintf(md, "## %s\n\n| method | r | r̂ per layer | trainable params | best lr | final %s | best %s | loss | significant SVs |\n|---|---|---|---|---|---|---|---|---|\n",
-                tk == 0 ? "UUID memorisation (character accuracy)" : "Linear associative memory (recall)",
-                tk == 0 ? "accuracy" : "recall", tk == 0 ? "accuracy" : "recall");
+        const char *metric = tk == 0 ? "accuracy" : "recall";
+        fprintf(md, "## %s\n\n| method | r | r̂ per layer | trainable params | best lr | final %s, mean ± sd | range | loss, mean ± sd |%s significant SVs | sweep |\n|---|---|---|---|---|---|---|---|%s---|---|\n",
+                tk == 0 ? "UUID memorisation (character accuracy)" : "Linear associative memory (recall)", metric,
+                tk == 0 ? " dead ReLUs |" : "", tk == 0 ? "---|" : "");
         for (int ri = 0; ri < c.nranks; ++ri)
             for (int mi = 0; mi < c.nmethods; ++mi) {
-                const result *b = best_of(rs, count, tasks[tk], c.methods[mi], c.ranks[ri]);
-                char sig[128];
-                sig_string(b, sig, sizeof sig);
-                fprintf(md, "| %s | %d | %s | %lld | %g | %.4f | %.4f | %.4f | %s |\n", b->m->name, b->r, b->rhats,
-                        (long long)b->params, b->lr, b->final_metric, b->best_metric, b->final_loss, sig);
+                int edge;
+                const cell b = best_cell(rs, count, tasks[tk], c.methods[mi], c.ranks[ri], &edge);
+                if (!b.first) continue;
+                char sig[128], value[64];
+                sig_string(b.first, sig, sizeof sig);
+                fmt_cell(&b, value, sizeof value);
+                fprintf(md, "| %s | %d | %s | %lld | %g | %s | %.4f–%.4f | %.4f ± %.4f |", b.first->m->name, b.first->r,
+                        b.first->rhats, (long long)b.first->params, b.first->lr, value, b.lo, b.hi, b.loss_mean, b.loss_sd);
+                if (tk == 0) fprintf(md, " %.3f |", b.dead_mean);
+                fprintf(md, " %s | %s |\n", sig, edge ? "**best at the edge**" : "inside");
+                if (edge) {
+                    ++edges_left;
+                    fprintf(stderr, "memorize: %s %s r=%d: the best lr %g is still at the sweep's edge: extend it (--lrs, --extend-edges)\n",
+                            tasks[tk], b.first->m->name, b.first->r, b.first->lr);
+                }
             }
-        fprintf(md, "\nThe sweep (final %s at each learning rate):\n\n| method | r |", tk == 0 ? "accuracy" : "recall");
-        for (int li = 0; li < c.nlrs; ++li) fprintf(md, " lr %g |", c.lrs[li]);
+        fprintf(md, "\n");
+        write_orderings(md, &c, rs, count, tasks[tk]);
+        float all_lrs[MAX_LRS * METHOD_COUNT];
+        int nall = 0;
+        for (int i = 0; i < count; ++i) {
+            if (strcmp(rs[i].task, tasks[tk])) continue;
+            int j = 0;
+            while (j < nall && all_lrs[j] != rs[i].lr) ++j;
+            if (j == nall && nall < MAX_LRS * METHOD_COUNT) all_lrs[nall++] = rs[i].lr;
+        }
+        for (int i = 1; i < nall; ++i)
+            for (int j = i; j > 0 && all_lrs[j] < all_lrs[j - 1]; --j) {
+                const float t = all_lrs[j];
+                all_lrs[j] = all_lrs[j - 1], all_lrs[j - 1] = t;
+            }
+        fprintf(md, "The sweep (final %s at each learning rate, mean ± sd over the seeds; — not run):\n\n| method | r |", metric);
+        for (int li = 0; li < nall; ++li) fprintf(md, " lr %g |", all_lrs[li]);
         fprintf(md, "\n|---|---|");
-        for (int li = 0; li < c.nlrs; ++li) fprintf(md, "---|");
+        for (int li = 0; li < nall; ++li) fprintf(md, "---|");
         fprintf(md, "\n");
         for (int ri = 0; ri < c.nranks; ++ri)
             for (int mi = 0; mi < c.nmethods; ++mi) {
                 fprintf(md, "| %s | %d |", c.methods[mi]->name, c.ranks[ri]);
-                for (int li = 0; li < c.nlrs; ++li)
-                    for (int i = 0; i < count; ++i)
-                        if (!strcmp(rs[i].task, tasks[tk]) && rs[i].m == c.methods[mi] && rs[i].r == c.ranks[ri] &&
-                            rs[i].lr == c.lrs[li])
-                            fprintf(md, " %.4f (loss %.3f) |", rs[i].final_metric, rs[i].final_loss);
+                for (int li = 0; li < nall; ++li) {
+                    const cell x = cell_of(rs, count, tasks[tk], c.methods[mi], c.ranks[ri], all_lrs[li]);
+                    char value[64];
+                    fmt_cell(&x, value, sizeof value);
+                    fprintf(md, " %s |", value);
+                }
                 fprintf(md, "\n");
             }
         fprintf(md, "\n");
@@ -1002,21 +1396,23 @@ int main(int argc, char **argv) {
                 fprintf(md, "![%s r=%d](%s_r%d.png)\n![spectra %s r=%d](spectra_%s_r%d.png)\n\n", tasks[tk], c.ranks[ri], tasks[tk],
                         c.ranks[ri], tasks[tk], c.ranks[ri], tasks[tk], c.ranks[ri]);
     }
+    fprintf(md, "Sweep edges: %s.\n\n", edges_left ? "some best learning rates are still at an edge of their sweep (marked above): extend them before reading those rows"
+                                                     : "every best learning rate lies inside its sweep");
     if (have_target) {
         double total_e = 0, acc_e = 0;
         for (int64_t i = 0; i < c.lin_d; ++i) total_e += target_sv[i] * target_sv[i];
-        fprintf(md, "Linear memory: the least-squares update ΔW* = (V − W0·K)·K⁺ has %d significant singular values "
+        fprintf(md, "Linear memory (first seed): the least-squares update ΔW* = (V − W0·K)·K⁺ has %d significant singular values "
                     "of %lld; the share of its energy a rank-k update can take (its top k): ",
                 significant(target_sv, c.lin_d), (long long)c.lin_d);
-        int64_t kk = 0;
         for (int ri = 0; ri < c.nranks; ++ri) {
             acc_e = 0;
-            for (kk = 0; kk < c.ranks[ri] && kk < c.lin_d; ++kk) acc_e += target_sv[kk] * target_sv[kk];
+            for (int64_t kk = 0; kk < c.ranks[ri] && kk < c.lin_d; ++kk) acc_e += target_sv[kk] * target_sv[kk];
             fprintf(md, "%sk = %d: %.1f %%", ri ? ", " : "", c.ranks[ri], 100 * acc_e / total_e);
         }
         fprintf(md, ".\n\n");
     }
-    fprintf(md, "All runs: `summary.csv`; curves: `curves_main.csv`, `curves_linear.csv`; singular values: `spectra.csv`.\n");
+    fprintf(md, "All runs: `summary.csv`; curves: `curves_main.csv`, `curves_linear.csv` (with the dead-ReLU share and the "
+                "gradient norm before clipping); singular values: `spectra.csv`.\n");
     fclose(md);
 
     /* the quick check: the report files exist */
@@ -1027,13 +1423,15 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", c.out, needed[i]);
         if (stat(path, &st) != 0 || st.st_size == 0) {
             fprintf(stderr, "memorize: FAIL: %s was not written\n", path);
-            ok = 0;
+            e.ok = 0;
         }
     }
-    printf("memorize: %d runs in %.1f s; report: %s/report.md%s\n", count, wall, c.out, ok ? "" : " — FAILED");
-    free(rs);
-    uuid_free(&ut);
-    free(lt.K), free(lt.Vv), free(lt.W0);
-    mora_context_destroy(ctx);
-    return ok ? 0 : 1;
+    printf("memorize: %d runs in %.1f s; report: %s/report.md%s\n", count, wall, c.out, e.ok ? "" : " — FAILED");
+    for (int si = 0; si < c.nseeds; ++si) {
+        uuid_free(&e.ut[si]);
+        free(e.lt[si].K), free(e.lt[si].Vv), free(e.lt[si].W0);
+    }
+    free(e.runs.rs);
+    mora_context_destroy(e.ctx);
+    return e.ok ? 0 : 1;
 }
