@@ -4,7 +4,10 @@
 # (OCLGRIND_CHECK_API, OCLGRIND_DATA_RACES): any invalid read or write, data race, or API error it
 # reports fails the test. A small shape that does not divide evenly (d_in 40, d_out 27, r̂ 8, 37 tokens)
 # so the tile edges are exercised. Run with the default compile threads (1 on Oclgrind, whose compiler
-# is not thread-safe) and with an explicit --compile-threads 1. Exits 77 when Oclgrind is not installed.
+# is not thread-safe) and with an explicit --compile-threads 1. The test is about memory safety, not
+# speed: the budget is wide and --max-spread accepts any timing spread, so a loaded machine (parallel
+# ctest, a sanitizer build) cannot turn a kind into "noisy" (declared defaults, no record) and fail it.
+# Exits 77 when Oclgrind is not installed.
 set -u
 build=$1
 tune=$build/mora-tune
@@ -26,8 +29,8 @@ export OCL_ICD_VENDORS=$tmp/vendors OCLGRIND_CHECK_API=1 OCLGRIND_DATA_RACES=1
 
 tune_once() { # tune_once NAME EXTRA_ARGS...
   local name=$1
-  "$tune" --backend opencl --dims 40 --dims-out 27 --rhat 8 --op rope --tokens 37 --budget 60 \
-    --max-candidates 6 --cache-dir "" --json "${@:2}" >"$tmp/$name.json" 2>"$tmp/$name.err"
+  "$tune" --backend opencl --dims 40 --dims-out 27 --rhat 8 --op rope --tokens 37 --budget 600 \
+    --max-spread 1e6 --max-candidates 6 --cache-dir "" --json "${@:2}" >"$tmp/$name.json" 2>"$tmp/$name.err"
   local rc=$?
   if [ "$rc" -ne 0 ]; then
     fail "$name: mora-tune exit status $rc"; tail -20 "$tmp/$name.err" | sed 's/^/  | /'; return
@@ -35,7 +38,9 @@ tune_once() { # tune_once NAME EXTRA_ARGS...
   grep -q '"device": "Oclgrind' "$tmp/$name.json" || fail "$name: the device is not Oclgrind"
   local tuned
   tuned=$(grep -c '"source": "tuned"' "$tmp/$name.json")
-  [ "$tuned" -eq 4 ] || fail "$name: $tuned of the 4 kinds tuned"
+  if [ "$tuned" -ne 4 ]; then
+    fail "$name: $tuned of the 4 kinds tuned"; grep -E '"(kind|source|candidates|rejected|failed)"' "$tmp/$name.json" | sed 's/^/  | /'
+  fi
   grep -qE '"rejected": [1-9]' "$tmp/$name.json" && fail "$name: candidates rejected by the reference check"
   grep -qE '"failed": [1-9]' "$tmp/$name.json" && fail "$name: candidates failed to build or run"
   if grep -qiE "invalid (read|write)|data race|error detected|uninitiali[sz]ed|out of bounds" "$tmp/$name.err"; then
