@@ -5,19 +5,24 @@
 # rows of their summary.csv files into OUT/capacity.csv, then plots OUT/capacity_r<r>.png (gnuplot).
 #
 #   examples/memorize-capacity.sh [--build DIR] [--out DIR] [--ns 256,512,1024,2048] [--ranks 8,32]
-#       [--seeds 1] [--steps 1000] [--jobs 2] [--lr METHOD=LR ...] [--quick]
+#       [--seeds 1] [--steps 1000] [--jobs 2] [--lr METHOD[:R]=LR ...] [--quick]
 #
-# --lr sets a method's learning rate (default: each method's best in the n512 sweep of
-# docs/results/memorize: lora 3e-2, relora 3e-2, mora-rope 3e-2, mora-share 3e-2, remora-* 3e-2 — pass
-# the ones your sweep found). --jobs runs that many memorize processes at once (one core each).
+# --lr METHOD=LR sets a method's learning rate at every rank, --lr METHOD:R=LR at rank R only (later
+# options win). Defaults: each method's best in the 3-seed sweeps of docs/results/memorize — r = 8 from
+# N = 512 (lora 3e-2, relora 3e-2, mora-rope 1e-1, mora-share 1e-2, remora-share 3e-2, remora-rope
+# 3e-1), every other r from r = 32, N = 1536 (lora 1e-2, relora 1e-2, mora-rope 3e-2, mora-share 1e-2,
+# remora-share 1e-2, remora-rope 3e-2). --jobs runs that many memorize processes at once (one core each).
 # --quick: two small N, one rank, 60 steps (the check ctest runs). Exit status: 0; 1 when a run
 # fails; 2 on a usage error.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$here/../build out=capacity-out ns=256,512,1024,2048 ranks=8,32 seeds=1 steps=1000 jobs=2 quick=0
-declare -A lr=([lora]=3e-2 [relora]=3e-2 [mora-rope]=3e-2 [mora-share]=3e-2 [remora-rope]=3e-2 [remora-share]=3e-2)
 methods=(lora relora mora-rope mora-share remora-rope remora-share)
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+# lr[METHOD] at any rank, lr[METHOD:R] at rank R (looked up first)
+declare -A lr=([lora]=1e-2 [relora]=1e-2 [mora-rope]=3e-2 [mora-share]=1e-2 [remora-rope]=3e-2 [remora-share]=1e-2
+               [lora:8]=3e-2 [relora:8]=3e-2 [mora-rope:8]=1e-1 [mora-share:8]=1e-2 [remora-rope:8]=3e-1 [remora-share:8]=3e-2)
+lr_of() { local k="$1:$2"; if [[ -n ${lr[$k]+x} ]]; then echo "${lr[$k]}"; else echo "${lr[$1]}"; fi; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -27,9 +32,11 @@ while (($#)); do
     --seeds) seeds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
-    --lr) m=${2%%=*}; v=${2#*=}
-          [[ -n ${lr[$m]+x} && $v =~ ^[0-9.eE+-]+$ ]] || { echo "memorize-capacity: --lr $2: METHOD=LR, METHOD one of ${methods[*]}" >&2; exit 2; }
-          lr[$m]=$v; shift 2 ;;
+    --lr) key=${2%%=*}; v=${2#*=}; m=${key%%:*}
+          [[ $2 == *=* && -n ${lr[$m]+x} && $v =~ ^[0-9.eE+-]+$ && ( $key == "$m" || ${key#*:} =~ ^[1-9][0-9]*$ ) ]] ||
+            { echo "memorize-capacity: --lr $2: METHOD=LR or METHOD:R=LR, METHOD one of ${methods[*]}" >&2; exit 2; }
+          if [[ $key == "$m" ]]; then for k in "${!lr[@]}"; do [[ $k == "$m:"* ]] && unset "lr[$k]"; done; fi
+          lr[$key]=$v; shift 2 ;;
     --quick) quick=1; ns=48,96 ranks=8 steps=60; shift ;;
     -h|--help) usage 0 ;;
     *) echo "memorize-capacity: unknown option '$1'" >&2; usage 2 ;;
@@ -48,7 +55,7 @@ for r in ${ranks//,/ }; do
   for n in ${ns//,/ }; do
     for m in "${methods[@]}"; do
       dir=$out/runs/${m}_r${r}_n${n}
-      OPENBLAS_NUM_THREADS=1 "$memorize" --tasks uuid --methods "$m" --ranks "$r" --n "$n" --lrs "${lr[$m]}" \
+      OPENBLAS_NUM_THREADS=1 "$memorize" --tasks uuid --methods "$m" --ranks "$r" --n "$n" --lrs "$(lr_of "$m" "$r")" \
         --seeds "$seeds" --steps "$steps" --extend-edges 0 "${extra[@]}" --out "$dir" >"$dir.log" 2>&1 &
       pids+=($!)
       if ((${#pids[@]} >= jobs)); then wait "${pids[0]}" || failed=1; pids=("${pids[@]:1}"); fi
@@ -85,7 +92,7 @@ if command -v gnuplot >/dev/null 2>&1; then
       i=$((i + 1))
       grep "^$m,$r," "$out/capacity.csv" | awk -F, '{print $3, $7, $8}' >"$out/capacity_r${r}_$m.dat"
       params=$(grep -m1 "^$m,$r," "$out/capacity.csv" | cut -d, -f4)
-      plot+="${plot:+, }'capacity_r${r}_$m.dat' using 1:2:3 with yerrorlines lw 2 lc $i title '$m ($params params, lr ${lr[$m]})'"
+      plot+="${plot:+, }'capacity_r${r}_$m.dat' using 1:2:3 with yerrorlines lw 2 lc $i title '$m ($params params, lr $(lr_of "$m" "$r"))'"
     done
     (cd "$out" && gnuplot -e "set terminal pngcairo size 900,560 noenhanced; set output 'capacity_r$r.png';
       set logscale x 2; set xlabel 'pairs N'; set ylabel 'character accuracy after $steps steps'; set yrange [0:1.02];

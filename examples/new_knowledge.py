@@ -10,7 +10,8 @@ LoRA's at the same number of trainable parameters. Here, at a size that runs on 
 2. Pretraining. A transformers LlamaForCausalLM built from a LlamaConfig (random start) learns the old
    facts with every parameter trained (AdamW, full batch), until it recalls them (reported).
 3. New knowledge. Every entity gets a new attribute whose value is random hex, UUID-like ("the code
-   of vadoli is 3fa9c1d2."). The pretrained model is adapted on the new facts only, every linear
+   of vadoli is 3fa9c1d2."). The pretrained model is adapted on the new facts (with --replay K, plus K
+   old facts drawn afresh at every step, as continual pretraining mixes in general text), every linear
    layer of every block (q, k, v, o, gate, up, down) carrying the adapter, with each method at equal
    trainable parameters (LoRA rank r; MoRA's r̂ from r):
      lora          B·A (PEFT's start: A kaiming-uniform, B = 0, alpha = r)
@@ -28,6 +29,9 @@ LoRA's at the same number of trainable parameters. Here, at a size that runs on 
 
     python3 examples/new_knowledge.py --out out/new-knowledge          # the experiment (minutes)
     python3 examples/new_knowledge.py --quick --out /tmp/nk             # the check pytest runs (seconds)
+
+--pretrained FILE keeps the pretrained model there (with the settings that made it) and loads it when
+the settings match, so several adaptation runs share one pretraining.
 
 Writes DIR/report.md (the tables, the command, commit, machine), DIR/summary.csv (every run) and
 DIR/curves.csv (loss against step). Exit status 0; 1 when a check fails (--quick: a method whose
@@ -236,7 +240,23 @@ def trainable(model):
 
 # ---- the experiment ----
 
+def pretrain_settings(args, tok, length):
+    """What a pretrained model depends on (a cached one is used only when all of them match)."""
+    return dict(vocab=tok.vocab, hidden=args.hidden, layers=args.layers, length=length, entities=args.entities,
+                attributes=args.attributes, steps=args.pretrain_steps, lr=args.pretrain_lr, clip=args.clip,
+                torch=str(torch.__version__))
+
+
 def pretrain(args, tok, old, length, log):
+    settings = pretrain_settings(args, tok, length)
+    if args.pretrained and os.path.exists(args.pretrained):
+        saved = torch.load(args.pretrained, weights_only=True)
+        if saved.get("settings") == settings:
+            model = make_llama(tok.vocab, args.hidden, args.layers, length, seed=0)
+            model.load_state_dict(saved["state"])
+            log(f"pretrained model loaded from {args.pretrained} (pretraining took {saved['seconds']:.0f} s)")
+            return model, saved["seconds"]
+        log(f"{args.pretrained}: made with other settings ({saved.get('settings')}); pretraining again")
     model = make_llama(tok.vocab, args.hidden, args.layers, length, seed=0)
     ids, mask, vmask = batch_of(tok, old, length)
     opt = torch.optim.AdamW(model.parameters(), lr=args.pretrain_lr, weight_decay=0.0)
@@ -252,7 +272,12 @@ def pretrain(args, tok, old, length, log):
         if step % max(1, args.pretrain_steps // 10) == 0 or step == args.pretrain_steps - 1:
             em, ca = recall(model, ids, vmask)
             log(f"pretrain step {step}: loss {loss.item():.4f}, old facts exact {em:.3f}, chars {ca:.3f}")
-    return model, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if args.pretrained:
+        tmp = args.pretrained + ".tmp"
+        torch.save({"settings": settings, "state": model.state_dict(), "seconds": seconds}, tmp)
+        os.replace(tmp, args.pretrained)  # whole or absent
+    return model, seconds
 
 
 def run_method(args, base, tok, old, new, length, method, seed, curves):
@@ -260,7 +285,8 @@ def run_method(args, base, tok, old, new, length, method, seed, curves):
     layers = adapt(model, method, args.rank, seed)
     params = trainable(model)
     ids, mask, vmask = batch_of(tok, new, length)
-    old_ids, _, old_vmask = batch_of(tok, old, length)
+    old_ids, old_mask, old_vmask = batch_of(tok, old, length)
+    replay = torch.Generator().manual_seed(2000 + seed)  # which old facts each step mixes in
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     every = args.merge_every if method.startswith("re") else 0
     first = None
@@ -269,15 +295,19 @@ def run_method(args, base, tok, old, new, length, method, seed, curves):
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * schedule(step, args.steps, since, every)
-        loss = lm_loss(model, ids, mask)
+        if args.replay:
+            pick = torch.randperm(len(old), generator=replay)[:args.replay]
+            loss = lm_loss(model, torch.cat([ids, old_ids[pick]]), torch.cat([mask, old_mask[pick]]))
+        else:
+            loss = lm_loss(model, ids, mask)
         first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], args.clip)
         opt.step()
         since += 1
-        if step % max(1, args.steps // 50) == 0:
-            curves.writerow([method, seed, step, f"{loss.item():.6f}"])
+        if step % max(1, args.steps // 50) == 0:  # the loss of this step's batch, the new facts' recall after it
+            curves.writerow([method, seed, step, f"{loss.item():.6f}", f"{recall(model, ids, vmask)[1]:.6f}"])
         if every and (step + 1) % every == 0 and step + 1 < args.steps:
             merge_restart(method, layers, opt)
             since = 0
@@ -366,16 +396,19 @@ def write_report(args, path, runs, pre, old_before, length, tok, wall):
               f"{old_before[0]:.3f}, characters {old_before[1]:.3f} ({pre:.0f} s)",
               f"- adaptation: the new facts only, full batch, {args.steps} steps, AdamW lr {args.lr} (weight decay 0), "
               f"warm-up 5 % then cosine, global gradient norm clipped to {args.clip}; rank r = {args.rank} on "
-              f"{', '.join(TARGETS)} of every layer; ReLoRA / ReMoRA merge every {args.merge_every} steps",
+              f"{', '.join(TARGETS)} of every layer; ReLoRA / ReMoRA merge every {args.merge_every} steps; "
+              + (f"{args.replay} old facts replayed in every step's batch (drawn afresh)" if args.replay else
+                 "no replay of old facts"),
               f"- seeds: {', '.join(map(str, args.seeds))} (the new values and the adapters' start); mean ± sample sd",
               "",
               "| method | trainable params | new facts: exact match | new facts: characters | old facts after: exact "
-              "match | forgetting (old exact, before − after) | final loss (new) | seconds |",
-              "|---|---|---|---|---|---|---|---|"]
+              "match | old facts after: characters | forgetting (old exact, before − after) | final loss (new) | seconds |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m in args.methods:
         rs = by[m]
         lines.append(f"| {m} | {rs[0]['params']:,} | {fmt([r['new_exact'] for r in rs])} | "
                      f"{fmt([r['new_chars'] for r in rs])} | {fmt([r['old_exact'] for r in rs])} | "
+                     f"{fmt([r['old_chars'] for r in rs])} | "
                      f"{fmt([old_before[0] - r['old_exact'] for r in rs])} | {fmt([r['final_loss'] for r in rs])} | "
                      f"{fmt([r['seconds'] for r in rs])} |")
     lines += ["", "Orderings on the new facts' character accuracy (A > B only where A's mean − sd lies above B's "
@@ -389,7 +422,7 @@ def write_report(args, path, runs, pre, old_before, length, tok, wall):
                if not ma - sa > mb + sb]
         lines.append(f"- separated: {', '.join(sep) or 'none'}")
         lines.append(f"- not separated: {', '.join(tie) or 'none'}")
-    lines += ["", "Every run: `summary.csv`; loss curves: `curves.csv`.", ""]
+    lines += ["", "Every run: `summary.csv`; curves (the loss, and the new facts' character accuracy): `curves.csv`.", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -413,6 +446,8 @@ def main():
     ap.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clipping (default 1)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default 1,2,3; --quick 1)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument("--replay", type=int, default=0, help="old facts mixed into every adaptation step (default 0)")
+    ap.add_argument("--pretrained", help="a file that keeps the pretrained model (loaded when its settings match)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     q = args.quick
@@ -436,6 +471,8 @@ def main():
     for name in ("entities", "hex_chars", "hidden", "layers", "pretrain_steps", "steps", "rank"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} {getattr(args, name)}: at least 1")
+    if not 0 <= args.replay <= args.entities * args.attributes:
+        ap.error(f"--replay {args.replay}: 0 to the number of old facts ({args.entities * args.attributes})")
     if args.hidden % 2:
         ap.error(f"--hidden {args.hidden}: even (rotary embeddings)")
     if args.threads:
@@ -462,7 +499,7 @@ def main():
     runs = []
     with open(os.path.join(args.out, "curves.csv"), "w", newline="") as fc:
         curves = csv.writer(fc)
-        curves.writerow(["method", "seed", "step", "loss"])
+        curves.writerow(["method", "seed", "step", "loss", "new_chars"])
         for method in args.methods:
             for seed in args.seeds:
                 r = run_method(args, base, tok, old, news[seed], length, method, seed, curves)
